@@ -1,0 +1,37 @@
+# Leadstream developer targets. Everything installs into .venv; nothing else is needed.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-unit test-integration demo lint typecheck drills bench clean
+
+$(BIN)/leadstream: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+venv: $(BIN)/leadstream ## create .venv and install Leadstream with test and dev tools
+
+test: venv ## the default test run: unit, agent and integration tiers on one real broker
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+test-unit: venv
+	$(BIN)/pytest tests/unit tests/agents $(PYTEST_ARGS)
+
+test-integration: venv
+	$(BIN)/pytest tests/integration -m "not slow" $(PYTEST_ARGS)
+
+demo: venv ## local broker + registry + Events API sandbox + worker + sample traffic, then a summary
+	$(BIN)/leadstream demo
+
+lint: venv
+	$(BIN)/ruff check streams tests
+	$(BIN)/ruff format --check streams tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
