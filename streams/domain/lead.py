@@ -1,0 +1,575 @@
+"""The per-lead state machine: enrichment from the form submit, waiting, and every dedup decision.
+
+Each function takes the lead's stored state and one input (or the clock, for :func:`expire`) and
+returns an :class:`Outcome`: the new state, the conversions to publish, the inputs to dead-letter
+and counter increments. Duplicates, withheld and unmatched inputs are outcomes, never exceptions.
+
+Decisions documented here (domain.md leaves them open):
+
+- Input ids are remembered per kind (``f:`` form event id, ``s:`` change id, ``b:`` booking id),
+  so a change and a booking that share an id do not shadow each other.
+- A later form of the same lead only fills context fields that are still empty; consent takes the
+  most restrictive answer (``DENIED`` beats ``GRANTED`` beats ``UNKNOWN``) and ``limited_data_use``
+  stays on once set.
+- A status change's conversion is a duplicate when its event was already sent under either of its
+  ids: ``<form event_id>:<event>`` or ``lead-<lead_id>:<event>`` (sent earlier without the form).
+- Order of checks for an input that maps to an event: ledger (duplicate), no match keys at all
+  (``unmatched_lead``, only for inputs sent without their form), consent (withheld), Purchase
+  value and currency (``invalid_value``). A withheld or dead-lettered event is not recorded as
+  sent, so a later, valid change can still send it.
+- ``value`` and ``currency`` travel as a pair: one without the other is dropped (except for a
+  Purchase, which is dead-lettered instead).
+- A booking is always routed ``WEB``: its event id is the browser Pixel's, and only the same pixel
+  deduplicates the server copy against it.
+- Inputs sent after their wait expired carry consent ``UNKNOWN`` and follow the consent policy:
+  under ``granted-only`` (the default) they are withheld as ``consent_unknown``.
+- :func:`expire` returns the very same state object when nothing changed, so the caller can skip
+  the write; pruning alone does not bump ``updated_at``, so an idle lead ages out. A lead is
+  deleted when nothing is pending and its last activity (``updated_at``, else the form's
+  ``occurred_at``) is ``lead_retention`` old, or when it has no context and nothing left to
+  remember.
+- Times stored in the state are truncated to milliseconds, like Avro, so the table's JSON
+  round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+
+from streams.domain.consent import withheld_reason
+from streams.domain.currencies import is_currency
+from streams.domain.mapping import conversion_event_id, event_for_status
+from streams.domain.types import (
+    Booking,
+    Channel,
+    Consent,
+    Conversion,
+    FormSubmit,
+    LeadContext,
+    LeadState,
+    MatchKeys,
+    Pending,
+    Rejection,
+    Rules,
+    SourceKind,
+    SourceRef,
+    StatusChange,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadItem:
+    """An input that cannot become a conversion, to be dead-lettered with its source."""
+
+    item: FormSubmit | Booking | StatusChange
+    source: SourceRef | None
+    rejection: Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one step of a lead's state machine.
+
+    ``state`` is the new state to store (None: delete the key). ``counts`` maps counter names to
+    increments, e.g. ``emitted``, ``duplicate_input``, ``withheld_consent_denied``.
+    """
+
+    state: LeadState | None
+    conversions: tuple[Conversion, ...] = ()
+    dead: tuple[DeadItem, ...] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+_EMITTED = "emitted"
+_EXPIRED_SENT = "expired_sent"
+
+
+def _tick(now: datetime) -> datetime:
+    if now.utcoffset() is None:
+        msg = f"now must be timezone-aware, got {now.isoformat()}"
+        raise ValueError(msg)
+    utc = now.astimezone(UTC)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
+def _seen_key(item: FormSubmit | Booking | StatusChange) -> str:
+    if isinstance(item, FormSubmit):
+        return f"f:{item.event_id}"
+    if isinstance(item, Booking):
+        return f"b:{item.booking_id}"
+    return f"s:{item.change_id}"
+
+
+def _describe(item: Booking | StatusChange) -> str:
+    if isinstance(item, Booking):
+        return f"BookingCreated booking_id={item.booking_id}"
+    return f"LeadStatusChanged change_id={item.change_id}"
+
+
+def _recent(times: Mapping[str, datetime], key: str, window: timedelta, now: datetime) -> bool:
+    at = times.get(key)
+    return at is not None and now < at + window
+
+
+def _fill_keys(primary: MatchKeys, fallback: MatchKeys) -> MatchKeys:
+    return MatchKeys(
+        email_sha256=primary.email_sha256 or fallback.email_sha256,
+        phone_sha256=primary.phone_sha256 or fallback.phone_sha256,
+        external_id_sha256=primary.external_id_sha256 or fallback.external_id_sha256,
+    )
+
+
+def _stricter_consent(a: Consent, b: Consent) -> Consent:
+    if Consent.DENIED in (a, b):
+        return Consent.DENIED
+    if Consent.GRANTED in (a, b):
+        return Consent.GRANTED
+    return Consent.UNKNOWN
+
+
+def _money(value: float | None, currency: str | None) -> tuple[float | None, str | None]:
+    if value is None or currency is None:
+        return None, None
+    return value, currency.upper()
+
+
+class _Work:
+    """A mutable working copy of one lead's state during a single step (never escapes)."""
+
+    def __init__(self, state: LeadState, rules: Rules, now: datetime) -> None:
+        self.rules = rules
+        self.now = now
+        self.lead_id = state.lead_id
+        self.context = state.context
+        self.sent = dict(state.sent)
+        self.seen = dict(state.seen)
+        self.pending = list(state.pending)
+        self.conversions: list[Conversion] = []
+        self.dead: list[DeadItem] = []
+        self.counts: Counter[str] = Counter()
+
+    def state(self, updated_at: datetime | None) -> LeadState:
+        return LeadState(
+            lead_id=self.lead_id,
+            context=self.context,
+            sent=self.sent,
+            seen=self.seen,
+            pending=tuple(self.pending),
+            updated_at=updated_at,
+        )
+
+    def outcome(self, state: LeadState | None) -> Outcome:
+        return Outcome(
+            state=state,
+            conversions=tuple(self.conversions),
+            dead=tuple(self.dead),
+            counts=MappingProxyType(dict(self.counts)),
+        )
+
+    def emit(self, conversion: Conversion, counter: str) -> None:
+        self.sent[conversion.event_id] = self.now
+        self.conversions.append(conversion)
+        self.counts[counter] += 1
+
+    def reject(self, item: Booking | StatusChange, source: SourceRef, rejection: Rejection) -> None:
+        self.dead.append(DeadItem(item, source, rejection))
+        self.counts[rejection.reason] += 1
+
+    def already_sent(self, *event_ids: str) -> bool:
+        retention = self.rules.ledger_retention
+        return any(_recent(self.sent, eid, retention, self.now) for eid in event_ids)
+
+    def withheld(self, consent: Consent) -> bool:
+        reason = withheld_reason(consent, self.rules.consent_policy)
+        if reason is None:
+            return False
+        self.counts[f"withheld_{reason}"] += 1
+        return True
+
+    def unmatched(self, item: Booking | StatusChange, source: SourceRef) -> None:
+        message = (
+            f"lead {self.lead_id}: {_describe(item)} waited {self.rules.pending_wait} for the "
+            "lead's form submit and has no match keys of its own"
+        )
+        self.reject(item, source, Rejection("unmatched_lead", message))
+
+
+@dataclass(frozen=True, slots=True)
+class _Click:
+    """What a conversion inherits from the lead's form; empty for an input sent without it."""
+
+    keys: MatchKeys = MatchKeys()
+    ttclid: str | None = None
+    ttp: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    page_url: str | None = None
+    referrer_url: str | None = None
+    tiktok_lead_id: str | None = None
+    ad_consent: Consent = Consent.UNKNOWN
+    limited_data_use: bool = False
+
+
+def _click(ctx: LeadContext | None) -> _Click:
+    if ctx is None:
+        return _Click()
+    return _Click(
+        keys=ctx.keys,
+        ttclid=ctx.ttclid,
+        ttp=ctx.ttp,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+        page_url=ctx.page_url,
+        referrer_url=ctx.referrer_url,
+        tiktok_lead_id=ctx.tiktok_lead_id,
+        ad_consent=ctx.ad_consent,
+        limited_data_use=ctx.limited_data_use,
+    )
+
+
+def _either(own: str | None, fallback: str | None) -> str | None:
+    return own if own is not None else fallback
+
+
+def _channel(ctx: LeadContext | None, rules: Rules) -> Channel:
+    if ctx is not None and ctx.tiktok_lead_id and rules.crm_routing:
+        return Channel.CRM
+    return Channel.WEB
+
+
+def _purchase_problem(change: StatusChange) -> Rejection | None:
+    value, currency = change.value, change.currency
+    if value is not None and value > 0 and currency is not None and is_currency(currency.upper()):
+        return None
+    message = (
+        f"LeadStatusChanged change_id={change.change_id}: a Purchase needs a positive 'value' and "
+        f"an ISO 4217 'currency', got value={value!r}, currency={currency!r}"
+    )
+    bad_value = value is None or not value > 0
+    return Rejection("invalid_value", message, "value" if bad_value else "currency")
+
+
+def _send_status(
+    w: _Work, change: StatusChange, event: str, source: SourceRef, counter: str
+) -> None:
+    rules, ctx = w.rules, w.context
+    event_id = conversion_event_id(
+        event,
+        form_event_id=ctx.event_id if ctx is not None else None,
+        lead_id=w.lead_id,
+        order_id=change.order_id,
+        purchase_event=rules.purchase_event,
+    )
+    without_form = conversion_event_id(
+        event,
+        form_event_id=None,
+        lead_id=w.lead_id,
+        order_id=change.order_id,
+        purchase_event=rules.purchase_event,
+    )
+    if w.already_sent(event_id, without_form):
+        w.counts["duplicate_conversion"] += 1
+        return
+    if ctx is None and change.keys.is_empty():
+        w.unmatched(change, source)
+        return
+    click = _click(ctx)
+    if w.withheld(click.ad_consent):
+        return
+    if event == rules.purchase_event:
+        problem = _purchase_problem(change)
+        if problem is not None:
+            w.reject(change, source, problem)
+            return
+    value, currency = _money(change.value, change.currency)
+    w.emit(
+        Conversion(
+            event_id=event_id,
+            event=event,
+            event_time=change.changed_at,
+            lead_id=w.lead_id,
+            source_kind=SourceKind.STATUS_CHANGE,
+            source_id=change.change_id,
+            channel=_channel(ctx, rules),
+            matched=ctx is not None,
+            created_at=w.now,
+            keys=_fill_keys(click.keys, change.keys),
+            ttclid=click.ttclid,
+            ttp=click.ttp,
+            ip=click.ip,
+            user_agent=click.user_agent,
+            page_url=click.page_url,
+            referrer_url=click.referrer_url,
+            tiktok_lead_id=click.tiktok_lead_id,
+            crm=change.crm,
+            value=value,
+            currency=currency,
+            order_id=change.order_id,
+            ad_consent=click.ad_consent,
+            limited_data_use=click.limited_data_use,
+        ),
+        counter,
+    )
+
+
+def _send_booking(w: _Work, booking: Booking, source: SourceRef, counter: str) -> None:
+    rules, ctx = w.rules, w.context
+    if w.already_sent(booking.event_id):
+        w.counts["duplicate_conversion"] += 1
+        return
+    if (
+        ctx is None
+        and booking.keys.is_empty()
+        and not (booking.ttclid or booking.ttp or booking.ip)
+    ):
+        w.unmatched(booking, source)
+        return
+    click = _click(ctx)
+    if w.withheld(click.ad_consent):
+        return
+    value, currency = _money(booking.value, booking.currency)
+    w.emit(
+        Conversion(
+            event_id=booking.event_id,
+            event=rules.booking_event,
+            event_time=booking.occurred_at,
+            lead_id=w.lead_id,
+            source_kind=SourceKind.BOOKING,
+            source_id=booking.booking_id,
+            channel=Channel.WEB,
+            matched=ctx is not None,
+            created_at=w.now,
+            keys=_fill_keys(booking.keys, click.keys),
+            ttclid=_either(booking.ttclid, click.ttclid),
+            ttp=_either(booking.ttp, click.ttp),
+            ip=_either(booking.ip, click.ip),
+            user_agent=_either(booking.user_agent, click.user_agent),
+            page_url=_either(booking.page_url, click.page_url),
+            referrer_url=click.referrer_url,
+            tiktok_lead_id=click.tiktok_lead_id,
+            value=value,
+            currency=currency,
+            ad_consent=click.ad_consent,
+            limited_data_use=click.limited_data_use,
+        ),
+        counter,
+    )
+
+
+def _parked(w: _Work, item: StatusChange | Booking, source: SourceRef, *, expired: bool) -> bool:
+    """Make an input wait for the lead's form when there is none yet; tell whether it waits."""
+    if w.context is not None or expired:
+        return False
+    key = _seen_key(item)
+    if any(_seen_key(p.item) == key for p in w.pending):
+        w.counts["duplicate_input"] += 1
+    else:
+        w.pending.append(Pending(item, source, w.now))
+        w.counts["waiting_for_form"] += 1
+    return True
+
+
+def _handle(w: _Work, item: StatusChange | Booking, source: SourceRef, *, expired: bool) -> None:
+    """Process an input that passed the redelivery check: send it, or make it wait."""
+    counter = _EXPIRED_SENT if expired else _EMITTED
+    if isinstance(item, Booking):
+        if not _parked(w, item, source, expired=expired):
+            _send_booking(w, item, source, counter)
+        return
+    event = event_for_status(item.status, w.rules.stage_map)
+    if event is None:
+        w.counts["ignored_status"] += 1
+        return
+    if not _parked(w, item, source, expired=expired):
+        _send_status(w, item, event, source, counter)
+
+
+def _new_context(lead_id: str, form: FormSubmit) -> LeadContext:
+    return LeadContext(
+        lead_id=lead_id,
+        event_id=form.event_id,
+        occurred_at=form.occurred_at,
+        page_url=form.page_url,
+        keys=form.keys,
+        referrer_url=form.referrer_url,
+        ttclid=form.ttclid,
+        ttp=form.ttp,
+        tiktok_lead_id=form.tiktok_lead_id,
+        ip=form.ip,
+        user_agent=form.user_agent,
+        ad_consent=form.ad_consent,
+        limited_data_use=form.limited_data_use,
+    )
+
+
+def _merge_context(ctx: LeadContext, form: FormSubmit) -> LeadContext:
+    def keep(own: str | None, other: str | None) -> str | None:
+        return own if own is not None else other
+
+    return replace(
+        ctx,
+        keys=_fill_keys(ctx.keys, form.keys),
+        referrer_url=keep(ctx.referrer_url, form.referrer_url),
+        ttclid=keep(ctx.ttclid, form.ttclid),
+        ttp=keep(ctx.ttp, form.ttp),
+        tiktok_lead_id=keep(ctx.tiktok_lead_id, form.tiktok_lead_id),
+        ip=keep(ctx.ip, form.ip),
+        user_agent=keep(ctx.user_agent, form.user_agent),
+        ad_consent=_stricter_consent(ctx.ad_consent, form.ad_consent),
+        limited_data_use=ctx.limited_data_use or form.limited_data_use,
+    )
+
+
+def on_form(state: LeadState | None, form: FormSubmit, rules: Rules, now: datetime) -> Outcome:
+    """Store a form submit's click context and release the inputs that waited for it.
+
+    The first form sets the lead's context; a later one (another ``event_id``) only fills fields
+    still empty, since conversion ids derive from the first form's ``event_id``. Waiting status
+    changes and bookings are then processed in arrival order, enriched.
+
+    Args:
+        state: The lead's stored state, or None for a new lead.
+        form: The validated form submit.
+        rules: The core's rules.
+        now: The current time (timezone-aware).
+
+    Returns:
+        The outcome; a redelivered form leaves the state unchanged (``duplicate_input``).
+
+    """
+    now = _tick(now)
+    if state is not None and _recent(state.seen, _seen_key(form), rules.input_dedup_window, now):
+        return Outcome(state=state, counts=MappingProxyType({"duplicate_input": 1}))
+    w = _Work(state if state is not None else LeadState(lead_id=form.lead_id), rules, now)
+    w.seen[_seen_key(form)] = now
+    if w.context is None:
+        w.context = _new_context(w.lead_id, form)
+    else:
+        w.context = _merge_context(w.context, form)
+    w.counts["form_stored"] += 1
+    waiting, w.pending = w.pending, []
+    for p in waiting:
+        _handle(w, p.item, p.source, expired=False)
+    return w.outcome(w.state(updated_at=now))
+
+
+def _on_input(
+    state: LeadState | None,
+    lead_id: str,
+    item: StatusChange | Booking,
+    source: SourceRef,
+    rules: Rules,
+    now: datetime,
+) -> Outcome:
+    now = _tick(now)
+    key = _seen_key(item)
+    if state is not None and _recent(state.seen, key, rules.input_dedup_window, now):
+        return Outcome(state=state, counts=MappingProxyType({"duplicate_input": 1}))
+    w = _Work(state if state is not None else LeadState(lead_id=lead_id), rules, now)
+    w.seen[key] = now
+    _handle(w, item, source, expired=False)
+    return w.outcome(w.state(updated_at=now))
+
+
+def on_status_change(
+    state: LeadState | None,
+    change: StatusChange,
+    source: SourceRef,
+    rules: Rules,
+    now: datetime,
+) -> Outcome:
+    """Turn a CRM status change into a conversion, or make it wait for the lead's form.
+
+    Args:
+        state: The lead's stored state (keyed by ``change.lead_id``), or None.
+        change: The validated status change.
+        source: Where the change was read, kept for a later dead letter.
+        rules: The core's rules.
+        now: The current time (timezone-aware).
+
+    Returns:
+        The outcome: at most one conversion, or a count saying why not (``duplicate_input``,
+        ``ignored_status``, ``waiting_for_form``, ``duplicate_conversion``, ``withheld_*``), or a
+        dead item (``invalid_value`` for a Purchase without positive value and currency).
+
+    """
+    return _on_input(state, change.lead_id, change, source, rules, now)
+
+
+def on_booking(
+    state: LeadState | None,
+    booking: Booking,
+    source: SourceRef,
+    rules: Rules,
+    now: datetime,
+) -> Outcome:
+    """Turn a booking into a ``Schedule`` conversion, or make it wait for the lead's form.
+
+    The caller has resolved the booking's lead (``booking.lead_id``, or a match by hashed email
+    or phone) and passes that lead's state. A booking matched to no lead may be kept under its
+    ``booking_id`` instead, like its topic key: it then waits and is sent with its own keys.
+
+    Args:
+        state: The resolved lead's stored state, or None.
+        booking: The validated booking.
+        source: Where the booking was read, kept for a later dead letter.
+        rules: The core's rules.
+        now: The current time (timezone-aware).
+
+    Returns:
+        The outcome, as for :func:`on_status_change`.
+
+    """
+    lead_id = booking.lead_id or booking.booking_id
+    return _on_input(state, lead_id, booking, source, rules, now)
+
+
+def expire(state: LeadState, rules: Rules, now: datetime) -> Outcome:
+    """Release inputs whose wait for the form expired, prune old dedup entries, drop idle leads.
+
+    An expired input is sent with its own match keys (``matched=False``, channel ``WEB``,
+    consent ``UNKNOWN`` so the consent policy applies), or dead-lettered as ``unmatched_lead``
+    when it has nothing to match on (no hashed key; for a booking also no ttclid, ttp or ip).
+
+    Args:
+        state: The lead's stored state.
+        rules: The core's rules.
+        now: The current time (timezone-aware).
+
+    Returns:
+        The outcome; ``state`` is the same object when nothing changed and None when the lead
+        is deleted. Counts: ``expired_sent``, ``unmatched_lead``, ``pruned`` (entries),
+        ``lead_deleted`` and the reasons an expired input was not sent.
+
+    """
+    now = _tick(now)
+    w = _Work(state, rules, now)
+    due = [p for p in state.pending if p.received_at + rules.pending_wait <= now]
+    if due:
+        w.pending = [p for p in state.pending if p.received_at + rules.pending_wait > now]
+        for p in due:
+            _handle(w, p.item, p.source, expired=True)
+    pruned = 0
+    for times, window in ((w.sent, rules.ledger_retention), (w.seen, rules.input_dedup_window)):
+        for key in [k for k, at in times.items() if at + window <= now]:
+            del times[key]
+            pruned += 1
+    if pruned:
+        w.counts["pruned"] += pruned
+    updated_at = now if due else state.updated_at
+    if not w.pending:
+        if w.context is not None:
+            last = updated_at or w.context.occurred_at
+            idle = last + rules.lead_retention <= now
+        else:
+            idle = not w.sent and not w.seen
+        if idle:
+            w.counts["lead_deleted"] += 1
+            return w.outcome(None)
+    if not due and not pruned:
+        return Outcome(state=state)
+    return w.outcome(w.state(updated_at=updated_at))

@@ -1,0 +1,210 @@
+"""Match-key normalisation and SHA-256 hashing (email, phone, external id), per destination rule."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import StrEnum
+
+import phonenumbers
+
+from streams.domain.types import MatchKeys
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class PhoneHashRule(StrEnum):
+    """How a phone number is written before hashing; differs between destinations."""
+
+    E164_PLUS = "e164_plus"
+    """E.164 with the leading ``+`` (TikTok Events API)."""
+    DIGITS_ONLY = "digits_only"
+    """E.164 digits without the ``+`` (Meta Conversions API)."""
+
+
+def sha256_hex(text: str) -> str:
+    """Return the lowercase hex SHA-256 of the UTF-8 bytes of ``text``.
+
+    Args:
+        text: Already normalised text.
+
+    Returns:
+        64 lowercase hex characters.
+
+    """
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_sha256_hex(text: str) -> bool:
+    """Tell whether ``text`` already is a SHA-256 hex digest.
+
+    Exactly 64 hex characters of either case count as a hash (some systems upper-case their
+    digests); the hashing functions lower-case such a value and pass it through, never hashing
+    it again. Surrounding whitespace is not accepted here: callers trim first.
+
+    Args:
+        text: The candidate value.
+
+    Returns:
+        True for 64 hex characters, upper- or lower-case.
+
+    """
+    return _SHA256_HEX.fullmatch(text) is not None
+
+
+def normalise_email(raw: str) -> str | None:
+    """Normalise an email address for hashing: trim and lower-case.
+
+    Args:
+        raw: The email as entered.
+
+    Returns:
+        The normalised address, or None when it is blank or has no ``@``.
+
+    """
+    text = raw.strip().lower()
+    if not text or "@" not in text:
+        return None
+    return text
+
+
+def _region(default_region: str | None) -> str | None:
+    if default_region is None:
+        return None
+    region = default_region.strip().upper()
+    return region if region in phonenumbers.SUPPORTED_REGIONS else None
+
+
+def _parse_e164(text: str, region: str | None) -> str | None:
+    try:
+        number = phonenumbers.parse(text, region)
+    except Exception:  # the parser must never take the worker down, whatever the text
+        return None
+    reason = phonenumbers.is_possible_number_with_reason(number)
+    if reason != phonenumbers.ValidationResult.IS_POSSIBLE:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_phone(raw: str, default_region: str | None) -> str | None:
+    """Normalise a phone number to E.164 with the leading ``+``.
+
+    The number is parsed with ``default_region`` (ISO 3166-1 alpha-2, any case; an unknown region
+    counts as None). Without a region only international numbers parse: ones starting with ``+``
+    or with the ``00`` international prefix. A number must be a *possible* number for its country
+    (right length, not local-only); validity against the numbering plan is not required, because
+    stale metadata would otherwise drop real numbers and fictional ranges are used in tests.
+
+    Args:
+        raw: The phone number in any format.
+        default_region: The lead's country, used for numbers written in national format.
+
+    Returns:
+        ``+`` followed by the digits, or None when the text is not a possible phone number.
+        Never raises.
+
+    """
+    text = raw.strip()
+    if not text:
+        return None
+    region = _region(default_region)
+    if text.startswith("+") or region is not None:
+        parsed = _parse_e164(text, region)
+        if parsed is not None:
+            return parsed
+    if text.startswith("00"):
+        return _parse_e164("+" + text[2:], None)
+    return None
+
+
+def hash_email(raw: str | None) -> str | None:
+    """Return the SHA-256 of the normalised email, or pass an existing hash through.
+
+    Args:
+        raw: Raw email or SHA-256 hex of one.
+
+    Returns:
+        Lowercase hex digest, or None when absent or not an email.
+
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if is_sha256_hex(text):
+        return text.lower()
+    normalised = normalise_email(text)
+    return None if normalised is None else sha256_hex(normalised)
+
+
+def hash_phone(
+    raw: str | None,
+    default_region: str | None,
+    rule: PhoneHashRule = PhoneHashRule.E164_PLUS,
+) -> str | None:
+    """Return the SHA-256 of the normalised phone number, or pass an existing hash through.
+
+    Args:
+        raw: Raw phone number or SHA-256 hex of one.
+        default_region: Country for numbers in national format (see :func:`normalise_phone`).
+        rule: The destination's rule: E.164 with ``+`` (TikTok) or digits only (Meta).
+
+    Returns:
+        Lowercase hex digest, or None when absent or not a possible phone number.
+
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if is_sha256_hex(text):
+        return text.lower()
+    normalised = normalise_phone(text, default_region)
+    if normalised is None:
+        return None
+    if rule is PhoneHashRule.DIGITS_ONLY:
+        normalised = normalised.removeprefix("+")
+    return sha256_hex(normalised)
+
+
+def hash_external_id(raw: str | None) -> str | None:
+    """Return the SHA-256 of the trimmed external id, or pass an existing hash through.
+
+    Args:
+        raw: Raw external id or SHA-256 hex of one.
+
+    Returns:
+        Lowercase hex digest, or None when absent or blank.
+
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not text:
+        return None
+    if is_sha256_hex(text):
+        return text.lower()
+    return sha256_hex(text)
+
+
+def match_keys(
+    email: str | None,
+    phone: str | None,
+    external_id: str | None,
+    country: str | None,
+) -> MatchKeys:
+    """Hash all match keys of one record (TikTok rule for phones).
+
+    Args:
+        email: Raw or hashed email.
+        phone: Raw or hashed phone.
+        external_id: Raw or hashed external id.
+        country: Default region for the phone number.
+
+    Returns:
+        The hashed keys; a key that cannot be normalised is None.
+
+    """
+    return MatchKeys(
+        email_sha256=hash_email(email),
+        phone_sha256=hash_phone(phone, country),
+        external_id_sha256=hash_external_id(external_id),
+    )

@@ -1,0 +1,217 @@
+"""Domain types: frozen value objects the pure core takes and returns.
+
+Match keys are always hashed by the time a value reaches one of these types; raw email, phone or
+external id never live in a domain object, so they can never reach a table, a topic or a log line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class Consent(StrEnum):
+    """Consent to ad measurement, as recorded with the form submit."""
+
+    GRANTED = "GRANTED"
+    DENIED = "DENIED"
+    UNKNOWN = "UNKNOWN"
+
+
+class Channel(StrEnum):
+    """How a conversion is routed: the pixel (web) or the CRM event set (crm)."""
+
+    WEB = "WEB"
+    CRM = "CRM"
+
+
+class ConsentPolicy(StrEnum):
+    """What to do with UNKNOWN consent."""
+
+    GRANTED_ONLY = "granted-only"
+    UNLESS_DENIED = "unless-denied"
+
+
+class SourceKind(StrEnum):
+    """Which input produced a conversion."""
+
+    BOOKING = "booking"
+    STATUS_CHANGE = "status_change"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRef:
+    """Where an input record came from, for dead letters and logs."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class MatchKeys:
+    """Hashed match keys (SHA-256 lowercase hex), each optional."""
+
+    email_sha256: str | None = None
+    phone_sha256: str | None = None
+    external_id_sha256: str | None = None
+
+    def is_empty(self) -> bool:
+        """Return True when no key is present."""
+        return not (self.email_sha256 or self.phone_sha256 or self.external_id_sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class FormSubmit:
+    """A validated, hashed website form submit."""
+
+    event_id: str
+    lead_id: str
+    occurred_at: datetime
+    page_url: str
+    keys: MatchKeys = MatchKeys()
+    form_id: str | None = None
+    referrer_url: str | None = None
+    ttclid: str | None = None
+    ttp: str | None = None
+    tiktok_lead_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    country: str | None = None
+    ad_consent: Consent = Consent.UNKNOWN
+    limited_data_use: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """A validated, hashed booking."""
+
+    booking_id: str
+    event_id: str
+    occurred_at: datetime
+    lead_id: str | None = None
+    keys: MatchKeys = MatchKeys()
+    value: float | None = None
+    currency: str | None = None
+    page_url: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    ttclid: str | None = None
+    ttp: str | None = None
+    scheduled_for: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A validated, hashed CRM lead status change."""
+
+    change_id: str
+    lead_id: str
+    status: str
+    changed_at: datetime
+    crm: str
+    previous_status: str | None = None
+    value: float | None = None
+    currency: str | None = None
+    order_id: str | None = None
+    keys: MatchKeys = MatchKeys()
+
+
+@dataclass(frozen=True, slots=True)
+class LeadContext:
+    """The click context of a lead's form submit, kept in the lead table (hashed keys only)."""
+
+    lead_id: str
+    event_id: str
+    occurred_at: datetime
+    page_url: str
+    keys: MatchKeys = MatchKeys()
+    referrer_url: str | None = None
+    ttclid: str | None = None
+    ttp: str | None = None
+    tiktok_lead_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    ad_consent: Consent = Consent.UNKNOWN
+    limited_data_use: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A destination-neutral conversion, enriched and deduplicated, ready to send."""
+
+    event_id: str
+    event: str
+    event_time: datetime
+    lead_id: str
+    source_kind: SourceKind
+    source_id: str
+    channel: Channel
+    matched: bool
+    created_at: datetime
+    keys: MatchKeys = MatchKeys()
+    ttclid: str | None = None
+    ttp: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    page_url: str | None = None
+    referrer_url: str | None = None
+    tiktok_lead_id: str | None = None
+    crm: str | None = None
+    value: float | None = None
+    currency: str | None = None
+    order_id: str | None = None
+    ad_consent: Consent = Consent.UNKNOWN
+    limited_data_use: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why an input cannot be processed: a dead letter's reason and a message naming the field."""
+
+    reason: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A status change or booking waiting for its lead's form submit."""
+
+    item: StatusChange | Booking
+    source: SourceRef
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LeadState:
+    """Everything Leadstream keeps per lead: click context, dedup ledgers and waiting inputs.
+
+    ``sent`` maps conversion event_id to when it was emitted (the ledger of rule 2);
+    ``seen`` maps input ids (change_id, booking_id, form event_id) to when they were first seen
+    (rule 1). Both are pruned by :func:`streams.domain.lead.expire`.
+    """
+
+    lead_id: str
+    context: LeadContext | None = None
+    sent: Mapping[str, datetime] = field(default_factory=dict)
+    seen: Mapping[str, datetime] = field(default_factory=dict)
+    pending: tuple[Pending, ...] = ()
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The configurable rules of the core (mapping, consent, windows)."""
+
+    stage_map: Mapping[str, str]
+    consent_policy: ConsentPolicy = ConsentPolicy.GRANTED_ONLY
+    crm_routing: bool = False
+    pending_wait: timedelta = timedelta(hours=24)
+    ledger_retention: timedelta = timedelta(days=90)
+    lead_retention: timedelta = timedelta(days=90)
+    input_dedup_window: timedelta = timedelta(days=90)
+    purchase_event: str = "Purchase"
+    booking_event: str = "Schedule"

@@ -1,0 +1,167 @@
+"""Match-key normalisation and hashing: golden vectors, pass-through, phones, properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.domain.matchkeys import (
+    PhoneHashRule,
+    hash_email,
+    hash_external_id,
+    hash_phone,
+    is_sha256_hex,
+    match_keys,
+    normalise_email,
+    normalise_phone,
+    sha256_hex,
+)
+from streams.domain.types import MatchKeys
+from tests.unit.factories import EMAIL_SHA, EXTERNAL_ID_SHA, PHONE_SHA
+
+META_PHONE_SHA = "033134b911b137918338415ee3d20a064b24773d36a3b02e8b99fdd3fcd6b4cd"
+
+
+def test_golden_vectors() -> None:
+    assert sha256_hex("jane.doe@example.com") == EMAIL_SHA
+    assert sha256_hex("+447700900123") == PHONE_SHA
+    assert sha256_hex("447700900123") == META_PHONE_SHA
+    assert hash_email("jane.doe@example.com") == EMAIL_SHA
+    assert hash_phone("+447700900123", None) == PHONE_SHA
+    assert hash_phone("+447700900123", None, PhoneHashRule.DIGITS_ONLY) == META_PHONE_SHA
+
+
+def test_email_is_trimmed_and_lower_cased_before_hashing() -> None:
+    assert hash_email("  Jane.Doe@EXAMPLE.com\t") == EMAIL_SHA
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "not-an-email", "jane.doe.example.com"])
+def test_email_without_at_is_no_key(raw: str) -> None:
+    assert normalise_email(raw) is None
+    assert hash_email(raw) is None
+
+
+def test_none_is_no_key() -> None:
+    assert hash_email(None) is None
+    assert hash_phone(None, "GB") is None
+    assert hash_external_id(None) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [
+        ("07700 900123", "GB"),
+        ("07700 900123", "gb"),
+        (" (07700) 900-123 ", " GB "),
+        ("+44 7700 900123", None),
+        ("+44 (0)7700 900123", "US"),
+        ("0044 7700 900123", None),
+        ("0044 7700 900123", "US"),
+        ("0044 7700 900123", "GB"),
+    ],
+)
+def test_phone_formats_normalise_to_the_same_e164(raw: str, region: str | None) -> None:
+    assert normalise_phone(raw, region) == "+447700900123"
+    assert hash_phone(raw, region) == PHONE_SHA
+
+
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [
+        ("07700 900123", None),  # national format without a region
+        ("07700 900123", "XX"),  # unknown region counts as none
+        ("12345", "GB"),  # too short for a full number
+        ("555 0143", "US"),  # local-only number
+        ("+44", None),
+        ("call me maybe", "GB"),
+        ("", "GB"),
+        ("   ", None),
+        ("1" * 400, "GB"),
+        ("+" + "9" * 30, None),
+        ("\x00+44\x00", None),
+    ],
+)
+def test_impossible_phones_are_no_key(raw: str, region: str | None) -> None:
+    assert normalise_phone(raw, region) is None
+    assert hash_phone(raw, region) is None
+
+
+def test_meta_rule_hashes_digits_without_plus() -> None:
+    assert hash_phone("07700 900123", "GB", PhoneHashRule.DIGITS_ONLY) == META_PHONE_SHA
+    assert hash_phone("07700 900123", "GB", rule=PhoneHashRule.E164_PLUS) == PHONE_SHA
+
+
+def test_external_id_is_trimmed_then_hashed() -> None:
+    assert hash_external_id("  crm-user-42\n") == EXTERNAL_ID_SHA
+    assert hash_external_id("Crm-User-42") != EXTERNAL_ID_SHA  # case is kept
+    assert hash_external_id("   ") is None
+
+
+@pytest.mark.parametrize("digest", [EMAIL_SHA, EMAIL_SHA.upper(), f"  {EMAIL_SHA}  "])
+def test_existing_hashes_pass_through_lower_cased(digest: str) -> None:
+    assert hash_email(digest) == EMAIL_SHA
+    assert hash_phone(digest, "GB") == EMAIL_SHA
+    assert hash_phone(digest, None, PhoneHashRule.DIGITS_ONLY) == EMAIL_SHA
+    assert hash_external_id(digest) == EMAIL_SHA
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (EMAIL_SHA, True),
+        (EMAIL_SHA.upper(), True),
+        (EMAIL_SHA[:-1], False),
+        (EMAIL_SHA + "0", False),
+        (EMAIL_SHA[:-1] + "g", False),
+        (f" {EMAIL_SHA}", False),
+        (EMAIL_SHA + "\n", False),
+        ("", False),
+    ],
+)
+def test_is_sha256_hex(text: str, expected: bool) -> None:
+    assert is_sha256_hex(text) is expected
+
+
+def test_match_keys_uses_country_for_the_phone() -> None:
+    keys = match_keys(" Jane.Doe@example.com", "07700 900123", "crm-user-42", "GB")
+    assert keys == MatchKeys(EMAIL_SHA, PHONE_SHA, EXTERNAL_ID_SHA)
+    assert match_keys(None, "07700 900123", None, None) == MatchKeys()
+    assert match_keys(None, None, None, None).is_empty()
+
+
+regions = st.one_of(st.none(), st.sampled_from(["GB", "US", "DE", "FR", "IN", "BR", "xx", ""]))
+
+
+@given(raw=st.text(), region=regions)
+def test_normalisation_never_raises_and_is_idempotent(raw: str, region: str | None) -> None:
+    email = normalise_email(raw)
+    if email is not None:
+        assert normalise_email(email) == email
+    phone = normalise_phone(raw, region)
+    if phone is not None:
+        assert phone.startswith("+") and phone[1:].isdigit()
+        assert normalise_phone(phone, region) == phone
+        assert normalise_phone(phone, None) == phone
+
+
+@given(
+    raw=st.one_of(
+        st.text(),
+        st.from_regex(r"\+?[0-9 ()-]{4,20}", fullmatch=True),
+        st.emails(),
+    ),
+    region=regions,
+    rule=st.sampled_from(list(PhoneHashRule)),
+)
+def test_hash_of_hash_is_the_hash(raw: str, region: str | None, rule: PhoneHashRule) -> None:
+    for hashed in (
+        hash_email(raw),
+        hash_phone(raw, region, rule),
+        hash_external_id(raw),
+    ):
+        if hashed is not None:
+            assert is_sha256_hex(hashed) and hashed == hashed.lower()
+            assert hash_email(hashed) == hashed
+            assert hash_phone(hashed, region, rule) == hashed
+            assert hash_external_id(hashed) == hashed
