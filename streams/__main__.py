@@ -1,0 +1,7 @@
+"""``python -m streams`` is the same as the ``leadstream`` command."""
+
+import sys
+
+from streams.cli import main
+
+sys.exit(main())

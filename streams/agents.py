@@ -1,0 +1,252 @@
+"""Faust agents: decode, call the pure core, apply its decision, send. Nothing else lives here.
+
+* ``leads`` — form submits, status changes, bookings (re-keyed by lead) and expiry ticks, all
+  keyed by ``lead_id``: keeps the lead table and emits conversions.
+* ``route_bookings`` — validates bookings and re-keys them by lead, or by hashed email/phone when
+  the booking system did not know the lead.
+* ``identity`` — the hashed email/phone -> lead_id index, co-partitioned with the bookings to match.
+* ``deliver`` — batches conversions to the Events API (see ``streams.delivery``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+
+import faust
+from faust.types import EventT, StreamT
+
+from streams import pipeline as pl
+from streams.delivery import Delivery
+from streams.domain import lead as core
+from streams.domain import records
+from streams.domain.due import DueIndex, next_due
+from streams.domain.types import Booking, FormSubmit, LeadState, StatusChange
+from streams.metrics import Metrics
+from streams.outputs import Outputs
+from streams.settings import Settings
+from streams.tables import Tables
+from streams.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_LEAD_PREFIX = "booking:"
+
+
+def _raw(event: EventT) -> pl.Raw:
+    msg = event.message
+    return pl.Raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+
+
+class Agents:
+    """Registers the agents on ``app`` and holds what they share."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        topics: Topics,
+        tables: Tables,
+        pipeline: pl.Pipeline,
+        delivery: Delivery,
+        metrics: Metrics,
+        outputs: Outputs,
+        due: DueIndex,
+    ) -> None:
+        """Wire the agents; Faust starts them with the worker."""
+        self.app = app
+        self.settings = settings
+        self.rules = settings.rules()
+        self.topics = topics
+        self.tables = tables
+        self.pipeline = pipeline
+        self.delivery = delivery
+        self.metrics = metrics
+        self.outputs = outputs
+        self.due = due
+        self._record_for_topic = {
+            settings.topic_form_submitted: "FormSubmitted",
+            settings.topic_lead_status_changed: "LeadStatusChanged",
+            topics.bookings_by_lead.get_topic_name(): "BookingCreated",
+        }
+        self._ticks = topics.ticks.get_topic_name()
+        app.agent(topics.lead_inputs, name="leads")(self.leads)
+        app.agent(topics.booking, name="route_bookings")(self.route_bookings)
+        app.agent(
+            channel=app.topic(
+                topics.identity.get_topic_name(),
+                topics.bookings_by_identity.get_topic_name(),
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+            ),
+            name="identity",
+        )(self.identity)
+        app.agent(topics.conversions, name="deliver")(self.deliver)
+        app.timer(settings.expiry_interval, on_leader=True)(self.send_ticks)
+
+    # -- leads ---------------------------------------------------------------------------------
+
+    async def leads(self, stream: StreamT) -> None:
+        """Apply each lead-keyed input to its lead's state."""
+        async for event in stream.events():
+            raw = _raw(event)
+            now = pl.utcnow()
+            if raw.topic == self._ticks:
+                await self._expire_due(raw.partition, now)
+                continue
+            self.metrics.events_in.labels(raw.topic).inc()
+            item = self.pipeline.decode(raw, self._record_for_topic[raw.topic], now)
+            if isinstance(item, pl.DeadLetterOut):
+                await self.outputs.send_dead(item)
+                continue
+            await self._apply_input(raw, item, now)
+
+    async def _apply_input(self, raw: pl.Raw, item: pl.Input, now: datetime) -> None:
+        lead_id = item.lead_id or ""
+        state = self._load(lead_id)
+        if isinstance(item, FormSubmit):
+            outcome = core.on_form(state, item, self.rules, now)
+            if state is None or state.context is None:
+                await self._index_identity(item)
+        elif isinstance(item, StatusChange):
+            outcome = core.on_status_change(state, item, raw.source, self.rules, now)
+        else:
+            outcome = core.on_booking(state, item, raw.source, self.rules, now)
+        await self._apply(lead_id, raw, outcome, now)
+
+    async def _expire_due(self, partition: int, now: datetime) -> None:
+        for lead_id in self.due.pop_due(partition, now):
+            state = self._load(lead_id)
+            if state is None:
+                continue
+            raw = pl.Raw(self._ticks, partition, -1, lead_id.encode(), None)
+            await self._apply(lead_id, raw, core.expire(state, self.rules, now), now)
+
+    def _load(self, lead_id: str) -> LeadState | None:
+        data = self.tables.leads.get(lead_id.encode())
+        return records.lead_state_from_json(data) if data else None
+
+    async def _apply(self, lead_id: str, raw: pl.Raw, outcome: core.Outcome, now: datetime) -> None:
+        key = lead_id.encode()
+        partition = raw.partition
+        if outcome.state is None:
+            if key in self.tables.leads:
+                del self.tables.leads[key]
+            self.due.discard(partition, lead_id)
+        else:
+            self.tables.leads[key] = records.lead_state_to_json(outcome.state)
+            self.due.schedule(partition, lead_id, next_due(outcome.state, self.rules, now))
+        for conv in outcome.conversions:
+            value = self.pipeline.serde.encode(
+                self.settings.topic_conversions, "Conversion", records.conversion_to_record(conv)
+            )
+            await self.topics.conversions.send(key=key, value=value)
+            self.metrics.conversions.labels(conv.event).inc()
+        for dead in outcome.dead:
+            src = dead.source
+            origin = pl.Raw(src.topic, src.partition, src.offset, key, None) if src else raw
+            out = self.pipeline.dead_letter(
+                origin,
+                dead.rejection.reason,
+                dead.rejection.message,
+                dead.rejection.field,
+                self.pipeline.encode_input(dead.item),
+                now,
+            )
+            await self.outputs.send_dead(out)
+        self.metrics.count_core(dict(outcome.counts))
+
+    async def _index_identity(self, form: FormSubmit) -> None:
+        for prefix, digest in (("e:", form.keys.email_sha256), ("p:", form.keys.phone_sha256)):
+            if digest:
+                await self.topics.identity.send(
+                    key=(prefix + digest).encode(), value=form.lead_id.encode()
+                )
+
+    async def send_ticks(self) -> None:
+        """Ask every partition of the lead agent to expire what is due (leader only)."""
+        value = str(int(pl.utcnow().timestamp() * 1000)).encode()
+        for partition in range(self.settings.topic_partitions):
+            await self.topics.ticks.send(key=b"tick", value=value, partition=partition)
+
+    async def on_lead_changelog(self, event: EventT) -> None:
+        """Rebuild the expiry index while the lead table recovers from its changelog."""
+        msg = event.message
+        lead_id = bytes(msg.key or b"").decode("utf-8", "replace")
+        if msg.value is None:
+            self.due.discard(msg.partition, lead_id)
+            return
+        state = records.lead_state_from_json(msg.value)
+        now = pl.utcnow()
+        self.due.schedule(msg.partition, lead_id, next_due(state, self.rules, now))
+
+    # -- bookings --------------------------------------------------------------------------------
+
+    async def route_bookings(self, stream: StreamT) -> None:
+        """Re-key each valid booking by lead_id, or by hashed email/phone to be matched."""
+        async for event in stream.events():
+            raw = _raw(event)
+            now = pl.utcnow()
+            self.metrics.events_in.labels(raw.topic).inc()
+            item = self.pipeline.decode(raw, "BookingCreated", now)
+            if isinstance(item, pl.DeadLetterOut):
+                await self.outputs.send_dead(item)
+                continue
+            assert isinstance(item, Booking)  # noqa: S101 - the decoder's contract
+            await self._route_booking(item)
+
+    async def _route_booking(self, booking: Booking, after: str = "") -> None:
+        if booking.lead_id:
+            await self.topics.bookings_by_lead.send(
+                key=booking.lead_id.encode(), value=self.pipeline.encode_input(booking)
+            )
+            return
+        stages = [("e:", booking.keys.email_sha256), ("p:", booking.keys.phone_sha256)]
+        if after:
+            stages = stages[[s for s, _ in stages].index(after) + 1 :]
+        for prefix, digest in stages:
+            if digest:
+                await self.topics.bookings_by_identity.send(
+                    key=(prefix + digest).encode(), value=self.pipeline.encode_input(booking)
+                )
+                return
+        # No lead found by any key: it waits, and is sent with its own keys, under its own id.
+        synthetic = dataclasses.replace(booking, lead_id=SYNTHETIC_LEAD_PREFIX + booking.booking_id)
+        self.metrics.core.labels("booking_unmatched_identity").inc()
+        await self._route_booking(synthetic)
+
+    async def identity(self, stream: StreamT) -> None:
+        """Keep the hash -> lead index and resolve bookings that came without a lead_id."""
+        index_topic = self.topics.identity.get_topic_name()
+        async for event in stream.events():
+            raw = _raw(event)
+            key = raw.key or b""
+            if raw.topic == index_topic:
+                if self.tables.identity.get(key) is None:  # the first lead to claim a key keeps it
+                    self.tables.identity[key] = raw.value
+                continue
+            now = pl.utcnow()
+            item = self.pipeline.decode(raw, "BookingCreated", now)
+            if isinstance(item, pl.DeadLetterOut):
+                await self.outputs.send_dead(item)
+                continue
+            assert isinstance(item, Booking)  # noqa: S101
+            lead = self.tables.identity.get(key)
+            if lead:
+                self.metrics.core.labels("booking_matched_" + key[:1].decode()).inc()
+                await self._route_booking(dataclasses.replace(item, lead_id=lead.decode()))
+            else:
+                await self._route_booking(item, after=key[:2].decode())
+
+    # -- delivery --------------------------------------------------------------------------------
+
+    async def deliver(self, stream: StreamT) -> None:
+        """Send conversions in batches, acknowledged only once every outcome is durable."""
+        # take_events is on faust's Stream, not on the StreamT protocol it is typed with.
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.delivery_batch_max, within=self.settings.delivery_linger
+        ):
+            await self.delivery.handle(events)

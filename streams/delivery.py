@@ -1,0 +1,313 @@
+"""Delivery: batch conversions per destination, send, retry, dead-letter, write receipts.
+
+The batch passed to :meth:`Delivery.handle` is acknowledged by Faust only when ``handle``
+returns, and Faust flushes the producer before committing; so an offset is committed only after
+its receipt or dead letter is durable (domain.md §7). While a destination is throttled or its
+circuit is open, ``handle`` does not return, the stream stops pulling, and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from faust.streams import _current_event  # Faust's own "current event" (sets table partitions)
+from faust.types import EventT
+
+from streams import pipeline as pl
+from streams.domain import payload, records
+from streams.domain.delivery import BatchVerdict, Verdict, backoff_seconds, classify
+from streams.domain.types import Conversion, Rejection
+from streams.errors import ApiError, SerdeError
+from streams.metrics import Metrics
+from streams.outputs import Outputs
+from streams.settings import Settings
+from streams.tables import Tables
+from streams.tiktok.client import EventsDestination
+from streams.topics import Topics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Item:
+    """One conversion in flight, with its source event and the Events API event body."""
+
+    event: EventT
+    conv: Conversion
+    body: dict[str, Any]
+    attempts: int = 0
+
+
+@dataclass
+class Result:
+    """The final outcome of one item."""
+
+    item: Item
+    delivered: bool
+    code: int | None
+    message: str
+    request_id: str | None
+    reason: str = "delivered"
+
+
+@dataclass
+class Circuit:
+    """Auth-error circuit of one destination."""
+
+    open: bool = False
+    opened_at: float = 0.0
+    probes: int = 0
+    history: list[str] = field(default_factory=list)
+
+
+class Delivery:
+    """Sends batches of conversions to one Events API destination."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        destination: EventsDestination,
+        pipeline: pl.Pipeline,
+        topics: Topics,
+        tables: Tables,
+        metrics: Metrics,
+        outputs: Outputs,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], datetime] = pl.utcnow,
+    ) -> None:
+        """Bind the destination and outputs; ``sleep`` and ``clock`` are injectable for tests."""
+        self.settings = settings
+        self.destination = destination
+        self.pipeline = pipeline
+        self.topics = topics
+        self.tables = tables
+        self.metrics = metrics
+        self.outputs = outputs
+        self.sleep = sleep
+        self.clock = clock
+        self.circuits: dict[str, Circuit] = {}
+        self._random = random.Random()  # noqa: S311 - jitter, not security
+
+    async def handle(self, events: Sequence[EventT]) -> None:
+        """Deliver one batch of conversion events; returns when every outcome is durable."""
+        now = self.clock()
+        groups: dict[payload.Destination, list[Item]] = {}
+        seen: set[str] = set()
+        for event in events:
+            item = await self._prepare(event, now, seen)
+            if item is None:
+                continue
+            route = payload.route(
+                item.conv,
+                pixel_code=self.settings.tiktok_pixel_code,
+                crm_event_set_id=self.settings.tiktok_crm_event_set_id,
+                test_event_code=self.settings.tiktok_test_event_code,
+            )
+            if isinstance(route, Rejection):
+                await self._dead(item, route.reason, route.message, None, now)
+                continue
+            item.body = payload.build_event(item.conv, route.event_source)
+            groups.setdefault(route, []).append(item)
+        for dest, items in groups.items():
+            for result in await self._send_group(dest, items):
+                await self._record(dest, result)
+
+    async def _prepare(self, event: EventT, now: datetime, seen: set[str]) -> Item | None:
+        raw = pl.Raw(
+            event.message.topic,
+            event.message.partition,
+            event.message.offset,
+            event.message.key,
+            event.message.value,
+        )
+        try:
+            conv = records.conversion_from_record(
+                self.pipeline.serde.decode(raw.value, "Conversion")
+            )
+        except (SerdeError, KeyError, ValueError, TypeError) as exc:
+            reason = exc.reason if isinstance(exc, SerdeError) else "schema_mismatch"
+            out = self.pipeline.dead_letter(
+                raw, reason, f"Conversion: {exc}", None, raw.value or b"", now
+            )
+            await self.outputs.send_dead(out)
+            return None
+        if conv.event_id in seen or self._delivered(event, conv.event_id):
+            self.metrics.core.labels("duplicate_delivery").inc()
+            return None
+        seen.add(conv.event_id)
+        return Item(event=event, conv=conv, body={})
+
+    def _delivered(self, event: EventT, event_id: str) -> bool:
+        _current_event.set(weakref.ref(event))
+        return self.tables.delivered.get(event_id.encode()) is not None
+
+    async def _send_group(self, dest: payload.Destination, items: list[Item]) -> list[Result]:
+        """Send ``items`` to ``dest`` until each has a final outcome."""
+        name = self.destination.name
+        circuit = self.circuits.setdefault(f"{dest.event_source}:{dest.event_source_id}", Circuit())
+        horizon = self.settings.retry_horizon.total_seconds()
+        size = self.settings.delivery_batch_max
+        queue = list(items)
+        results: list[Result] = []
+        started = time.monotonic()
+        attempt = 0
+        while queue:
+            chunk, rest = queue[:size], queue[size:]
+            verdict, request_id = await self._post(dest, chunk)
+            for it in chunk:
+                it.attempts += 1
+            self.metrics.requests.labels(name, verdict.verdict.value).inc()
+            if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED):
+                self._close(circuit, dest)
+                attempt = 0
+                again = []
+                for idx, it in enumerate(chunk):
+                    if idx in verdict.rejected:
+                        msg = verdict.rejected[idx]
+                        results.append(
+                            Result(it, False, verdict.code, msg, request_id, "api_rejected")
+                        )
+                    elif verdict.verdict is Verdict.DELIVERED:
+                        results.append(Result(it, True, verdict.code, verdict.message, request_id))
+                    else:
+                        again.append(it)
+                queue = again + rest
+            elif verdict.verdict is Verdict.SPLIT:
+                size = max(1, len(chunk) // 2)
+                logger.warning(
+                    "%s: %d events rejected as too many; splitting to %d", name, len(chunk), size
+                )
+            elif verdict.verdict is Verdict.AUTH:
+                self._open(circuit, dest, verdict)
+                await self.sleep(self.settings.circuit_probe_interval)
+                circuit.probes += 1
+            else:  # RETRY
+                if time.monotonic() - started >= horizon:
+                    msg = (
+                        f"gave up after {chunk[0].attempts} attempts over the retry horizon: "
+                        f"{verdict.message}"
+                    )
+                    results += [
+                        Result(it, False, verdict.code, msg, request_id, "retry_exhausted")
+                        for it in chunk
+                    ]
+                    queue = rest
+                    continue
+                delay = backoff_seconds(
+                    attempt,
+                    self.settings.retry_backoff_initial,
+                    self.settings.retry_backoff_max,
+                    self._random.random(),
+                )
+                attempt += 1
+                self.metrics.retries.labels(name, str(verdict.code or "http")).inc()
+                logger.warning(
+                    "%s: retrying %d events in %.2fs (code=%s: %s)",
+                    name,
+                    len(chunk),
+                    delay,
+                    verdict.code,
+                    verdict.message,
+                )
+                await self.sleep(delay)
+        return results
+
+    async def _post(
+        self, dest: payload.Destination, chunk: list[Item]
+    ) -> tuple[BatchVerdict, str | None]:
+        request = payload.build_request(dest, [it.body for it in chunk])
+        self.metrics.batch_size.observe(len(chunk))
+        started = time.perf_counter()
+        try:
+            resp = await asyncio.to_thread(self.destination.track, request)
+        except ApiError as exc:
+            verdict = classify(exc.status_code, exc.code, str(exc), {}, len(chunk))
+            request_id = exc.request_id
+        else:
+            verdict = classify(resp.http_status, resp.code, resp.message, resp.data, len(chunk))
+            request_id = resp.request_id
+        finally:
+            self.metrics.request_seconds.labels(self.destination.name).observe(
+                time.perf_counter() - started
+            )
+        return verdict, request_id
+
+    def _open(self, circuit: Circuit, dest: payload.Destination, verdict: BatchVerdict) -> None:
+        if not circuit.open:
+            circuit.open, circuit.opened_at = True, time.monotonic()
+            logger.error(
+                "%s %s/%s: auth error %s (%s); delivery paused, probing every %.0fs",
+                self.destination.name,
+                dest.event_source,
+                dest.event_source_id,
+                verdict.code,
+                verdict.message,
+                self.settings.circuit_probe_interval,
+            )
+        self.metrics.circuit_open.labels(self.destination.name).set(1)
+
+    def _close(self, circuit: Circuit, dest: payload.Destination) -> None:
+        if circuit.open:
+            logger.warning(
+                "%s %s/%s: delivery resumed after %.0fs paused",
+                self.destination.name,
+                dest.event_source,
+                dest.event_source_id,
+                time.monotonic() - circuit.opened_at,
+            )
+            circuit.open = False
+        self.metrics.circuit_open.labels(self.destination.name).set(0)
+
+    async def _record(self, dest: payload.Destination, result: Result) -> None:
+        now = self.clock()
+        it = result.item
+        if result.delivered:
+            _current_event.set(weakref.ref(it.event))
+            self.tables.delivered[it.conv.event_id.encode()] = str(
+                int(now.timestamp() * 1000)
+            ).encode()
+        else:
+            await self._dead(it, result.reason, result.message, result.code, now)
+        value = self.pipeline.serde.encode(
+            self.settings.topic_deliveries,
+            "DeliveryReceipt",
+            {
+                "event_id": it.conv.event_id,
+                "event": it.conv.event,
+                "lead_id": it.conv.lead_id,
+                "destination": self.destination.name,
+                "event_source": dest.event_source,
+                "event_source_id": dest.event_source_id,
+                "outcome": "DELIVERED" if result.delivered else "DEAD_LETTERED",
+                "api_code": result.code,
+                "message": result.message[:1000],
+                "request_id": result.request_id,
+                "attempts": it.attempts,
+                "test_event": dest.test_event_code is not None,
+                "decided_at": now,
+            },
+        )
+        await self.topics.deliveries.send(key=it.conv.event_id.encode(), value=value)
+        outcome = "delivered" if result.delivered else result.reason
+        self.metrics.deliveries.labels(self.destination.name, outcome, str(result.code)).inc()
+
+    async def _dead(
+        self, it: Item, reason: str, message: str, code: int | None, now: datetime
+    ) -> None:
+        msg = it.event.message
+        raw = pl.Raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+        text = f"Conversion event_id={it.conv.event_id}: {message}" + (
+            f" (code {code})" if code else ""
+        )
+        out = self.pipeline.dead_letter(
+            raw, reason, text, None, msg.value or b"", now, it.conv.event_id
+        )
+        await self.outputs.send_dead(out)

@@ -1,0 +1,95 @@
+"""Prometheus metrics (prometheus-client), served on ``/metrics`` by the worker's web server."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    """Every series Leadstream exports; one instance per worker process."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        """Create the series in ``registry`` (a fresh one by default, so tests stay isolated)."""
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_in = Counter(
+            "leadstream_events_in", "Input records read, by topic.", ["topic"], registry=r
+        )
+        self.core = Counter(
+            "leadstream_core_outcomes",
+            "Decisions of the core by kind: emitted, duplicate_input, duplicate_conversion, "
+            "ignored_status, waiting_for_form, withheld_consent_denied, ...",
+            ["outcome"],
+            registry=r,
+        )
+        self.conversions = Counter(
+            "leadstream_conversions_built", "Conversions emitted, by event.", ["event"], registry=r
+        )
+        self.dead_letters = Counter(
+            "leadstream_dead_letters", "Records dead-lettered, by reason.", ["reason"], registry=r
+        )
+        self.deliveries = Counter(
+            "leadstream_deliveries",
+            "Final delivery outcomes per event, by destination, outcome and API code.",
+            ["destination", "outcome", "code"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "leadstream_api_requests",
+            "Events API requests, by destination and verdict.",
+            ["destination", "verdict"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "leadstream_delivery_retries",
+            "Requests retried, by destination and reason.",
+            ["destination", "reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "leadstream_delivery_batch_size",
+            "Events per Events API request.",
+            buckets=(1, 10, 50, 100, 250, 500, 750, 1000),
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "leadstream_api_request_seconds",
+            "Events API request latency.",
+            ["destination"],
+            registry=r,
+        )
+        self.circuit_open = Gauge(
+            "leadstream_destination_circuit_open",
+            "1 while delivery to a destination is paused by an auth error.",
+            ["destination"],
+            registry=r,
+        )
+        self.table_keys = Gauge(
+            "leadstream_table_keys",
+            "Keys held in each table by this worker.",
+            ["table"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "leadstream_consumer_lag",
+            "Records between the committed offset and the end of the partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.consumer_lag_seconds = Gauge(
+            "leadstream_consumer_lag_seconds",
+            "Age of the oldest record not yet processed.",
+            ["topic", "partition"],
+            registry=r,
+        )
+
+    def count_core(self, counts: dict[str, int] | object) -> None:
+        """Add a core Outcome's counts (name -> increment)."""
+        if isinstance(counts, dict) or hasattr(counts, "items"):
+            for name, n in counts.items():  # type: ignore[union-attr]
+                if n:
+                    self.core.labels(name).inc(n)
+
+    def render(self) -> bytes:
+        """Return the Prometheus text exposition of every series."""
+        return generate_latest(self.registry)

@@ -1,0 +1,145 @@
+"""The edge between bytes and the pure core: decode and validate inputs, encode outputs.
+
+Everything here is synchronous and free of Faust, so agents stay a few lines long and this layer
+is tested without a broker. Raw PII is hashed before anything leaves this module: a decodable but
+invalid record is dead-lettered with its email/phone/external_id replaced by their SHA-256.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.domain import matchkeys, records
+from streams.domain.types import Booking, FormSubmit, Rejection, SourceRef, StatusChange
+from streams.errors import SerdeError
+from streams.serde.avro import AvroSerde
+
+logger = logging.getLogger(__name__)
+
+Input = FormSubmit | Booking | StatusChange
+_PII_FIELDS = ("email", "phone", "external_id")
+_DECODERS: dict[str, Callable[[Mapping[str, Any], datetime], Any]] = {
+    "FormSubmitted": records.form_from_record,
+    "BookingCreated": records.booking_from_record,
+    "LeadStatusChanged": records.status_from_record,
+}
+
+
+def utcnow() -> datetime:
+    """Read the wall clock; only the edge does, and passes it into the core as ``now``."""
+    return datetime.now(tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """One Kafka record as the agents see it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def source(self) -> SourceRef:
+        """Where the record came from."""
+        return SourceRef(self.topic, self.partition, self.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterOut:
+    """A dead letter ready to produce: key, encoded value, and its reason for metrics and logs."""
+
+    key: bytes | None
+    value: bytes
+    reason: str
+    message: str
+
+
+def scrub_pii(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of an input record with email, phone and external_id hashed (never raises)."""
+    out = dict(record)
+    country = out.get("country") if isinstance(out.get("country"), str) else None
+    if isinstance(out.get("email"), str):
+        out["email"] = matchkeys.hash_email(out["email"])
+    if isinstance(out.get("phone"), str):
+        out["phone"] = matchkeys.hash_phone(out["phone"], country) or matchkeys.sha256_hex(
+            out["phone"].strip()
+        )
+    if isinstance(out.get("external_id"), str):
+        out["external_id"] = matchkeys.hash_external_id(out["external_id"])
+    return out
+
+
+class Pipeline:
+    """Decodes inputs into domain objects and encodes conversions, receipts and dead letters."""
+
+    def __init__(
+        self, serde: AvroSerde, dead_letter_topic: str, topics_by_record: Mapping[str, str]
+    ):
+        """Bind the serde and the topic names; ``topics_by_record`` maps record name -> topic."""
+        self.serde = serde
+        self.dead_letter_topic = dead_letter_topic
+        self._topics = dict(topics_by_record)
+
+    def decode(self, raw: Raw, record_name: str, now: datetime) -> Input | DeadLetterOut:
+        """Decode and validate one input record, or build its dead letter."""
+        try:
+            record = self.serde.decode(raw.value, record_name)
+        except SerdeError as exc:
+            return self.dead_letter(raw, exc.reason, str(exc), exc.field, raw.value or b"", now)
+        result = _DECODERS[record_name](record, now)
+        if isinstance(result, Rejection):
+            original = self._scrubbed(record_name, record, raw)
+            return self.dead_letter(raw, result.reason, result.message, result.field, original, now)
+        return result  # type: ignore[no-any-return]
+
+    def _scrubbed(self, record_name: str, record: Mapping[str, Any], raw: Raw) -> bytes:
+        """Re-encode the record with hashed PII; keep the original bytes if that fails."""
+        try:
+            return self.serde.encode(self._topics[record_name], record_name, scrub_pii(record))
+        except Exception:  # an invalid value may not re-encode; hash-free bytes are all we have
+            logger.debug("could not re-encode a rejected %s; keeping original bytes", record_name)
+            return raw.value or b""
+
+    def encode_input(self, item: Input) -> bytes:
+        """Encode a validated (hashed) input back to Avro, for internal topics and dead letters."""
+        name = {
+            FormSubmit: "FormSubmitted",
+            Booking: "BookingCreated",
+            StatusChange: "LeadStatusChanged",
+        }[type(item)]
+        return self.serde.encode(self._topics[name], name, records.to_record(item))
+
+    def dead_letter(
+        self,
+        raw: Raw,
+        reason: str,
+        message: str,
+        field: str | None,
+        original: bytes,
+        now: datetime,
+        event_id: str | None = None,
+    ) -> DeadLetterOut:
+        """Build the DeadLetter record for ``raw`` (domain.md §8)."""
+        value = self.serde.encode(
+            self.dead_letter_topic,
+            "DeadLetter",
+            {
+                "source_topic": raw.topic,
+                "source_partition": raw.partition,
+                "source_offset": raw.offset,
+                "source_key": raw.key,
+                "reason": reason,
+                "message": message,
+                "field": field,
+                "event_id": event_id,
+                "original": original,
+                "dead_lettered_at": now,
+            },
+        )
+        return DeadLetterOut(key=raw.key, value=value, reason=reason, message=message)

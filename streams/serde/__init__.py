@@ -1,0 +1,1 @@
+"""Avro serde with the Confluent Schema Registry wire format."""

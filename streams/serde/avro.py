@@ -1,0 +1,192 @@
+"""Avro encode/decode in the Confluent Schema Registry wire format.
+
+Framing, explicitly: byte 0 is the magic byte ``0``, bytes 1-4 the big-endian schema id, the rest
+is the Avro binary body (no container header). Schemas are registered under the topic's
+``<topic>-value`` subject (TopicNameStrategy) through confluent-kafka's ``SchemaRegistryClient``;
+the writer schema of a record is fetched by id (cached) and resolved against Leadstream's reader
+schema from ``schemas/``, so older and newer compatible writers decode.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import struct
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from fastavro.read import SchemaResolutionError
+
+from streams.errors import LeadstreamError, SerdeError
+
+logger = logging.getLogger(__name__)
+
+MAGIC_BYTE = 0
+_HEADER = struct.Struct(">bI")
+
+RECORD_FILES = {
+    "FormSubmitted": "form_submitted.avsc",
+    "BookingCreated": "booking_created.avsc",
+    "LeadStatusChanged": "lead_status_changed.avsc",
+    "Conversion": "conversion.avsc",
+    "DeliveryReceipt": "delivery_receipt.avsc",
+    "DeadLetter": "dead_letter.avsc",
+}
+
+
+class RegistryUnavailableError(LeadstreamError):
+    """The schema registry could not be reached: transient, never a reason to dead-letter."""
+
+
+def load_schemas(schema_dir: Path) -> dict[str, str]:
+    """Read every ``.avsc`` Leadstream owns, by record name, as JSON text."""
+    out: dict[str, str] = {}
+    for name, filename in RECORD_FILES.items():
+        path = schema_dir / filename
+        try:
+            out[name] = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            msg = f"cannot read schema {name} from {path}: {exc} (set LEADSTREAM_SCHEMA_DIR)"
+            raise LeadstreamError(msg) from exc
+    return out
+
+
+def frame(schema_id: int, body: bytes) -> bytes:
+    """Prefix an Avro body with the Confluent wire-format header."""
+    return _HEADER.pack(MAGIC_BYTE, schema_id) + body
+
+
+def unframe(data: bytes) -> tuple[int, memoryview]:
+    """Split Confluent-framed bytes into (schema id, Avro body); SerdeError if not framed."""
+    if len(data) < _HEADER.size:
+        msg = f"{len(data)} bytes is too short for the Confluent wire format (5-byte header)"
+        raise SerdeError(msg, reason="undecodable")
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC_BYTE:
+        msg = f"magic byte is {magic}, expected 0: not Confluent Avro"
+        raise SerdeError(msg, reason="undecodable")
+    return schema_id, memoryview(data)[_HEADER.size :]
+
+
+class AvroSerde:
+    """Encodes and decodes Leadstream's records, registering their schemas once per topic."""
+
+    def __init__(self, registry: SchemaRegistryClient, schema_dir: Path) -> None:
+        """Parse the reader schemas once; registration happens on first use per topic."""
+        self._registry = registry
+        self._texts = load_schemas(schema_dir)
+        self._parsed: dict[str, Any] = {
+            name: fastavro.parse_schema(json.loads(text)) for name, text in self._texts.items()
+        }
+        self._writer_ids: dict[tuple[str, str], int] = {}
+        self._writers_by_id: dict[int, Any] = {}
+        self._own_ids: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, registry_url: str, schema_dir: Path) -> AvroSerde:
+        """Build a serde talking to the registry at ``registry_url``."""
+        return cls(SchemaRegistryClient({"url": registry_url}), schema_dir)
+
+    def schema_text(self, record_name: str) -> str:
+        """Return the ``.avsc`` JSON text of one of Leadstream's records."""
+        return self._texts[record_name]
+
+    def register(self, topic: str, record_name: str) -> int:
+        """Register ``record_name``'s schema under ``<topic>-value`` and return its id (cached)."""
+        key = (topic, record_name)
+        schema_id = self._writer_ids.get(key)
+        if schema_id is not None:
+            return schema_id
+        try:
+            schema_id = self._registry.register_schema(
+                f"{topic}-value", Schema(self._texts[record_name], schema_type="AVRO")
+            )
+        except SchemaRegistryError as exc:
+            msg = f"registering {record_name} for topic {topic} failed: {exc}"
+            raise LeadstreamError(msg) from exc
+        except Exception as exc:
+            msg = f"schema registry unreachable while registering {record_name}: {exc}"
+            raise RegistryUnavailableError(msg) from exc
+        with self._lock:
+            self._writer_ids[key] = schema_id
+            self._own_ids[schema_id] = record_name
+            self._writers_by_id[schema_id] = self._parsed[record_name]
+        return schema_id
+
+    def encode(self, topic: str, record_name: str, value: Mapping[str, Any]) -> bytes:
+        """Encode ``value`` with ``record_name``'s schema, framed with its registered id."""
+        schema_id = self.register(topic, record_name)
+        buf = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(buf, self._parsed[record_name], dict(value))
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            msg = f"{record_name}: {exc}"
+            raise SerdeError(msg, reason="schema_mismatch") from exc
+        return frame(schema_id, buf.getvalue())
+
+    def decode(self, data: bytes | None, record_name: str) -> dict[str, Any]:
+        """Decode Confluent-framed Avro into a dict shaped by ``record_name``'s reader schema.
+
+        Raises:
+            SerdeError: ``undecodable`` (not framed, corrupt body), ``unknown_schema`` (id not in
+                the registry) or ``schema_mismatch`` (writer schema cannot be read as this record).
+            RegistryUnavailableError: the registry could not be asked (retry; do not dead-letter).
+
+        """
+        if data is None:
+            msg = f"{record_name}: empty value (tombstone)"
+            raise SerdeError(msg, reason="undecodable")
+        schema_id, body = unframe(data)
+        writer = self._writer(schema_id)
+        reader = self._parsed[record_name]
+        same = self._own_ids.get(schema_id) == record_name
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(body), writer, None if same else reader)
+        except SchemaResolutionError as exc:
+            msg = f"{record_name}: writer schema id {schema_id} does not resolve: {exc}"
+            raise SerdeError(msg, reason="schema_mismatch") from exc
+        except (
+            Exception
+        ) as exc:  # fastavro raises EOFError, ValueError, IndexError, UnicodeError...
+            msg = (
+                f"{record_name}: corrupt Avro body for schema id {schema_id}: {type(exc).__name__}"
+            )
+            raise SerdeError(msg, reason="undecodable") from exc
+        if not isinstance(record, dict):
+            msg = f"{record_name}: schema id {schema_id} is not a record schema"
+            raise SerdeError(msg, reason="schema_mismatch")
+        return record
+
+    def _writer(self, schema_id: int) -> Any:
+        writer = self._writers_by_id.get(schema_id)
+        if writer is not None:
+            return writer
+        try:
+            schema = self._registry.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                msg = f"schema id {schema_id} is not in the registry"
+                raise SerdeError(msg, reason="unknown_schema") from exc
+            msg = f"schema registry error for id {schema_id}: {exc}"
+            raise RegistryUnavailableError(msg) from exc
+        except Exception as exc:
+            msg = f"schema registry unreachable looking up id {schema_id}: {exc}"
+            raise RegistryUnavailableError(msg) from exc
+        if schema.schema_type not in (None, "AVRO"):
+            msg = f"schema id {schema_id} is {schema.schema_type}, not Avro"
+            raise SerdeError(msg, reason="schema_mismatch")
+        try:
+            writer = fastavro.parse_schema(json.loads(schema.schema_str or ""))
+        except Exception as exc:
+            msg = f"schema id {schema_id} is not a valid Avro schema: {exc}"
+            raise SerdeError(msg, reason="schema_mismatch") from exc
+        with self._lock:
+            self._writers_by_id[schema_id] = writer
+        return writer

@@ -1,0 +1,124 @@
+"""TikTok Events API 2.0 client: one ``requests.Session``, one method per endpoint.
+
+The same code talks to TikTok in production and to the local sandbox in tests and the demo; only
+the base URL differs. It does not retry by itself: the delivery agent decides retries from the
+outcome (see ``streams.domain.delivery``), bounded by the retry horizon.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from streams.errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+TRACK_PATH = "/open_api/v1.3/event/track/"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackResponse:
+    """An HTTP 2xx answer of the track endpoint: the envelope, not yet classified."""
+
+    http_status: int
+    code: int
+    message: str
+    request_id: str | None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+class EventsDestination(Protocol):
+    """What the delivery agent needs from a destination; a second platform is a second class."""
+
+    name: str
+
+    def track(self, payload: Mapping[str, Any]) -> TrackResponse:
+        """Send one batch request; raise ApiError when there is no usable answer."""
+        ...  # pragma: no cover
+
+
+class TikTokEventsClient:
+    """Client for ``POST /open_api/v1.3/event/track/``."""
+
+    name = "tiktok"
+
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str,
+        *,
+        timeout: float = 10.0,
+        session: requests.Session | None = None,
+        pool_size: int = 4,
+    ) -> None:
+        """Create the client; the session keeps connections alive between batches."""
+        self._url = base_url.rstrip("/") + TRACK_PATH
+        self._token = access_token
+        self._timeout = timeout
+        self._session = session or requests.Session()
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update({"Content-Type": "application/json"})
+
+    def track(self, payload: Mapping[str, Any]) -> TrackResponse:
+        """POST one batch (1 to 1,000 events) and return the envelope.
+
+        Raises:
+            ApiError: timeout or connection error (``status_code`` None), an HTTP status other
+                than 2xx, or a 2xx body that is not the documented JSON envelope.
+
+        """
+        body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+        try:
+            resp = self._session.post(
+                self._url,
+                data=body.encode("utf-8"),
+                headers={"Access-Token": self._token},
+                timeout=self._timeout,
+            )
+        except requests.Timeout as exc:
+            msg = f"Events API timed out after {self._timeout}s"
+            raise ApiError(msg) from exc
+        except requests.RequestException as exc:
+            msg = f"Events API unreachable: {type(exc).__name__}"
+            raise ApiError(msg) from exc
+        request_id = resp.headers.get("X-Tt-Logid")
+        envelope: Any = None
+        try:
+            envelope = resp.json()
+        except ValueError:
+            envelope = None
+        if isinstance(envelope, dict):
+            request_id = str(envelope.get("request_id") or request_id or "") or None
+        if not 200 <= resp.status_code < 300:
+            code = envelope.get("code") if isinstance(envelope, dict) else None
+            msg = f"Events API answered HTTP {resp.status_code}"
+            raise ApiError(
+                msg,
+                status_code=resp.status_code,
+                code=code if isinstance(code, int) else None,
+                request_id=request_id,
+            )
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("code"), int):
+            msg = f"Events API answered HTTP {resp.status_code} without a JSON envelope"
+            raise ApiError(msg, status_code=resp.status_code, request_id=request_id)
+        data = envelope.get("data")
+        return TrackResponse(
+            http_status=resp.status_code,
+            code=envelope["code"],
+            message=str(envelope.get("message", "")),
+            request_id=request_id,
+            data=data if isinstance(data, dict) else {},
+        )
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()

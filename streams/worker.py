@@ -1,0 +1,167 @@
+"""Assembles a Leadstream worker: settings in, a Faust App with every agent, table and page out."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from streams.admin import ensure_topics
+from streams.agents import Agents
+from streams.app import create_app
+from streams.delivery import Delivery
+from streams.domain.due import DueIndex
+from streams.errors import ConfigError
+from streams.metrics import Metrics
+from streams.outputs import Outputs
+from streams.pipeline import Pipeline
+from streams.serde.avro import AvroSerde
+from streams.settings import Settings
+from streams.tables import declare_tables
+from streams.tiktok.client import EventsDestination, TikTokEventsClient
+from streams.topics import Topics, declare_topics
+
+logger = logging.getLogger(__name__)
+
+
+def check_settings(settings: Settings) -> None:
+    """Fail fast, naming the variable, when the worker cannot deliver anything."""
+    if settings.tiktok_access_token is None or not settings.tiktok_access_token.get_secret_value():
+        msg = "LEADSTREAM_TIKTOK_ACCESS_TOKEN is not set: the worker cannot call the Events API"
+        raise ConfigError(msg)
+    if not settings.tiktok_pixel_code and not settings.tiktok_crm_event_set_id:
+        msg = (
+            "set LEADSTREAM_TIKTOK_PIXEL_CODE (web events) "
+            "and/or LEADSTREAM_TIKTOK_CRM_EVENT_SET_ID"
+        )
+        raise ConfigError(msg)
+
+
+def all_topic_names(topics: Topics) -> list[str]:
+    """Every topic the worker reads or writes, internal ones included."""
+    return [
+        t.get_topic_name()
+        for t in (
+            topics.form,
+            topics.booking,
+            topics.status,
+            topics.conversions,
+            topics.deliveries,
+            topics.dead_letter,
+            topics.bookings_by_lead,
+            topics.bookings_by_identity,
+            topics.identity,
+            topics.ticks,
+        )
+    ]
+
+
+class Worker:
+    """A built worker: the Faust app plus the objects tests and pages look at."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        destination: EventsDestination | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """Build the app; nothing connects until Faust starts it."""
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.app: faust.App = create_app(settings)
+        self.topics = declare_topics(self.app, settings)
+        self.serde = AvroSerde.connect(settings.schema_registry_url, settings.schema_dir)
+        self.pipeline = Pipeline(
+            self.serde,
+            settings.topic_dead_letter,
+            {
+                "FormSubmitted": settings.topic_form_submitted,
+                "BookingCreated": settings.topic_booking_created,
+                "LeadStatusChanged": settings.topic_lead_status_changed,
+            },
+        )
+        self.due = DueIndex()
+        self.tables = declare_tables(self.app, settings, on_lead_changelog=self._on_lead_changelog)
+        self.outputs = Outputs(self.topics, self.metrics)
+        if destination is None:
+            token = settings.tiktok_access_token
+            destination = TikTokEventsClient(
+                settings.tiktok_api_url,
+                token.get_secret_value() if token else "",
+                timeout=settings.tiktok_timeout,
+            )
+        self.delivery = Delivery(
+            settings,
+            destination,
+            self.pipeline,
+            self.topics,
+            self.tables,
+            self.metrics,
+            self.outputs,
+        )
+        self.agents = Agents(
+            self.app,
+            settings,
+            self.topics,
+            self.tables,
+            self.pipeline,
+            self.delivery,
+            self.metrics,
+            self.outputs,
+            self.due,
+        )
+        self._pages()
+
+    async def _on_lead_changelog(self, event: EventT) -> None:
+        await self.agents.on_lead_changelog(event)
+
+    def prepare(self) -> None:
+        """Create missing topics and register the schemas before Faust starts."""
+        ensure_topics(
+            self.settings.kafka_bootstrap,
+            all_topic_names(self.topics),
+            partitions=self.settings.topic_partitions,
+            replication=self.settings.topic_replication,
+        )
+        s = self.settings
+        for topic, record in (
+            (s.topic_form_submitted, "FormSubmitted"),
+            (s.topic_booking_created, "BookingCreated"),
+            (s.topic_lead_status_changed, "LeadStatusChanged"),
+            (s.topic_conversions, "Conversion"),
+            (s.topic_deliveries, "DeliveryReceipt"),
+            (s.topic_dead_letter, "DeadLetter"),
+        ):
+            self.serde.register(topic, record)
+
+    def _pages(self) -> None:
+        app, metrics, tables = self.app, self.metrics, self.tables
+
+        @app.page("/metrics")
+        async def metrics_page(web: Any, request: Any) -> Any:
+            for name, table in (
+                ("leads", tables.leads),
+                ("identity", tables.identity),
+                ("delivered", tables.delivered),
+            ):
+                metrics.table_keys.labels(name).set(len(table))
+            return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+        @app.page("/health/live")
+        async def live(web: Any, request: Any) -> Any:
+            return web.json({"status": "ok"})
+
+        @app.page("/health/ready")
+        async def ready(web: Any, request: Any) -> Any:
+            # TableManagerT does not declare the recovery service Faust's TableManager has.
+            recovery = app.tables.recovery  # type: ignore[attr-defined]
+            recovered = recovery.completed.is_set()
+            ok = recovered and app.consumer is not None
+            return web.json({"ready": ok, "recovered": recovered}, status=200 if ok else 503)
+
+    def run(self, loglevel: str = "INFO") -> None:
+        """Run until stopped (SIGTERM/SIGINT), the way ``leadstream worker`` does."""
+        worker = faust.Worker(self.app, loglevel=loglevel, quiet=True)
+        worker.execute_from_commandline()
