@@ -98,11 +98,16 @@ class Agents:
                 await self._expire_due(raw.partition, now)
                 continue
             self.metrics.events_in.labels(raw.topic).inc()
-            item = self.pipeline.decode(raw, self._record_for_topic[raw.topic], now)
+            item = await self._decode(raw, self._record_for_topic[raw.topic], now)
             if isinstance(item, pl.DeadLetterOut):
                 await self.outputs.send_dead(item)
                 continue
             await self._apply_input(raw, item, now)
+
+    async def _decode(self, raw: pl.Raw, record: str, now: datetime) -> pl.Input | pl.DeadLetterOut:
+        return await pl.while_registry_down(
+            lambda: self.pipeline.decode(raw, record, now), f"decoding {raw.topic}"
+        )
 
     async def _apply_input(self, raw: pl.Raw, item: pl.Input, now: datetime) -> None:
         lead_id = item.lead_id or ""
@@ -191,7 +196,7 @@ class Agents:
             raw = _raw(event)
             now = pl.utcnow()
             self.metrics.events_in.labels(raw.topic).inc()
-            item = self.pipeline.decode(raw, "BookingCreated", now)
+            item = await self._decode(raw, "BookingCreated", now)
             if isinstance(item, pl.DeadLetterOut):
                 await self.outputs.send_dead(item)
                 continue
@@ -229,7 +234,7 @@ class Agents:
                     self.tables.identity[key] = raw.value
                 continue
             now = pl.utcnow()
-            item = self.pipeline.decode(raw, "BookingCreated", now)
+            item = await self._decode(raw, "BookingCreated", now)
             if isinstance(item, pl.DeadLetterOut):
                 await self.outputs.send_dead(item)
                 continue

@@ -9,6 +9,7 @@ circuit is open, ``handle`` does not return, the stream stops pulling, and memor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -129,9 +130,10 @@ class Delivery:
             event.message.value,
         )
         try:
-            conv = records.conversion_from_record(
-                self.pipeline.serde.decode(raw.value, "Conversion")
+            record = await pl.while_registry_down(
+                lambda: self.pipeline.serde.decode(raw.value, "Conversion"), "decoding conversions"
             )
+            conv = records.conversion_from_record(record)
         except (SerdeError, KeyError, ValueError, TypeError) as exc:
             reason = exc.reason if isinstance(exc, SerdeError) else "schema_mismatch"
             out = self.pipeline.dead_letter(
@@ -139,6 +141,8 @@ class Delivery:
             )
             await self.outputs.send_dead(out)
             return None
+        if not conv.page_url and self.settings.fallback_page_url:
+            conv = dataclasses.replace(conv, page_url=self.settings.fallback_page_url)
         if conv.event_id in seen or self._delivered(event, conv.event_id):
             self.metrics.core.labels("duplicate_delivery").inc()
             return None

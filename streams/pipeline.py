@@ -7,19 +7,23 @@ invalid record is dead-lettered with its email/phone/external_id replaced by the
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.domain import matchkeys, records
 from streams.domain.types import Booking, FormSubmit, Rejection, SourceRef, StatusChange
 from streams.errors import SerdeError
-from streams.serde.avro import AvroSerde
+from streams.serde.avro import AvroSerde, RegistryUnavailableError
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Input = FormSubmit | Booking | StatusChange
 _PII_FIELDS = ("email", "phone", "external_id")
 _DECODERS: dict[str, Callable[[Mapping[str, Any], datetime], Any]] = {
@@ -27,6 +31,20 @@ _DECODERS: dict[str, Callable[[Mapping[str, Any], datetime], Any]] = {
     "BookingCreated": records.booking_from_record,
     "LeadStatusChanged": records.status_from_record,
 }
+
+
+async def while_registry_down(call: Callable[[], T], what: str, max_delay: float = 30.0) -> T:
+    """Run ``call`` until the schema registry answers: an outage blocks, it never dead-letters."""
+    delay = 0.5
+    while True:
+        try:
+            return call()
+        except RegistryUnavailableError as exc:
+            logger.warning(
+                "schema registry unavailable while %s; retrying in %.1fs: %s", what, delay, exc
+            )
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
 
 
 def utcnow() -> datetime:
@@ -60,18 +78,27 @@ class DeadLetterOut:
     message: str
 
 
+def _opaque_hash(text: str) -> str:
+    """SHA-256 of any string, lone surrogates included, for values that cannot be normalised."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def scrub_pii(record: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of an input record with email, phone and external_id hashed (never raises)."""
     out = dict(record)
     country = out.get("country") if isinstance(out.get("country"), str) else None
-    if isinstance(out.get("email"), str):
-        out["email"] = matchkeys.hash_email(out["email"])
-    if isinstance(out.get("phone"), str):
-        out["phone"] = matchkeys.hash_phone(out["phone"], country) or matchkeys.sha256_hex(
-            out["phone"].strip()
-        )
-    if isinstance(out.get("external_id"), str):
-        out["external_id"] = matchkeys.hash_external_id(out["external_id"])
+    hashers = {
+        "email": matchkeys.hash_email,
+        "phone": lambda v: matchkeys.hash_phone(v, country),
+        "external_id": matchkeys.hash_external_id,
+    }
+    for name, hasher in hashers.items():
+        value = out.get(name)
+        if isinstance(value, str):
+            try:
+                out[name] = hasher(value) or _opaque_hash(value)
+            except Exception:  # noqa: BLE001 - any odd text still becomes a hash
+                out[name] = _opaque_hash(value)
     return out
 
 
@@ -94,17 +121,22 @@ class Pipeline:
             return self.dead_letter(raw, exc.reason, str(exc), exc.field, raw.value or b"", now)
         result = _DECODERS[record_name](record, now)
         if isinstance(result, Rejection):
-            original = self._scrubbed(record_name, record, raw)
+            original = self._scrubbed(record_name, record)
             return self.dead_letter(raw, result.reason, result.message, result.field, original, now)
         return result  # type: ignore[no-any-return]
 
-    def _scrubbed(self, record_name: str, record: Mapping[str, Any], raw: Raw) -> bytes:
-        """Re-encode the record with hashed PII; keep the original bytes if that fails."""
+    def _scrubbed(self, record_name: str, record: Mapping[str, Any]) -> bytes:
+        """Re-encode the record with hashed PII, so a dead letter never holds raw PII.
+
+        A registry outage propagates (the caller retries); a record that cannot be re-encoded
+        as Avro is kept as JSON of the scrubbed record, never as the raw bytes.
+        """
+        scrubbed = scrub_pii(record)
         try:
-            return self.serde.encode(self._topics[record_name], record_name, scrub_pii(record))
-        except Exception:  # an invalid value may not re-encode; hash-free bytes are all we have
-            logger.debug("could not re-encode a rejected %s; keeping original bytes", record_name)
-            return raw.value or b""
+            return self.serde.encode(self._topics[record_name], record_name, scrubbed)
+        except SerdeError:
+            logger.debug("a rejected %s does not re-encode; keeping it as JSON", record_name)
+            return json.dumps(scrubbed, default=str, ensure_ascii=True).encode()
 
     def encode_input(self, item: Input) -> bytes:
         """Encode a validated (hashed) input back to Avro, for internal topics and dead letters."""

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     tiktok_pixel_code: str | None = None
     tiktok_crm_event_set_id: str | None = None
     tiktok_test_event_code: str | None = None
+    fallback_page_url: str | None = Field(
+        None, description="page.url for web conversions without a page (sent without their form)."
+    )
     tiktok_timeout: float = Field(10.0, gt=0, description="Seconds per Events API request.")
 
     # Rules
@@ -89,6 +92,29 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535, description="Health and /metrics port.")
     web_host: str = "0.0.0.0"  # noqa: S104 - a pod must be reachable by its probes.
     log_level: str = "INFO"
+
+    @field_validator(
+        "lead_retention",
+        "ledger_retention",
+        "input_dedup_window",
+        "pending_wait",
+        "retry_horizon",
+        mode="before",
+    )
+    @classmethod
+    def _seconds_or_iso(cls, value: Any) -> Any:
+        """Accept plain seconds ("3", "86400.5") as well as ISO 8601 durations ("PT24H")."""
+        if isinstance(value, str):
+            try:
+                seconds = float(value)
+            except ValueError:
+                return value  # not a number: let pydantic parse ISO 8601
+            try:
+                return timedelta(seconds=seconds)
+            except OverflowError as exc:
+                msg = f"{value} seconds is not a usable duration"
+                raise ValueError(msg) from exc
+        return value
 
     @field_validator("stage_map", mode="before")
     @classmethod

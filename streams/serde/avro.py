@@ -150,7 +150,7 @@ class AvroSerde:
         try:
             record = fastavro.schemaless_reader(io.BytesIO(body), writer, None if same else reader)
         except SchemaResolutionError as exc:
-            msg = f"{record_name}: writer schema id {schema_id} does not resolve: {exc}"
+            msg = f"{record_name}: writer schema id {schema_id} does not resolve: {str(exc)[:200]}"
             raise SerdeError(msg, reason="schema_mismatch") from exc
         except (
             Exception

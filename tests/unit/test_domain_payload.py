@@ -61,7 +61,8 @@ def test_web_event_without_page_url_is_rejected_before_sending() -> None:
     assert result == Rejection(
         "missing_field",
         f"Conversion event_id={conv.event_id}: field 'page_url' is required for "
-        "event_source=web (page.url)",
+        "event_source=web (page.url); set LEADSTREAM_FALLBACK_PAGE_URL to send conversions "
+        "that have no page",
         "page_url",
     )
     crm = route(

@@ -1,0 +1,219 @@
+"""The ``leadstream`` command line: help for every command, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.cli import build_parser, main
+
+COMMANDS = ("worker", "demo", "produce", "sandbox", "registry", "lag")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("LEADSTREAM_"):
+            monkeypatch.delenv(name)
+
+
+def _exit_code(argv: list[str]) -> int | str | None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
+    assert "Traceback" not in err
+    assert lines[0].startswith("leadstream: error: ")
+    return lines[0]
+
+
+# --- help ---------------------------------------------------------------------------------------
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code(["--help"]) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith("usage: leadstream ")
+    for command in COMMANDS:
+        assert f"    {command} " in out, f"{command} missing from --help"
+    assert "LEADSTREAM_*" in out
+
+
+def test_parser_has_exactly_the_documented_commands() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sorted(sub.choices or ()) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("worker", "--loglevel"),
+        ("demo", "--keep-logs"),
+        ("produce", "--record"),
+        ("lag", "--max-lag"),
+    ],
+)
+def test_subcommand_help(capsys: pytest.CaptureFixture[str], command: str, expected: str) -> None:
+    assert _exit_code([command, "--help"]) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: leadstream {command}")
+    assert expected in out
+
+
+def test_produce_help_explains_keys_and_bad_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code(["produce", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "TOPIC" in out.upper()
+    assert "booking_id for a booking without lead_id" in out
+    assert "exit status is 1" in out
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [("sandbox", "--fault-http-503"), ("registry", "--data")],
+)
+def test_passthrough_commands_use_their_own_parser(
+    capsys: pytest.CaptureFixture[str], command: str, expected: str
+) -> None:
+    assert _exit_code([command, "--help"]) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: leadstream {command}")
+    assert expected in out
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code([]) == 2
+    assert "required" in capsys.readouterr().err
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code(["frobnicate"]) == 2
+    assert "invalid choice: 'frobnicate'" in capsys.readouterr().err
+
+
+def test_python_dash_m_streams_is_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streams", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert f"    {command} " in result.stdout
+
+
+# --- errors: one line, exit 2 -----------------------------------------------------------------
+
+
+def test_produce_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.jsonl"
+
+    code = main(["produce", "leads.form-submitted", str(missing)])
+
+    assert code == 2
+    captured = capsys.readouterr()
+    line = _one_error_line(captured.err)
+    assert line == f"leadstream: error: no such file: {missing}"
+    assert captured.out == ""
+
+
+def test_produce_unknown_topic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "x.jsonl"
+    data.write_text("{}\n", encoding="utf-8")
+
+    assert main(["produce", "some.topic", str(data)]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert "no schema is known for topic 'some.topic'" in line
+    assert "--record" in line
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_worker_without_token_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], token: str | None
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_TIKTOK_PIXEL_CODE", "PIXEL1")
+    if token is not None:
+        monkeypatch.setenv("LEADSTREAM_TIKTOK_ACCESS_TOKEN", token)
+
+    assert main(["worker"]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert "LEADSTREAM_TIKTOK_ACCESS_TOKEN" in line
+
+
+def test_worker_without_destination_names_the_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_TIKTOK_ACCESS_TOKEN", "tt-secret-91c4")
+
+    assert main(["worker"]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert "LEADSTREAM_TIKTOK_PIXEL_CODE" in line
+    assert "LEADSTREAM_TIKTOK_CRM_EVENT_SET_ID" in line
+    assert "tt-secret-91c4" not in line
+
+
+def test_bad_consent_policy_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_CONSENT_POLICY", "sometimes")
+
+    assert main(["worker"]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("leadstream: error: LEADSTREAM_CONSENT_POLICY: ")
+    assert "granted-only" in line
+
+
+def test_bad_stage_map_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_STAGE_MAP", "{oops")
+
+    assert main(["produce", "leads.form-submitted", str(tmp_path / "x.jsonl")]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("leadstream: error: LEADSTREAM_STAGE_MAP: ")
+    assert "not valid JSON" in line
+
+
+def test_bad_number_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_WEB_PORT", "http")
+
+    assert main(["lag"]) == 2
+
+    assert _one_error_line(capsys.readouterr().err).startswith(
+        "leadstream: error: LEADSTREAM_WEB_PORT: "
+    )
+
+
+def test_huge_duration_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_PENDING_WAIT", "1e20")
+
+    assert main(["lag"]) == 2
+
+    assert _one_error_line(capsys.readouterr().err).startswith(
+        "leadstream: error: LEADSTREAM_PENDING_WAIT: "
+    )
