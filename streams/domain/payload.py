@@ -59,7 +59,8 @@ def route(
     if not conv.page_url:
         return Rejection(
             "missing_field",
-            f"{label}: field 'page_url' is required for event_source=web (page.url)",
+            f"{label}: field 'page_url' is required for event_source=web (page.url); "
+            "set LEADSTREAM_FALLBACK_PAGE_URL to send conversions that have no page",
             "page_url",
         )
     return Destination(WEB, pixel_code, test_event_code)

@@ -34,11 +34,11 @@ def form(prefix: str, n: int, **overrides: Any) -> dict[str, Any]:
     return record
 
 
-def status(prefix: str, n: int, change: str, value: str, **overrides: Any) -> dict[str, Any]:
+def status(prefix: str, n: int, change: str, stage: str, **overrides: Any) -> dict[str, Any]:
     record: dict[str, Any] = {
         "change_id": f"{prefix}-{change}",
         "lead_id": f"{prefix}-lead-{n}",
-        "status": value,
+        "status": stage,
         "changed_at": iso(NOW - timedelta(minutes=5)),
         "crm": "hubspot",
     }

@@ -113,3 +113,47 @@ def test_read_uncommitted_returns_aborted_records(stack: LocalStack) -> None:
     finally:
         consumer.close()
     assert b"aborted" in values
+
+
+@pytest.mark.xfail(strict=True, reason="Tansu keeps a group STABLE after its aiokafka member left")
+def test_offsets_of_a_group_whose_aiokafka_member_left_can_be_reset(stack: LocalStack) -> None:
+    """Kafka empties a group when its last member leaves, so `alter_consumer_group_offsets` (a
+    replay from the beginning) works. After an aiokafka consumer (Faust's driver) stops, Tansu
+    keeps the group STABLE and answers UNKNOWN_MEMBER_ID. (A librdkafka member leaves fine.)"""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    topic = _topic(stack)
+    producer = Producer({"bootstrap.servers": stack.broker.bootstrap})
+    producer.produce(topic, value=b"x")
+    producer.flush(10)
+    group = f"leave-{topic}"
+
+    async def consume_commit_and_leave() -> None:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=stack.broker.bootstrap,
+            group_id=group,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            await asyncio.wait_for(consumer.getone(), 30)
+            await consumer.commit()
+        finally:
+            await consumer.stop()  # leaves the group
+
+    asyncio.run(consume_commit_and_leave())
+    time.sleep(7)  # past the session timeout too
+    admin = AdminClient({"bootstrap.servers": stack.broker.bootstrap})
+    futures = admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 0)])]
+    )
+    result = futures[group].result(timeout=10)
+    assert [tp.error for tp in result.topic_partitions] == [None]
