@@ -63,8 +63,9 @@ def rejected_events(message: str, data: Mapping[str, Any], n: int) -> dict[int, 
             if isinstance(item, Mapping) and isinstance(item.get("index"), int):
                 idx = item["index"]
                 if 0 <= idx < n:
-                    reason = item.get("reason") or item.get("message") or message
-                    out[idx] = str(reason)
+                    reason = str(item.get("reason") or item.get("message") or message)
+                    path = item.get("path")
+                    out[idx] = f"{path}: {reason}" if path and str(path) not in reason else reason
     for part in re.split(r"[;\n]", message):
         for m in _EVENT_PATH.finditer(part):
             idx = int(m.group(1))

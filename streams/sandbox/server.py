@@ -89,6 +89,7 @@ class FaultSettings:
         timeout_seconds: How long a timeout fault hangs.
         timeout_mode: After hanging, answer HTTP ``504`` or ``close`` the connection unanswered.
         auth_error: When True every track request answers 40105.
+        latency_seconds: Every track request waits this long before it is handled (a slow API).
         seed: Seed of the fault random generator (None: not reproducible).
 
     """
@@ -101,6 +102,7 @@ class FaultSettings:
     timeout_seconds: float = 15.0
     timeout_mode: Literal["504", "close"] = "504"
     auth_error: bool = False
+    latency_seconds: float = 0.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -114,6 +116,9 @@ class FaultSettings:
             total += share
         if total > 1.0 + 1e-9:
             msg = f"fault shares must sum to at most 1, got {total}"
+            raise ValueError(msg)
+        if self.latency_seconds < 0:
+            msg = "latency_seconds must be >= 0"
             raise ValueError(msg)
         if self.timeout_seconds < 0:
             msg = "timeout_seconds must be >= 0"
@@ -259,6 +264,8 @@ class _Engine:
     # -- track ---------------------------------------------------------------------------
 
     def handle_track(self, token: str | None, content_type: str | None, body: bytes) -> _Reply:
+        if self._faults.latency_seconds:
+            self.wait(self._faults.latency_seconds)
         now = self._now()
         request_id = f"{now:%Y%m%d%H%M%S}{uuid.uuid4().hex[:18].upper()}"
         token = (token or "").strip()
@@ -599,7 +606,7 @@ def _matches(value: object, wanted: str) -> bool:
 
 def _check_fault_types(updates: Mapping[str, Any]) -> None:
     for name, value in updates.items():
-        if name in SHARE_FAULTS or name == "timeout_seconds":
+        if name in SHARE_FAULTS or name in ("timeout_seconds", "latency_seconds"):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 msg = f"{name} must be a number"
                 raise ValueError(msg)
@@ -930,6 +937,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="how long a timeout fault hangs (default %(default)s)",
     )
     faults.add_argument(
+        "--fault-latency-seconds",
+        type=float,
+        default=0.0,
+        help="every track request waits this long first, like a slow API (default %(default)s)",
+    )
+    faults.add_argument(
         "--fault-timeout-mode",
         choices=("504", "close"),
         default="504",
@@ -970,6 +983,7 @@ def main(argv: list[str] | None = None) -> int:
             http_503=args.fault_http_503,
             timeout=args.fault_timeout,
             timeout_seconds=args.fault_timeout_seconds,
+            latency_seconds=args.fault_latency_seconds,
             timeout_mode=args.fault_timeout_mode,
             auth_error=args.fault_auth_error,
             seed=args.fault_seed,

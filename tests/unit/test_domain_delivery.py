@@ -45,7 +45,10 @@ def test_partial_with_failed_events_names_them() -> None:
     verdict = _classify(20001, "partial", data)
     assert verdict.verdict is Verdict.DELIVERED
     assert verdict.code == 20001
-    assert dict(verdict.rejected) == {1: "must be a number", 3: "too old"}
+    assert dict(verdict.rejected) == {
+        1: "data.1.properties.value: must be a number",
+        3: "data.3.event_time: too old",
+    }
 
 
 def test_partial_with_paths_in_message() -> None:

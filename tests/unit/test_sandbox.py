@@ -667,6 +667,7 @@ def test_faults_endpoint_shape_and_validation(api: Api) -> None:
         "timeout_seconds": 15.0,
         "timeout_mode": "504",
         "auth_error": False,
+        "latency_seconds": 0.0,
         "seed": None,
         "expired_tokens": [],
     }
@@ -677,6 +678,8 @@ def test_faults_endpoint_shape_and_validation(api: Api) -> None:
         {"auth_error": "yes"},
         {"seed": "x"},
         {"timeout_mode": "hang"},
+        {"latency_seconds": "slow"},
+        {"latency_seconds": -1},
     ):
         response = api.faults(**bad)
         assert response.status_code == 400, bad
