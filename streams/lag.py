@@ -45,41 +45,72 @@ def committed_offsets(
     return [tp for tp in result.topic_partitions if tp.offset >= 0]
 
 
-def measure_lag(
-    bootstrap: str, group: str, topics: Sequence[str] | None = None, now: float | None = None
-) -> list[PartitionLag]:
-    """Measure lag for ``group`` on every partition of the topics it consumes (or ``topics``)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    committed = {(tp.topic, tp.partition): tp.offset for tp in committed_offsets(admin, group)}
-    wanted = set(topics) if topics else {t for t, _ in committed}
-    metadata = admin.list_topics(timeout=10)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{group}-lag-probe",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
+class LagProbe:
+    """Measures one group's lag; keeps its admin client and probe consumer between calls."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        """Connect lazily to ``bootstrap`` for ``group``."""
+        self.group = group
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{group}-lag-probe",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
+
+    def measure(
+        self,
+        topics: Sequence[str] | None = None,
+        partitions: set[tuple[str, int]] | None = None,
+        now: float | None = None,
+    ) -> list[PartitionLag]:
+        """Lag on every partition of ``topics`` (default: those the group committed for).
+
+        ``partitions`` restricts it further (a worker measures only what it is assigned). The
+        log end comes from the watermark offsets; on Tansu they can be too low when the last
+        batch held several records (README, "Local broker"), so lag is never shown below 0.
+        """
+        committed = {
+            (tp.topic, tp.partition): tp.offset for tp in committed_offsets(self._admin, self.group)
         }
-    )
-    now = time.time() if now is None else now
-    out: list[PartitionLag] = []
-    try:
+        wanted = set(topics) if topics else {t for t, _ in committed}
+        metadata = self._admin.list_topics(timeout=10)
+        now = time.time() if now is None else now
+        out: list[PartitionLag] = []
         for topic in sorted(wanted):
             meta = metadata.topics.get(topic)
             if meta is None:
                 continue
             for partition in sorted(meta.partitions):
-                _low, high = consumer.get_watermark_offsets(
+                if partitions is not None and (topic, partition) not in partitions:
+                    continue
+                low, high = self._consumer.get_watermark_offsets(
                     TopicPartition(topic, partition), timeout=10
                 )
                 offset = committed.get((topic, partition))
-                start = offset if offset is not None else _low
+                start = offset if offset is not None else low
                 lag = max(0, high - start)
-                age = _age(consumer, topic, partition, start, now) if lag else 0.0
-                out.append(PartitionLag(group, topic, partition, offset, high, lag, age))
+                age = _age(self._consumer, topic, partition, start, now) if lag else 0.0
+                out.append(PartitionLag(self.group, topic, partition, offset, high, lag, age))
+        return out
+
+    def close(self) -> None:
+        """Close the probe consumer."""
+        self._consumer.close()
+
+
+def measure_lag(
+    bootstrap: str, group: str, topics: Sequence[str] | None = None, now: float | None = None
+) -> list[PartitionLag]:
+    """Measure lag for ``group`` on every partition of the topics it consumes (or ``topics``)."""
+    probe = LagProbe(bootstrap, group)
+    try:
+        return probe.measure(topics, now=now)
     finally:
-        consumer.close()
-    return out
+        probe.close()
 
 
 def _age(consumer: Consumer, topic: str, partition: int, offset: int, now: float) -> float | None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sized
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 
 class Metrics:
@@ -64,12 +68,6 @@ class Metrics:
             ["destination"],
             registry=r,
         )
-        self.table_keys = Gauge(
-            "leadstream_table_keys",
-            "Keys held in each table by this worker.",
-            ["table"],
-            registry=r,
-        )
         self.consumer_lag = Gauge(
             "leadstream_consumer_lag",
             "Records between the committed offset and the end of the partition.",
@@ -83,6 +81,10 @@ class Metrics:
             registry=r,
         )
 
+    def watch_tables(self, tables: Callable[[], Mapping[str, Sized]]) -> None:
+        """Export ``leadstream_table_keys{table}``, read from the tables at scrape time."""
+        self.registry.register(_TableKeys(tables))
+
     def count_core(self, counts: dict[str, int] | object) -> None:
         """Add a core Outcome's counts (name -> increment)."""
         if isinstance(counts, dict) or hasattr(counts, "items"):
@@ -93,3 +95,18 @@ class Metrics:
     def render(self) -> bytes:
         """Return the Prometheus text exposition of every series."""
         return generate_latest(self.registry)
+
+
+class _TableKeys(Collector):
+    """Keys held in each table by this worker, counted when scraped."""
+
+    def __init__(self, tables: Callable[[], Mapping[str, Sized]]) -> None:
+        self._tables = tables
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "leadstream_table_keys", "Keys held in each table by this worker.", labels=["table"]
+        )
+        for name, table in self._tables().items():
+            family.add_metric([name], len(table))
+        yield family

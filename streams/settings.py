@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     )
 
     # Operations
+    lag_interval: float = Field(15.0, gt=0, description="Seconds between consumer lag probes.")
+    liveness_stall_seconds: float = Field(
+        600.0, gt=0, description="Liveness fails when lag has not moved for this long."
+    )
     web_port: int = Field(6066, ge=0, le=65535, description="Health and /metrics port.")
     web_host: str = "0.0.0.0"  # noqa: S104 - a pod must be reachable by its probes.
     log_level: str = "INFO"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT
 
 from streams.admin import ensure_topics
@@ -14,6 +17,8 @@ from streams.app import create_app
 from streams.delivery import Delivery
 from streams.domain.due import DueIndex
 from streams.errors import ConfigError
+from streams.health import Progress
+from streams.lag import LagProbe
 from streams.metrics import Metrics
 from streams.outputs import Outputs
 from streams.pipeline import Pipeline
@@ -137,21 +142,30 @@ class Worker:
             self.serde.register(topic, record)
 
     def _pages(self) -> None:
-        app, metrics, tables = self.app, self.metrics, self.tables
+        """Health endpoints, ``/metrics`` (Faust's Prometheus sensor + ours) and the lag probe."""
+        app, tables, metrics, settings = self.app, self.tables, self.metrics, self.settings
+        setup_prometheus_sensors(
+            app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"
+        )
+        metrics.watch_tables(
+            lambda: {
+                "leads": tables.leads,
+                "identity": tables.identity,
+                "delivered": tables.delivered,
+            }
+        )
+        self.progress = Progress(stall_after=settings.liveness_stall_seconds)
+        self._probe: LagProbe | None = None
 
-        @app.page("/metrics")
-        async def metrics_page(web: Any, request: Any) -> Any:
-            for name, table in (
-                ("leads", tables.leads),
-                ("identity", tables.identity),
-                ("delivered", tables.delivered),
-            ):
-                metrics.table_keys.labels(name).set(len(table))
-            return web.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+        @app.timer(settings.lag_interval)
+        async def probe_lag() -> None:
+            await self.measure_lag()
 
         @app.page("/health/live")
         async def live(web: Any, request: Any) -> Any:
-            return web.json({"status": "ok"})
+            stalled = self.stalled()
+            body = {"status": "stuck" if stalled else "ok", "stalled": [list(tp) for tp in stalled]}
+            return web.json(body, status=503 if stalled else 200)
 
         @app.page("/health/ready")
         async def ready(web: Any, request: Any) -> Any:
@@ -160,6 +174,36 @@ class Worker:
             recovered = recovery.completed.is_set()
             ok = recovered and app.consumer is not None
             return web.json({"ready": ok, "recovered": recovered}, status=200 if ok else 503)
+
+    async def measure_lag(self) -> None:
+        """Probe lag of this worker's assigned partitions; export it and feed liveness."""
+        assigned = {
+            (tp.topic, tp.partition)
+            for tp in self.app.consumer.assignment()
+            if not tp.topic.endswith("-changelog")
+        }
+        if not assigned:
+            return
+        if self._probe is None:
+            self._probe = LagProbe(self.settings.kafka_bootstrap, self.settings.app_id)
+        topics = sorted({topic for topic, _ in assigned})
+        try:
+            rows = await asyncio.to_thread(self._probe.measure, topics, assigned)
+        except Exception as exc:  # noqa: BLE001 - a failed probe must not stop the worker
+            logger.warning("consumer lag probe failed: %s", exc)
+            return
+        for row in rows:
+            labels = (row.topic, str(row.partition))
+            self.metrics.consumer_lag.labels(*labels).set(row.lag)
+            if row.lag_seconds is not None:
+                self.metrics.consumer_lag_seconds.labels(*labels).set(row.lag_seconds)
+        self.progress.observe(rows, time.monotonic())
+
+    def stalled(self) -> list[tuple[str, int]]:
+        """Partitions stuck with lag; empty while delivery is paused on purpose (auth circuit)."""
+        if any(c.open for c in self.delivery.circuits.values()):
+            return []
+        return self.progress.stalled(time.monotonic())
 
     def run(self, loglevel: str = "INFO") -> None:
         """Run until stopped (SIGTERM/SIGINT), the way ``leadstream worker`` does."""
