@@ -36,7 +36,8 @@ SYNTHETIC_LEAD_PREFIX = "booking:"
 
 def _raw(event: EventT) -> pl.Raw:
     msg = event.message
-    return pl.Raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+    redrive = pl.is_redrive(msg.headers)
+    return pl.Raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value, redrive)
 
 
 class Agents:
@@ -112,6 +113,8 @@ class Agents:
     async def _apply_input(self, raw: pl.Raw, item: pl.Input, now: datetime) -> None:
         lead_id = item.lead_id or ""
         state = self._load(lead_id)
+        if raw.redrive:
+            state = core.forget_input(state, item)
         if isinstance(item, FormSubmit):
             outcome = core.on_form(state, item, self.rules, now)
             if state is None or state.context is None:
@@ -201,12 +204,17 @@ class Agents:
                 await self.outputs.send_dead(item)
                 continue
             assert isinstance(item, Booking)  # noqa: S101 - the decoder's contract
-            await self._route_booking(item)
+            await self._route_booking(item, redrive=raw.redrive)
 
-    async def _route_booking(self, booking: Booking, after: str = "") -> None:
+    async def _route_booking(
+        self, booking: Booking, after: str = "", redrive: bool = False
+    ) -> None:
+        headers = [(pl.REDRIVE_HEADER, b"1")] if redrive else None
         if booking.lead_id:
             await self.topics.bookings_by_lead.send(
-                key=booking.lead_id.encode(), value=self.pipeline.encode_input(booking)
+                key=booking.lead_id.encode(),
+                value=self.pipeline.encode_input(booking),
+                headers=headers,
             )
             return
         stages = [("e:", booking.keys.email_sha256), ("p:", booking.keys.phone_sha256)]
@@ -215,13 +223,15 @@ class Agents:
         for prefix, digest in stages:
             if digest:
                 await self.topics.bookings_by_identity.send(
-                    key=(prefix + digest).encode(), value=self.pipeline.encode_input(booking)
+                    key=(prefix + digest).encode(),
+                    value=self.pipeline.encode_input(booking),
+                    headers=headers,
                 )
                 return
         # No lead found by any key: it waits, and is sent with its own keys, under its own id.
         synthetic = dataclasses.replace(booking, lead_id=SYNTHETIC_LEAD_PREFIX + booking.booking_id)
         self.metrics.core.labels("booking_unmatched_identity").inc()
-        await self._route_booking(synthetic)
+        await self._route_booking(synthetic, redrive=redrive)
 
     async def identity(self, stream: StreamT) -> None:
         """Keep the hash -> lead index and resolve bookings that came without a lead_id."""
@@ -242,9 +252,10 @@ class Agents:
             lead = self.tables.identity.get(key)
             if lead:
                 self.metrics.core.labels("booking_matched_" + key[:1].decode()).inc()
-                await self._route_booking(dataclasses.replace(item, lead_id=lead.decode()))
+                matched = dataclasses.replace(item, lead_id=lead.decode())
+                await self._route_booking(matched, redrive=raw.redrive)
             else:
-                await self._route_booking(item, after=key[:2].decode())
+                await self._route_booking(item, after=key[:2].decode(), redrive=raw.redrive)
 
     # -- delivery --------------------------------------------------------------------------------
 

@@ -108,6 +108,20 @@ def cmd_lag(args: argparse.Namespace) -> int:
     return run_lag(settings, group=args.group, as_json=args.json, max_lag=args.max_lag)
 
 
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """List, summarise or re-drive dead letters."""
+    from streams.deadletters import run_dead_letters
+
+    return run_dead_letters(
+        _settings(),
+        reasons=args.reason or [],
+        source_topics=args.source_topic or [],
+        sources=args.source or [],
+        as_json_output=args.json,
+        do_redrive=args.redrive,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -173,6 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-lag", type=int, help="exit 2 when a partition lags more records than this"
     )
     p.set_defaults(func=cmd_lag)
+
+    p = sub.add_parser(
+        "dead-letters",
+        help="list and summarise the dead-letter topic, or re-drive records after a fix",
+        description="Read LEADSTREAM_TOPIC_DEAD_LETTER from the beginning and print counts by "
+        "reason and one line per dead letter (or --json). With --redrive, produce the selected "
+        "records' original bytes back to their source topics (PII in them is already hashed); "
+        "the worker's dedup keeps a record re-driven twice from being sent twice.",
+    )
+    p.add_argument("--reason", action="append", help="only this reason (repeatable)")
+    p.add_argument("--source-topic", action="append", help="only records from this topic")
+    p.add_argument("--source", action="append", help="only this record, as topic:partition:offset")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a summary")
+    p.add_argument("--redrive", action="store_true", help="re-drive the selected records")
+    p.set_defaults(func=cmd_dead_letters)
     return parser
 
 

@@ -113,13 +113,17 @@ class Delivery:
                 test_event_code=self.settings.tiktok_test_event_code,
             )
             if isinstance(route, Rejection):
-                await self._dead(item, route.reason, route.message, None, now)
+                await self._dead(item, route.reason, route.message, None, now, route.field)
                 continue
             item.body = payload.build_event(item.conv, route.event_source)
             groups.setdefault(route, []).append(item)
-        for dest, items in groups.items():
-            for result in await self._send_group(dest, items):
-                await self._record(dest, result)
+        # Destinations are independent: one paused by its auth circuit does not hold the others'
+        # outcomes back (the batch is still acknowledged only when every group is done).
+        await asyncio.gather(*(self._deliver_group(dest, items) for dest, items in groups.items()))
+
+    async def _deliver_group(self, dest: payload.Destination, items: list[Item]) -> None:
+        for result in await self._send_group(dest, items):
+            await self._record(dest, result)
 
     async def _prepare(self, event: EventT, now: datetime, seen: set[str]) -> Item | None:
         raw = pl.Raw(
@@ -139,6 +143,7 @@ class Delivery:
             out = self.pipeline.dead_letter(
                 raw, reason, f"Conversion: {exc}", None, raw.value or b"", now
             )
+            _current_event.set(weakref.ref(event))
             await self.outputs.send_dead(out)
             return None
         if not conv.page_url and self.settings.fallback_page_url:
@@ -161,7 +166,7 @@ class Delivery:
         size = self.settings.delivery_batch_max
         queue = list(items)
         results: list[Result] = []
-        started = time.monotonic()
+        retrying_since: float | None = None  # the horizon runs from the first retryable failure
         attempt = 0
         while queue:
             chunk, rest = queue[:size], queue[size:]
@@ -169,6 +174,8 @@ class Delivery:
             for it in chunk:
                 it.attempts += 1
             self.metrics.requests.labels(name, verdict.verdict.value).inc()
+            if verdict.verdict is not Verdict.RETRY:
+                retrying_since = None
             if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED):
                 self._close(circuit, dest)
                 attempt = 0
@@ -184,6 +191,13 @@ class Delivery:
                     else:
                         again.append(it)
                 queue = again + rest
+            elif verdict.verdict is Verdict.SPLIT and len(chunk) == 1:
+                # "Too many events" for a single event cannot be fixed by splitting: permanent.
+                msg = f"rejected as too many events even alone: {verdict.message}"
+                results.append(
+                    Result(chunk[0], False, verdict.code, msg, request_id, "api_rejected")
+                )
+                queue = rest
             elif verdict.verdict is Verdict.SPLIT:
                 size = max(1, len(chunk) // 2)
                 logger.warning(
@@ -194,7 +208,9 @@ class Delivery:
                 await self.sleep(self.settings.circuit_probe_interval)
                 circuit.probes += 1
             else:  # RETRY
-                if time.monotonic() - started >= horizon:
+                if retrying_since is None:
+                    retrying_since = time.monotonic()
+                if time.monotonic() - retrying_since >= horizon:
                     msg = (
                         f"gave up after {chunk[0].attempts} attempts over the retry horizon: "
                         f"{verdict.message}"
@@ -304,14 +320,22 @@ class Delivery:
         self.metrics.deliveries.labels(self.destination.name, outcome, str(result.code)).inc()
 
     async def _dead(
-        self, it: Item, reason: str, message: str, code: int | None, now: datetime
+        self,
+        it: Item,
+        reason: str,
+        message: str,
+        code: int | None,
+        now: datetime,
+        field: str | None = None,
     ) -> None:
         msg = it.event.message
         raw = pl.Raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
-        text = f"Conversion event_id={it.conv.event_id}: {message}" + (
-            f" (code {code})" if code else ""
-        )
+        label = f"Conversion event_id={it.conv.event_id}"
+        text = message if message.startswith(label) else f"{label}: {message}"
+        if code:
+            text += f" (code {code})"
         out = self.pipeline.dead_letter(
-            raw, reason, text, None, msg.value or b"", now, it.conv.event_id
+            raw, reason, text, field, msg.value or b"", now, it.conv.event_id
         )
+        _current_event.set(weakref.ref(it.event))
         await self.outputs.send_dead(out)

@@ -24,6 +24,18 @@ from streams.serde.avro import AvroSerde, RegistryUnavailableError
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+REDRIVE_HEADER = "leadstream-redrive"
+
+
+def is_redrive(headers: object) -> bool:
+    """Return True when Kafka headers (a list of pairs or a mapping) mark a re-driven record."""
+    if isinstance(headers, dict):
+        return REDRIVE_HEADER in headers
+    if isinstance(headers, list | tuple):
+        return any(isinstance(h, tuple | list) and h and h[0] == REDRIVE_HEADER for h in headers)
+    return False
+
+
 Input = FormSubmit | Booking | StatusChange
 _PII_FIELDS = ("email", "phone", "external_id")
 _DECODERS: dict[str, Callable[[Mapping[str, Any], datetime], Any]] = {
@@ -61,6 +73,7 @@ class Raw:
     offset: int
     key: bytes | None
     value: bytes | None
+    redrive: bool = False  # re-driven from the dead-letter topic (header REDRIVE_HEADER)
 
     @property
     def source(self) -> SourceRef:
@@ -76,6 +89,7 @@ class DeadLetterOut:
     value: bytes
     reason: str
     message: str
+    source: str = ""  # "topic:partition:offset" of the record, so it is dead-lettered once
 
 
 def _opaque_hash(text: str) -> str:
@@ -174,4 +188,5 @@ class Pipeline:
                 "dead_lettered_at": now,
             },
         )
-        return DeadLetterOut(key=raw.key, value=value, reason=reason, message=message)
+        source = f"{raw.topic}:{raw.partition}:{raw.offset}"
+        return DeadLetterOut(raw.key, value, reason, message, source)

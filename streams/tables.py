@@ -19,6 +19,7 @@ class Tables:
     leads: TableT  # lead_id -> LeadState (compact JSON, hashed keys only)
     identity: TableT  # sha256(email|phone) -> lead_id
     delivered: TableT  # conversion event_id -> delivered-at millis (Leadstream's own send ledger)
+    dead_lettered: TableT  # "topic:partition:offset" -> dead-lettered-at millis (once per record)
 
 
 def declare_tables(
@@ -43,4 +44,5 @@ def declare_tables(
         leads=table("leads", **leads_extra),
         identity=table("identity"),
         delivered=table("delivered"),
+        dead_lettered=table("dead_lettered"),
     )

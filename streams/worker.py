@@ -89,7 +89,7 @@ class Worker:
         )
         self.due = DueIndex()
         self.tables = declare_tables(self.app, settings, on_lead_changelog=self._on_lead_changelog)
-        self.outputs = Outputs(self.topics, self.metrics)
+        self.outputs = Outputs(self.topics, self.tables, self.metrics)
         if destination is None:
             token = settings.tiktok_access_token
             destination = TikTokEventsClient(
@@ -152,6 +152,7 @@ class Worker:
                 "leads": tables.leads,
                 "identity": tables.identity,
                 "delivered": tables.delivered,
+                "dead_lettered": tables.dead_lettered,
             }
         )
         self.progress = Progress(stall_after=settings.liveness_stall_seconds)
@@ -173,7 +174,13 @@ class Worker:
             recovery = app.tables.recovery  # type: ignore[attr-defined]
             recovered = recovery.completed.is_set()
             ok = recovered and app.consumer is not None
-            return web.json({"ready": ok, "recovered": recovered}, status=200 if ok else 503)
+            assigned = (
+                sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+                if app.consumer is not None
+                else []
+            )
+            body = {"ready": ok, "recovered": recovered, "assigned": assigned}
+            return web.json(body, status=200 if ok else 503)
 
     async def measure_lag(self) -> None:
         """Probe lag of this worker's assigned partitions; export it and feed liveness."""

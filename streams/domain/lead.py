@@ -573,3 +573,20 @@ def expire(state: LeadState, rules: Rules, now: datetime) -> Outcome:
     if not due and not pruned:
         return Outcome(state=state)
     return w.outcome(w.state(updated_at=updated_at))
+
+
+def forget_input(
+    state: LeadState | None, item: FormSubmit | Booking | StatusChange
+) -> LeadState | None:
+    """Forget that ``item`` was seen, for a deliberate re-drive from the dead-letter topic.
+
+    A replay of the input topics is recognised (rule 1) and sends nothing new; a re-driven record
+    (marked by ``leadstream dead-letters --redrive``) is processed again. The conversion ledger
+    (rule 2) still keeps anything from being sent twice.
+    """
+    if state is None:
+        return None
+    key = _seen_key(item)
+    if key not in state.seen:
+        return state
+    return replace(state, seen={k: v for k, v in state.seen.items() if k != key})

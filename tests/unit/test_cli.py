@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from streams.cli import build_parser, main
 
-COMMANDS = ("worker", "demo", "produce", "sandbox", "registry", "lag")
+COMMANDS = ("worker", "demo", "produce", "sandbox", "registry", "lag", "dead-letters")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,7 +46,7 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert out.startswith("usage: leadstream ")
     for command in COMMANDS:
-        assert f"    {command} " in out, f"{command} missing from --help"
+        assert re.search(rf"^    {command}\s", out, re.M), f"{command} missing from --help"
     assert "LEADSTREAM_*" in out
 
 
@@ -115,7 +116,7 @@ def test_python_dash_m_streams_is_the_same_command() -> None:
     )
     assert result.returncode == 0
     for command in COMMANDS:
-        assert f"    {command} " in result.stdout
+        assert re.search(rf"^    {command}\s", result.stdout, re.M)
 
 
 # --- errors: one line, exit 2 -----------------------------------------------------------------

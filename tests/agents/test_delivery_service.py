@@ -1,0 +1,689 @@
+"""Delivery driven directly with fakes: batching, answer handling, retries, circuit, receipts.
+
+No broker: a scripted fake destination, fake topics that collect what is sent, a dict as the
+``delivered`` table, and a recorder instead of ``asyncio.sleep``. Outputs are decoded with the
+real AvroSerde against the registry double, so the receipts and dead letters are the records a
+consumer would read.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+import streams.delivery as delivery_module
+from streams.delivery import Delivery
+from streams.domain import payload, records
+from streams.domain.types import Channel, Conversion
+from streams.errors import ApiError
+from streams.metrics import Metrics
+from streams.outputs import Outputs
+from streams.pipeline import Pipeline
+from streams.registry.server import RegistryServer
+from streams.serde.avro import AvroSerde
+from streams.settings import DEFAULT_SCHEMA_DIR, Settings
+from streams.tiktok.client import TrackResponse
+from tests.unit.factories import NOW, TIKTOK_LEAD_ID, make_conversion
+
+PIXEL = "CPIXEL0001"
+CRM_SET = "CRMSET0001"
+TOPIC = "t.leadstream.conversions"
+NOW_MILLIS = str(int(NOW.timestamp() * 1000)).encode()
+OK = TrackResponse(200, 0, "OK", "req-ok")
+
+
+# --- fakes --------------------------------------------------------------------------------------
+
+
+class FakeTopic:
+    """Collects what is sent, like a topic whose producer always succeeds."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes | None, bytes]] = []
+
+    async def send(self, *, key: bytes | None = None, value: bytes) -> None:
+        self.messages.append((key, value))
+
+
+class FakeEvent:
+    """A Faust event as Delivery reads it: only ``.message`` (and weakref-able)."""
+
+    def __init__(self, offset: int, key: bytes | None, value: bytes | None) -> None:
+        self.message = SimpleNamespace(
+            topic=TOPIC, partition=1, offset=offset, key=key, value=value
+        )
+
+
+Answer = TrackResponse | ApiError
+
+
+@dataclass
+class FakeDestination:
+    """Records every request; answers from a script, then OK once the script runs out."""
+
+    answers: list[Answer] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+    name: str = "tiktok"
+    by_source: dict[str, Answer] = field(default_factory=dict)
+
+    def track(self, request: Mapping[str, Any]) -> TrackResponse:
+        self.payloads.append(copy.deepcopy(dict(request)))
+        answer = self.by_source.get(request["event_source"])
+        if answer is None:
+            answer = self.answers.pop(0) if self.answers else OK
+        if isinstance(answer, ApiError):
+            raise answer
+        return answer
+
+
+class StopProbing(Exception):
+    """Raised by the sleep recorder to end a test that would otherwise wait forever."""
+
+
+class Sleeps:
+    """Replaces asyncio.sleep: records each delay, and the circuit gauge at that moment."""
+
+    def __init__(self, metrics: Metrics, limit: int = 50) -> None:
+        self.metrics = metrics
+        self.limit = limit
+        self.delays: list[float] = []
+        self.gauge: list[float | None] = []
+        self.clock = 0.0  # fake monotonic seconds, advanced by each sleep
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.clock += seconds
+        self.gauge.append(sample(self.metrics, "leadstream_destination_circuit_open"))
+        if len(self.delays) >= self.limit:
+            raise StopProbing
+
+
+NO_DESTINATION_LABEL = {"leadstream_dead_letters_total", "leadstream_core_outcomes_total"}
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
+    """A sample's value; series of the destination get ``destination="tiktok"``."""
+    if name not in NO_DESTINATION_LABEL:
+        labels = {"destination": "tiktok", **labels}
+    return metrics.registry.get_sample_value(name, labels)
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[RegistryServer]:
+    server = RegistryServer(port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def serde(registry: RegistryServer) -> AvroSerde:
+    return AvroSerde(
+        SchemaRegistryClient({"url": registry.url, "max.retries": 0}), DEFAULT_SCHEMA_DIR
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_leadstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("LEADSTREAM_"):
+            monkeypatch.delenv(name)
+
+
+@dataclass
+class Rig:
+    """One Delivery with its fakes."""
+
+    delivery: Delivery
+    destination: FakeDestination
+    serde: AvroSerde
+    metrics: Metrics
+    sleeps: Sleeps
+    deliveries: FakeTopic
+    dead_letter: FakeTopic
+    delivered: dict[bytes, bytes]
+    offset: int = 0
+
+    def event(self, conv: Conversion | None = None, *, value: bytes | None = None) -> FakeEvent:
+        if value is None:
+            assert conv is not None
+            record = records.conversion_to_record(conv)
+            value = self.serde.encode(TOPIC, "Conversion", record)
+        key = conv.lead_id.encode() if conv else b"lead-x"
+        self.offset += 1
+        return FakeEvent(100 + self.offset, key, value)
+
+    async def handle(self, *convs: Conversion | FakeEvent) -> None:
+        events = [c if isinstance(c, FakeEvent) else self.event(c) for c in convs]
+        await self.delivery.handle(events)
+
+    def receipts(self) -> list[dict[str, Any]]:
+        out = []
+        for key, value in self.deliveries.messages:
+            rec = self.serde.decode(value, "DeliveryReceipt")
+            assert key == rec["event_id"].encode()
+            out.append(rec)
+        return out
+
+    def dead(self) -> list[dict[str, Any]]:
+        return [self.serde.decode(v, "DeadLetter") for _, v in self.dead_letter.messages]
+
+    def outcomes(self) -> dict[str, str]:
+        return {r["event_id"]: r["outcome"] for r in self.receipts()}
+
+    def sent_ids(self) -> list[list[str]]:
+        return [[e["event_id"] for e in p["data"]] for p in self.destination.payloads]
+
+
+@pytest.fixture
+def make_rig(serde: AvroSerde) -> Any:
+    def make(answers: list[Answer] | None = None, sleep_limit: int = 50, **overrides: Any) -> Rig:
+        settings = Settings(
+            **{
+                "tiktok_pixel_code": PIXEL,
+                "tiktok_access_token": "test-token",
+                "topic_deliveries": "t.leadstream.deliveries",
+                "topic_dead_letter": "t.leadstream.dead-letter",
+                "retry_backoff_initial": 1.0,
+                "retry_backoff_max": 60.0,
+                "circuit_probe_interval": 30.0,
+                **overrides,
+            }
+        )
+        metrics = Metrics()
+        deliveries, dead_letter = FakeTopic(), FakeTopic()
+        topics: Any = SimpleNamespace(deliveries=deliveries, dead_letter=dead_letter)
+        delivered: dict[bytes, bytes] = {}
+        tables: Any = SimpleNamespace(delivered=delivered, dead_lettered={})
+        pipeline = Pipeline(serde, settings.topic_dead_letter, settings.input_topics())
+        destination = FakeDestination(list(answers or []))
+        sleeps = Sleeps(metrics, sleep_limit)
+        delivery = Delivery(
+            settings,
+            destination,
+            pipeline,
+            topics,
+            tables,
+            metrics,
+            Outputs(topics, tables, metrics),
+            sleep=sleeps,
+            clock=lambda: NOW,
+        )
+        return Rig(
+            delivery, destination, serde, metrics, sleeps, deliveries, dead_letter, delivered
+        )
+
+    return make
+
+
+def conv(n: int, **overrides: Any) -> Conversion:
+    return make_conversion(
+        event_id=f"evt-{n}:QualifiedLead", lead_id=f"lead-{n}", source_id=f"c-{n}", **overrides
+    )
+
+
+# --- all delivered ------------------------------------------------------------------------------
+
+
+async def test_all_delivered_in_one_request_with_receipts_and_ledger(make_rig: Any) -> None:
+    rig: Rig = make_rig([TrackResponse(200, 0, "OK", "req-1")])
+    await rig.handle(conv(0), conv(1), conv(2))
+
+    assert len(rig.destination.payloads) == 1
+    request = rig.destination.payloads[0]
+    assert set(request) == {"event_source", "event_source_id", "data"}
+    assert request["event_source"] == "web"
+    assert request["event_source_id"] == PIXEL
+    assert request["data"] == [payload.build_event(conv(n), "web") for n in range(3)]
+    first = request["data"][0]
+    assert first["event_id"] == "evt-0:QualifiedLead"
+    assert first["event_time"] == int((NOW - timedelta(minutes=5)).timestamp())
+    assert first["page"]["url"] == make_conversion().page_url
+
+    receipts = rig.receipts()
+    assert [r["event_id"] for r in receipts] == [f"evt-{n}:QualifiedLead" for n in range(3)]
+    assert receipts[0] == {
+        "event_id": "evt-0:QualifiedLead",
+        "event": "QualifiedLead",
+        "lead_id": "lead-0",
+        "destination": "tiktok",
+        "event_source": "web",
+        "event_source_id": PIXEL,
+        "outcome": "DELIVERED",
+        "api_code": 0,
+        "message": "OK",
+        "request_id": "req-1",
+        "attempts": 1,
+        "test_event": False,
+        "decided_at": NOW,
+    }
+    assert {r["outcome"] for r in receipts} == {"DELIVERED"}
+    assert rig.delivered == {f"evt-{n}:QualifiedLead".encode(): NOW_MILLIS for n in range(3)}
+    assert rig.dead_letter.messages == []
+    assert rig.sleeps.delays == []
+    assert sample(rig.metrics, "leadstream_deliveries_total", outcome="delivered", code="0") == 3
+    assert sample(rig.metrics, "leadstream_api_requests_total", verdict="delivered") == 1
+    assert rig.metrics.registry.get_sample_value("leadstream_delivery_batch_size_sum") == 3
+
+
+async def test_duplicates_in_batch_and_in_delivered_table_are_not_sent(make_rig: Any) -> None:
+    rig: Rig = make_rig()
+    rig.delivered[b"evt-2:QualifiedLead"] = b"1"  # delivered before a restart
+    await rig.handle(conv(0), conv(1), conv(0), conv(2), conv(1))
+
+    assert rig.sent_ids() == [["evt-0:QualifiedLead", "evt-1:QualifiedLead"]]
+    assert rig.outcomes() == {
+        "evt-0:QualifiedLead": "DELIVERED",
+        "evt-1:QualifiedLead": "DELIVERED",
+    }
+    assert len(rig.receipts()) == 2
+    assert rig.delivered == {
+        b"evt-0:QualifiedLead": NOW_MILLIS,
+        b"evt-1:QualifiedLead": NOW_MILLIS,
+        b"evt-2:QualifiedLead": b"1",
+    }
+    assert (
+        rig.metrics.registry.get_sample_value(
+            "leadstream_core_outcomes_total", {"outcome": "duplicate_delivery"}
+        )
+        == 3
+    )
+
+
+async def test_undecodable_conversion_is_dead_lettered_and_the_rest_delivered(
+    make_rig: Any,
+) -> None:
+    rig: Rig = make_rig()
+    bad = rig.event(value=b"not avro")
+    await rig.handle(conv(0), bad)
+
+    assert rig.sent_ids() == [["evt-0:QualifiedLead"]]
+    [dead] = rig.dead()
+    assert dead["reason"] == "undecodable"
+    assert dead["original"] == b"not avro"
+    assert dead["source_offset"] == bad.message.offset
+    assert rig.outcomes() == {"evt-0:QualifiedLead": "DELIVERED"}
+
+
+# --- per-event rejections -----------------------------------------------------------------------
+
+
+async def test_partial_success_dead_letters_only_the_named_event(make_rig: Any) -> None:
+    message = "Partial success: data.2.properties.currency: must be ISO 4217"
+    rig: Rig = make_rig([TrackResponse(200, 20001, message, "req-p")])
+    events = [rig.event(conv(n)) for n in range(4)]
+    await rig.handle(*events)
+
+    assert len(rig.destination.payloads) == 1
+    [dead] = rig.dead()
+    assert dead["reason"] == "api_rejected"
+    assert dead["event_id"] == "evt-2:QualifiedLead"
+    assert dead["message"] == f"Conversion event_id=evt-2:QualifiedLead: {message} (code 20001)"
+    assert "data.2.properties.currency" in dead["message"]
+    assert dead["source_topic"] == TOPIC
+    assert dead["source_partition"] == 1
+    assert dead["source_offset"] == events[2].message.offset
+    assert dead["source_key"] == b"lead-2"
+    assert dead["original"] == events[2].message.value
+    assert dead["dead_lettered_at"] == NOW
+
+    assert rig.outcomes() == {
+        "evt-0:QualifiedLead": "DELIVERED",
+        "evt-1:QualifiedLead": "DELIVERED",
+        "evt-2:QualifiedLead": "DEAD_LETTERED",
+        "evt-3:QualifiedLead": "DELIVERED",
+    }
+    rejected = next(r for r in rig.receipts() if r["outcome"] == "DEAD_LETTERED")
+    assert (rejected["api_code"], rejected["message"], rejected["request_id"]) == (
+        20001,
+        message,
+        "req-p",
+    )
+    assert sorted(rig.delivered) == [f"evt-{n}:QualifiedLead".encode() for n in (0, 1, 3)]
+    assert sample(rig.metrics, "leadstream_dead_letters_total", reason="api_rejected") == 1
+    assert (
+        sample(rig.metrics, "leadstream_deliveries_total", outcome="delivered", code="20001") == 3
+    )
+    assert (
+        sample(rig.metrics, "leadstream_deliveries_total", outcome="api_rejected", code="20001")
+        == 1
+    )
+
+
+async def test_invalid_parameter_dead_letters_the_event_and_resends_the_rest(
+    make_rig: Any,
+) -> None:
+    message = "Invalid parameter: data.1.properties.value must be >= 0"
+    rig: Rig = make_rig([TrackResponse(200, 40002, message, "req-bad"), OK])
+    await rig.handle(conv(0), conv(1), conv(2))
+
+    assert rig.sent_ids() == [
+        ["evt-0:QualifiedLead", "evt-1:QualifiedLead", "evt-2:QualifiedLead"],
+        ["evt-0:QualifiedLead", "evt-2:QualifiedLead"],
+    ]
+    [dead] = rig.dead()
+    assert (dead["reason"], dead["event_id"]) == ("api_rejected", "evt-1:QualifiedLead")
+    assert "data.1.properties.value" in dead["message"]
+    by_id = {r["event_id"]: r for r in rig.receipts()}
+    assert by_id["evt-1:QualifiedLead"]["outcome"] == "DEAD_LETTERED"
+    assert by_id["evt-1:QualifiedLead"]["attempts"] == 1
+    assert by_id["evt-0:QualifiedLead"]["outcome"] == "DELIVERED"
+    assert by_id["evt-0:QualifiedLead"]["attempts"] == 2
+    assert by_id["evt-2:QualifiedLead"]["outcome"] == "DELIVERED"
+    assert by_id["evt-2:QualifiedLead"]["request_id"] == "req-ok"
+    assert rig.sleeps.delays == []  # a permanent rejection is not a reason to wait
+    assert sample(rig.metrics, "leadstream_api_requests_total", verdict="rejected") == 1
+    assert sample(rig.metrics, "leadstream_api_requests_total", verdict="delivered") == 1
+
+
+async def test_too_many_events_halves_the_batch_and_resends(make_rig: Any) -> None:
+    rig: Rig = make_rig([TrackResponse(200, 40061, "more than 1000 events", "req-big")])
+    await rig.handle(*(conv(n) for n in range(4)))
+
+    assert [len(p["data"]) for p in rig.destination.payloads] == [4, 2, 2]
+    assert rig.sent_ids()[1] + rig.sent_ids()[2] == [f"evt-{n}:QualifiedLead" for n in range(4)]
+    assert set(rig.outcomes().values()) == {"DELIVERED"}
+    assert len(rig.receipts()) == 4
+    assert {r["attempts"] for r in rig.receipts()} == {2}
+    assert rig.dead() == []
+    assert rig.sleeps.delays == []
+    assert sample(rig.metrics, "leadstream_api_requests_total", verdict="split") == 1
+    assert sample(rig.metrics, "leadstream_api_requests_total", verdict="delivered") == 2
+
+
+async def test_too_many_events_for_a_single_event_is_permanent_not_a_loop(make_rig: Any) -> None:
+    rig: Rig = make_rig([TrackResponse(200, 40061, "more than 1000 events", "req-one")] * 3)
+    await rig.handle(conv(0))
+
+    assert [len(p["data"]) for p in rig.destination.payloads] == [1]
+    assert [d["reason"] for d in rig.dead()] == ["api_rejected"]
+    assert set(rig.outcomes().values()) == {"DEAD_LETTERED"}
+
+
+# --- retries ------------------------------------------------------------------------------------
+
+
+RETRYABLE = [
+    pytest.param(TrackResponse(200, 50000, "server busy", "req-r"), "50000", id="code-50000"),
+    pytest.param(TrackResponse(200, 40100, "too many requests", "req-r"), "40100", id="code-40100"),
+    pytest.param(
+        ApiError("Events API answered HTTP 503", status_code=503, request_id="req-r"),
+        "http",
+        id="http-503",
+    ),
+    pytest.param(ApiError("Events API timed out after 10.0s"), "http", id="timeout"),
+]
+
+
+@pytest.mark.parametrize(("answer", "reason"), RETRYABLE)
+async def test_retryable_answers_back_off_then_deliver(
+    make_rig: Any, answer: Answer, reason: str
+) -> None:
+    rig: Rig = make_rig([answer, answer, answer, OK])
+    await rig.handle(conv(0), conv(1))
+
+    assert rig.sent_ids() == [["evt-0:QualifiedLead", "evt-1:QualifiedLead"]] * 4
+    # Full-jitter backoff from 1 s: attempt n waits in [2**n / 2, 2**n).
+    delays = rig.sleeps.delays
+    assert len(delays) == 3
+    assert 0.5 <= delays[0] < 1.0
+    assert 1.0 <= delays[1] < 2.0
+    assert 2.0 <= delays[2] < 4.0
+    assert set(rig.outcomes().values()) == {"DELIVERED"}
+    assert {(r["attempts"], r["api_code"]) for r in rig.receipts()} == {(4, 0)}
+    assert rig.dead() == []
+    assert sample(rig.metrics, "leadstream_delivery_retries_total", reason=reason) == 3
+    assert sample(rig.metrics, "leadstream_api_requests_total", verdict="retry") == 3
+
+
+async def test_backoff_is_capped_at_the_maximum(make_rig: Any) -> None:
+    busy = TrackResponse(200, 50002, "busy", None)
+    rig: Rig = make_rig([busy] * 6, retry_backoff_initial=1.0, retry_backoff_max=4.0)
+    await rig.handle(conv(0))
+
+    assert len(rig.sleeps.delays) == 6
+    assert all(2.0 <= d < 4.0 for d in rig.sleeps.delays[2:])
+    assert rig.outcomes() == {"evt-0:QualifiedLead": "DELIVERED"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "detail"),
+    [
+        (TrackResponse(200, 50000, "server busy", "req-x"), 50000, "server busy (code 50000)"),
+        (
+            ApiError("Events API answered HTTP 503", status_code=503, request_id="req-x"),
+            None,
+            "Events API answered HTTP 503",
+        ),
+    ],
+)
+async def test_retry_horizon_exhausted_dead_letters_every_event(
+    make_rig: Any, answer: Answer, code: int | None, detail: str
+) -> None:
+    rig: Rig = make_rig([answer], retry_horizon=timedelta(0))
+    await rig.handle(conv(0), conv(1))
+
+    assert len(rig.destination.payloads) == 1
+    assert rig.sleeps.delays == []
+    dead = rig.dead()
+    assert [d["event_id"] for d in dead] == ["evt-0:QualifiedLead", "evt-1:QualifiedLead"]
+    assert {d["reason"] for d in dead} == {"retry_exhausted"}
+    assert dead[0]["message"] == (
+        "Conversion event_id=evt-0:QualifiedLead: gave up after 1 attempts over the retry "
+        f"horizon: {detail}"
+    )
+    receipts = rig.receipts()
+    assert {(r["outcome"], r["api_code"], r["request_id"]) for r in receipts} == {
+        ("DEAD_LETTERED", code, "req-x")
+    }
+    assert rig.delivered == {}
+    assert sample(rig.metrics, "leadstream_dead_letters_total", reason="retry_exhausted") == 2
+
+
+# --- auth circuit -------------------------------------------------------------------------------
+
+
+AUTH = [
+    pytest.param(TrackResponse(200, 40105, "Access token is invalid", "req-a"), id="40105"),
+    pytest.param(TrackResponse(200, 40001, "No permission", "req-a"), id="40001"),
+    pytest.param(TrackResponse(200, 40102, "Access token expired", "req-a"), id="40102"),
+    pytest.param(TrackResponse(200, 40104, "Access token is empty", "req-a"), id="40104"),
+    pytest.param(ApiError("Events API answered HTTP 401", status_code=401), id="http-401"),
+]
+
+
+@pytest.mark.parametrize("answer", AUTH)
+async def test_auth_error_opens_the_circuit_probes_then_resumes(
+    make_rig: Any, answer: Answer, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig: Rig = make_rig([answer, answer, answer])
+    caplog.set_level(logging.DEBUG, logger="streams")
+    await rig.handle(conv(0), conv(1))
+
+    # Three probes while paused, each after one probe interval, with the gauge at 1.
+    assert rig.sleeps.delays == [30.0, 30.0, 30.0]
+    assert rig.sleeps.gauge == [1.0, 1.0, 1.0]
+    assert len(rig.destination.payloads) == 4
+    assert sample(rig.metrics, "leadstream_destination_circuit_open") == 0
+    assert rig.dead() == []
+    assert set(rig.outcomes().values()) == {"DELIVERED"}
+    assert {r["attempts"] for r in rig.receipts()} == {4}
+    assert sample(rig.metrics, "leadstream_api_requests_total", verdict="auth") == 3
+
+    ours = [r for r in caplog.records if r.name == "streams.delivery"]
+    errors = [r.getMessage() for r in ours if r.levelno == logging.ERROR]
+    assert len(errors) == 1  # once when the circuit opens, not once per probe
+    assert f"web/{PIXEL}" in errors[0]
+    assert "delivery paused" in errors[0]
+    resumed = [r.getMessage() for r in ours if "resumed" in r.getMessage()]
+    assert len(resumed) == 1
+    assert "test-token" not in caplog.text
+
+
+async def test_circuit_stays_open_without_dead_letters_while_auth_fails(make_rig: Any) -> None:
+    bad = TrackResponse(200, 40105, "Access token is invalid", "req-a")
+    rig: Rig = make_rig([bad] * 10, sleep_limit=5)
+    with pytest.raises(StopProbing):
+        await rig.handle(conv(0))
+
+    assert rig.sleeps.delays == [30.0] * 5
+    assert sample(rig.metrics, "leadstream_destination_circuit_open") == 1
+    assert rig.dead() == []
+    assert rig.receipts() == []
+    assert rig.delivered == {}
+    assert rig.delivery.circuits[f"web:{PIXEL}"].open is True
+
+
+# --- routing and settings -----------------------------------------------------------------------
+
+
+async def test_web_conversion_without_page_is_dead_lettered_missing_field(make_rig: Any) -> None:
+    rig: Rig = make_rig()
+    await rig.handle(conv(0, page_url=None), conv(1))
+
+    assert rig.sent_ids() == [["evt-1:QualifiedLead"]]
+    [dead] = rig.dead()
+    assert dead["reason"] == "missing_field"
+    assert dead["event_id"] == "evt-0:QualifiedLead"
+    assert "page_url" in dead["message"]
+    assert "LEADSTREAM_FALLBACK_PAGE_URL" in dead["message"]
+    # A conversion that never reached a destination gets a dead letter, not a receipt.
+    assert rig.outcomes() == {"evt-1:QualifiedLead": "DELIVERED"}
+    assert sample(rig.metrics, "leadstream_dead_letters_total", reason="missing_field") == 1
+
+
+async def test_missing_page_dead_letter_names_the_field(make_rig: Any) -> None:
+    rig: Rig = make_rig()
+    await rig.handle(conv(0, page_url=None))
+
+    [dead] = rig.dead()
+    assert dead["field"] == "page_url"
+
+
+async def test_fallback_page_url_is_used_for_conversions_without_a_page(make_rig: Any) -> None:
+    fallback = "https://example.com/thanks"
+    rig: Rig = make_rig(fallback_page_url=fallback)
+    await rig.handle(conv(0, page_url=None, referrer_url=None), conv(1))
+
+    [request] = rig.destination.payloads
+    pages = {e["event_id"]: e["page"] for e in request["data"]}
+    assert pages == {
+        "evt-0:QualifiedLead": {"url": fallback},
+        "evt-1:QualifiedLead": {
+            "url": make_conversion().page_url,
+            "referrer": make_conversion().referrer_url,
+        },
+    }
+    assert rig.dead() == []
+    assert set(rig.outcomes().values()) == {"DELIVERED"}
+
+
+async def test_test_event_code_marks_the_request_and_the_receipts(make_rig: Any) -> None:
+    rig: Rig = make_rig(tiktok_test_event_code="TEST42")
+    await rig.handle(conv(0), conv(1))
+
+    [request] = rig.destination.payloads
+    assert request["test_event_code"] == "TEST42"
+    assert request["event_source_id"] == PIXEL
+    assert {r["test_event"] for r in rig.receipts()} == {True}
+    assert len(rig.receipts()) == 2
+
+
+def crm_conv(n: int) -> Conversion:
+    return conv(
+        n,
+        channel=Channel.CRM,
+        tiktok_lead_id=TIKTOK_LEAD_ID,
+        crm="hubspot",
+        ttclid=None,
+        ttp=None,
+        ip=None,
+        user_agent=None,
+        page_url=None,
+        referrer_url=None,
+    )
+
+
+async def test_crm_conversion_goes_to_the_crm_event_set(make_rig: Any) -> None:
+    rig: Rig = make_rig(tiktok_crm_event_set_id=CRM_SET)
+    await rig.handle(crm_conv(0))
+
+    [request] = rig.destination.payloads
+    assert request["event_source"] == "crm"
+    assert request["event_source_id"] == CRM_SET
+    [event] = request["data"]
+    assert event["lead"] == {"lead_id": TIKTOK_LEAD_ID, "lead_event_source": "hubspot"}
+    assert "page" not in event
+    assert "ttclid" not in event["user"]
+    [receipt] = rig.receipts()
+    assert (receipt["event_source"], receipt["event_source_id"], receipt["outcome"]) == (
+        "crm",
+        CRM_SET,
+        "DELIVERED",
+    )
+
+
+async def test_web_and_crm_conversions_are_sent_in_separate_requests(make_rig: Any) -> None:
+    rig: Rig = make_rig(tiktok_crm_event_set_id=CRM_SET)
+    await rig.handle(conv(0), crm_conv(1), conv(2), crm_conv(3))
+
+    assert [(p["event_source"], p["event_source_id"]) for p in rig.destination.payloads] == [
+        ("web", PIXEL),
+        ("crm", CRM_SET),
+    ]
+    assert rig.sent_ids() == [
+        ["evt-0:QualifiedLead", "evt-2:QualifiedLead"],
+        ["evt-1:QualifiedLead", "evt-3:QualifiedLead"],
+    ]
+    assert len(rig.receipts()) == 4
+
+
+async def test_crm_channel_without_crm_set_goes_to_the_pixel(make_rig: Any) -> None:
+    rig: Rig = make_rig(fallback_page_url="https://example.com/crm")
+    await rig.handle(crm_conv(0))
+
+    [request] = rig.destination.payloads
+    assert (request["event_source"], request["event_source_id"]) == ("web", PIXEL)
+    assert "lead" not in request["data"][0]
+
+
+# --- known deviations ---------------------------------------------------------------------------
+
+
+async def test_auth_error_on_the_pixel_does_not_stop_the_crm_event_set(make_rig: Any) -> None:
+    rig: Rig = make_rig(tiktok_crm_event_set_id=CRM_SET, sleep_limit=3)
+    rig.destination.by_source["web"] = TrackResponse(200, 40001, "No permission", "req-a")
+    with pytest.raises(StopProbing):
+        await rig.handle(conv(0), crm_conv(1))
+
+    assert ("crm", CRM_SET) in [
+        (p["event_source"], p["event_source_id"]) for p in rig.destination.payloads
+    ]
+
+
+async def test_time_paused_by_the_auth_circuit_is_not_charged_to_the_retry_horizon(
+    make_rig: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth = TrackResponse(200, 40105, "Access token is invalid", "req-a")
+    busy = TrackResponse(200, 50000, "server busy", "req-b")
+    rig: Rig = make_rig([auth] * 4 + [busy], retry_horizon=timedelta(minutes=1))
+    fake_time = SimpleNamespace(monotonic=lambda: rig.sleeps.clock, perf_counter=lambda: 0.0)
+    monkeypatch.setattr(delivery_module, "time", fake_time)
+    await rig.handle(conv(0))
+
+    # Paused for 4 x 30 s (longer than the 60 s horizon), then one 50000, then OK.
+    assert rig.outcomes() == {"evt-0:QualifiedLead": "DELIVERED"}

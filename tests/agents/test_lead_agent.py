@@ -1,0 +1,293 @@
+"""The Faust wiring: the ``leads`` and ``deliver`` agents through Faust's ``agent.test_context()``.
+
+The worker is built as in production (``streams.worker.Worker``) with the ``memory://`` store, a
+broker that is never contacted and a fake Events API destination. Records are real Avro, framed
+with ids from the registry double. Output topics are replaced by ``AsyncMock`` s, so what the
+agents produce is captured instead of sent.
+
+One shim: ``AgentTestWrapper.put`` names its message after the agent's channel, and the ``leads``
+channel subscribes to four topics, which Faust cannot name (``Topic.get_topic_name`` raises and
+the message gets the topic ``"<internal>"``; the agent then fails with ``KeyError: '<internal>'``).
+:func:`put` sets the wrapper's ``original_channel`` to the one topic the record comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest.mock import AsyncMock
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from faust.types import EventT, TopicT
+from pydantic import SecretStr
+
+from streams.domain import records
+from streams.registry.server import RegistryServer
+from streams.serde.avro import AvroSerde
+from streams.settings import DEFAULT_SCHEMA_DIR, Settings
+from streams.tiktok.client import TrackResponse
+from streams.worker import Worker
+from tests.unit.factories import (
+    EMAIL_SHA,
+    FORM_EVENT_ID,
+    LEAD_ID,
+    PAGE_URL,
+    make_conversion,
+    make_form_record,
+    make_status_record,
+)
+
+PIXEL = "CPIXEL0001"
+KEY = LEAD_ID.encode()
+
+
+@dataclass
+class FakeDestination:
+    """Records each request and answers OK."""
+
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+    name: str = "tiktok"
+
+    def track(self, request: Mapping[str, Any]) -> TrackResponse:
+        self.payloads.append(copy.deepcopy(dict(request)))
+        return TrackResponse(200, 0, "OK", f"req-{len(self.payloads)}")
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[RegistryServer]:
+    server = RegistryServer(port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def serde(registry: RegistryServer) -> AvroSerde:
+    client = SchemaRegistryClient({"url": registry.url, "max.retries": 0})
+    return AvroSerde(client, DEFAULT_SCHEMA_DIR)
+
+
+@pytest.fixture(autouse=True)
+def _no_leadstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("LEADSTREAM_"):
+            monkeypatch.delenv(name)
+
+
+@dataclass
+class Built:
+    """A worker with its output topics mocked."""
+
+    worker: Worker
+    destination: FakeDestination
+    serde: AvroSerde
+    sent: dict[str, AsyncMock]
+
+    def sends(self, topic: str) -> list[tuple[bytes | None, bytes]]:
+        return [(c.kwargs["key"], c.kwargs["value"]) for c in self.sent[topic].call_args_list]
+
+    def decoded(self, topic: str, record: str) -> list[dict[str, Any]]:
+        return [self.serde.decode(value, record) for _, value in self.sends(topic)]
+
+    def sample(self, name: str, **labels: str) -> float | None:
+        return self.worker.metrics.registry.get_sample_value(name, labels)
+
+
+@pytest.fixture
+async def built(registry: RegistryServer, serde: AvroSerde) -> Built:
+    settings = Settings(
+        kafka_bootstrap="127.0.0.1:9",  # never contacted: no consumer or producer is started
+        schema_registry_url=registry.url,
+        store="memory://",
+        tiktok_pixel_code=PIXEL,
+        tiktok_access_token=SecretStr("test-token"),
+        delivery_linger=0.05,
+    )
+    destination = FakeDestination()
+    worker = Worker(settings, destination=destination)
+    app = worker.app
+    app.finalize()
+    app.conf.store = "memory://"
+    app.flow_control.resume()
+    sent = {}
+    for name in ("conversions", "deliveries", "dead_letter", "identity"):
+        mock = AsyncMock()
+        getattr(worker.topics, name).send = mock
+        sent[name] = mock
+    return Built(worker, destination, serde, sent)
+
+
+@pytest.fixture
+async def leads(built: Built) -> AsyncIterator[Any]:
+    async with built.worker.app.agents["leads"].test_context() as agent:
+        yield agent
+
+
+async def put(agent: Any, topic: TopicT, value: bytes, key: bytes = KEY) -> EventT:
+    """Put one record on ``topic`` through the test wrapper and wait until it is processed."""
+    agent.original_channel = topic  # see the module docstring
+    return await asyncio.wait_for(agent.put(key=key, value=value), 5)  # type: ignore[no-any-return]
+
+
+def now() -> datetime:
+    # The agents read the wall clock (pipeline.utcnow), so inputs are dated relative to it.
+    return datetime.now(tz=UTC).replace(microsecond=0)
+
+
+def form_bytes(b: Built, **overrides: Any) -> bytes:
+    record = make_form_record(occurred_at=now() - timedelta(hours=2), **overrides)
+    return b.serde.encode(b.worker.settings.topic_form_submitted, "FormSubmitted", record)
+
+
+def status_bytes(b: Built, **overrides: Any) -> bytes:
+    record = make_status_record(changed_at=now() - timedelta(minutes=5), **overrides)
+    return b.serde.encode(b.worker.settings.topic_lead_status_changed, "LeadStatusChanged", record)
+
+
+# --- leads --------------------------------------------------------------------------------------
+
+
+async def test_form_then_qualified_status_emits_one_conversion(built: Built, leads: Any) -> None:
+    topics = built.worker.topics
+    await put(leads, topics.form, form_bytes(built))
+    assert built.sends("conversions") == []
+    assert sorted(k for k, _ in built.sends("identity")) == [
+        f"e:{EMAIL_SHA}".encode(),
+        b"p:a8acc3a90a7b4e4dc65e93db9240ed26523050ef754d63b75b5161de76781436",
+    ]
+
+    await put(leads, topics.status, status_bytes(built))
+
+    [(key, _)] = built.sends("conversions")
+    assert key == KEY
+    [conv] = built.decoded("conversions", "Conversion")
+    assert conv["event_id"] == f"{FORM_EVENT_ID}:QualifiedLead"
+    assert conv["event"] == "QualifiedLead"
+    assert conv["lead_id"] == LEAD_ID
+    assert conv["channel"] == "WEB"
+    assert conv["source_kind"] == "status_change"
+    assert conv["source_id"] == "c-1"
+    assert conv["page_url"] == PAGE_URL
+    assert conv["email_sha256"] == EMAIL_SHA
+    assert built.sends("dead_letter") == []
+    assert KEY in built.worker.tables.leads
+    assert built.sample("leadstream_conversions_built_total", event="QualifiedLead") == 1
+    assert built.sample("leadstream_events_in_total", topic=topics.status.get_topic_name()) == 1
+
+
+async def test_redelivered_status_change_emits_no_second_conversion(
+    built: Built, leads: Any
+) -> None:
+    topics = built.worker.topics
+    status = status_bytes(built)
+    await put(leads, topics.form, form_bytes(built))
+    first = await put(leads, topics.status, status)
+    again = await put(leads, topics.status, status)
+
+    assert again.message.offset == first.message.offset + 1  # a second copy, not the same event
+    assert len(built.sends("conversions")) == 1
+    assert built.sample("leadstream_core_outcomes_total", outcome="duplicate_input") == 1
+    assert built.sends("dead_letter") == []
+
+
+async def test_status_before_its_form_waits_and_is_released_by_the_form(
+    built: Built, leads: Any
+) -> None:
+    topics = built.worker.topics
+    await put(leads, topics.status, status_bytes(built))
+    assert built.sends("conversions") == []
+    assert built.sample("leadstream_core_outcomes_total", outcome="waiting_for_form") == 1
+
+    await put(leads, topics.form, form_bytes(built))
+
+    [conv] = built.decoded("conversions", "Conversion")
+    assert conv["event_id"] == f"{FORM_EVENT_ID}:QualifiedLead"
+    assert conv["page_url"] == PAGE_URL
+
+
+async def test_undecodable_bytes_are_dead_lettered_and_the_agent_keeps_going(
+    built: Built, leads: Any
+) -> None:
+    topics = built.worker.topics
+    event = await put(leads, topics.status, b"junk", key=b"lead-junk")
+
+    [(key, _)] = built.sends("dead_letter")
+    assert key == b"lead-junk"
+    [dead] = built.decoded("dead_letter", "DeadLetter")
+    assert dead["reason"] == "undecodable"
+    assert dead["original"] == b"junk"
+    assert dead["source_topic"] == topics.status.get_topic_name()
+    assert dead["source_offset"] == event.message.offset
+    assert dead["source_key"] == b"lead-junk"
+    assert built.sample("leadstream_dead_letters_total", reason="undecodable") == 1
+
+    # The worker never stops on bad input: the next records are processed as usual.
+    await put(leads, topics.form, form_bytes(built))
+    await put(leads, topics.status, status_bytes(built))
+    assert len(built.sends("conversions")) == 1
+
+
+async def test_invalid_form_is_dead_lettered_without_raw_pii(built: Built, leads: Any) -> None:
+    topics = built.worker.topics
+    await put(leads, topics.form, form_bytes(built, page_url=""))
+
+    [dead] = built.decoded("dead_letter", "DeadLetter")
+    assert dead["reason"] == "missing_field"
+    assert dead["field"] == "page_url"
+    assert b"Jane.Doe@Example.com" not in dead["original"]
+    assert built.sends("conversions") == []
+    assert KEY not in built.worker.tables.leads
+
+
+# --- deliver ------------------------------------------------------------------------------------
+
+
+async def wait_for(condition: Any, seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_deliver_agent_sends_conversions_and_records_them(built: Built) -> None:
+    topic = built.worker.topics.conversions
+    settings = built.worker.settings
+    convs = [
+        make_conversion(event_id=f"evt-{n}:QualifiedLead", event_time=now(), created_at=now())
+        for n in range(2)
+    ]
+    values = [
+        built.serde.encode(
+            settings.topic_conversions, "Conversion", records.conversion_to_record(c)
+        )
+        for c in convs
+    ]
+    async with built.worker.app.agents["deliver"].test_context() as agent:
+        for value in values:
+            await agent.put(key=KEY, value=value, wait=False)
+        await wait_for(lambda: len(built.sends("deliveries")) == 2)
+        # The same conversion again, in a later batch: the delivered table stops it.
+        await agent.put(key=KEY, value=values[0], wait=False)
+        await asyncio.sleep(0.2)
+
+    assert topic.get_topic_name() == settings.topic_conversions
+    sent = [[e["event_id"] for e in p["data"]] for p in built.destination.payloads]
+    assert sent == [["evt-0:QualifiedLead", "evt-1:QualifiedLead"]]
+    receipts = built.decoded("deliveries", "DeliveryReceipt")
+    assert [(r["event_id"], r["outcome"]) for r in receipts] == [
+        ("evt-0:QualifiedLead", "DELIVERED"),
+        ("evt-1:QualifiedLead", "DELIVERED"),
+    ]
+    assert sorted(built.worker.tables.delivered) == [
+        b"evt-0:QualifiedLead",
+        b"evt-1:QualifiedLead",
+    ]
+    assert built.sample("leadstream_core_outcomes_total", outcome="duplicate_delivery") == 1

@@ -1,0 +1,123 @@
+"""Bulk traffic for the drills: pre-encoded records, paced producing, and sandbox bookkeeping."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from confluent_kafka import Producer
+
+from streams.local import LocalStack, WorkerProcess
+from streams.produce import producer_config
+from streams.serde.avro import AvroSerde
+from streams.settings import DEFAULT_SCHEMA_DIR
+from tests.conftest import Names
+
+FAST = {
+    "LEADSTREAM_RETRY_BACKOFF_INITIAL": "0.05",
+    "LEADSTREAM_RETRY_BACKOFF_MAX": "0.5",
+    "LEADSTREAM_TIKTOK_TIMEOUT": "2",
+    "LEADSTREAM_DELIVERY_LINGER": "0.2",
+}
+
+Record = tuple[str, bytes | None, bytes]  # topic, key, value
+
+
+def serde_for(stack: LocalStack) -> AvroSerde:
+    return AvroSerde.connect(stack.registry.url, DEFAULT_SCHEMA_DIR)
+
+
+def good_lead(serde: AvroSerde, names: Names, prefix: str, i: int) -> tuple[Record, Record]:
+    """A form submit and its qualified status change, encoded."""
+    now = datetime.now(tz=UTC)
+    lead = f"{prefix}-lead-{i}"
+    form = {
+        "event_id": f"{prefix}-evt-{i}",
+        "lead_id": lead,
+        "occurred_at": now - timedelta(hours=1),
+        "page_url": "https://shop.example.com/quote",
+        "ttclid": f"E.C.P.{prefix}{i}",
+        "email": f"lead{i}.{prefix}@example.com",
+        "phone": "+44 7700 900123",
+        "ip": "203.0.113.9",
+        "ad_consent": "GRANTED",
+    }
+    status = {
+        "change_id": f"{prefix}-chg-{i}",
+        "lead_id": lead,
+        "status": "qualified",
+        "changed_at": now - timedelta(minutes=1),
+        "crm": "hubspot",
+    }
+    return (
+        (names.form, lead.encode(), serde.encode(names.form, "FormSubmitted", form)),
+        (names.status, lead.encode(), serde.encode(names.status, "LeadStatusChanged", status)),
+    )
+
+
+@dataclass
+class Produced:
+    """Where each produced record landed (for matching dead letters to their sources)."""
+
+    sources: dict[int, tuple[str, int, int]] = field(default_factory=dict)
+    failed: int = 0
+
+
+def produce(stack: LocalStack, records: Iterable[Record], rate: float | None = None) -> Produced:
+    """Produce records (optionally paced to ``rate`` per second); return their coordinates."""
+    producer = Producer({**producer_config(stack.broker.bootstrap), "linger.ms": 10})
+    produced = Produced()
+
+    def on_delivery(index: int) -> Any:
+        def callback(err: Any, msg: Any) -> None:
+            if err is not None:
+                produced.failed += 1
+            else:
+                produced.sources[index] = (msg.topic(), msg.partition(), msg.offset())
+
+        return callback
+
+    started = time.monotonic()
+    for index, (topic, key, value) in enumerate(records):
+        producer.produce(topic, key=key, value=value, on_delivery=on_delivery(index))
+        producer.poll(0)
+        if rate:
+            ahead = index / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    assert producer.flush(60) == 0
+    return produced
+
+
+def produce_in_background(
+    stack: LocalStack, records: list[Record], rate: float
+) -> threading.Thread:
+    thread = threading.Thread(target=produce, args=(stack, records, rate), daemon=True)
+    thread.start()
+    return thread
+
+
+def delivered_ids(stack: LocalStack, prefix: str) -> list[str]:
+    return [
+        e["event_id"]
+        for e in stack.sandbox_get("/_sandbox/events")
+        if e["event_id"].startswith(prefix)
+    ]
+
+
+def start(stack: LocalStack, names: Names, tag: str, **extra: str) -> WorkerProcess:
+    worker = stack.start_worker(names.prefix + tag, **{**names.env(), **FAST, **extra})
+    worker.wait_ready(timeout=90)
+    return worker
+
+
+def figures(title: str, **values: Any) -> None:
+    """Print a drill's figures in one readable block."""
+    width = max(len(k) for k in values)
+    print(f"\n=== {title} ===")
+    for key, value in values.items():
+        print(f"  {key.replace('_', ' '):<{width}}  {value}")
