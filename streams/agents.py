@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from datetime import datetime
+from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
@@ -24,7 +25,7 @@ from streams.domain import records
 from streams.domain.due import DueIndex, next_due
 from streams.domain.types import Booking, FormSubmit, LeadState, StatusChange
 from streams.metrics import Metrics
-from streams.outputs import Outputs
+from streams.outputs import Outputs, in_event
 from streams.settings import Settings
 from streams.tables import Tables
 from streams.topics import Topics
@@ -66,6 +67,7 @@ class Agents:
         self.metrics = metrics
         self.outputs = outputs
         self.due = due
+        self._in_counters: dict[str, Any] = {}
         self._record_for_topic = {
             settings.topic_form_submitted: "FormSubmitted",
             settings.topic_lead_status_changed: "LeadStatusChanged",
@@ -91,26 +93,37 @@ class Agents:
     # -- leads ---------------------------------------------------------------------------------
 
     async def leads(self, stream: StreamT) -> None:
-        """Apply each lead-keyed input to its lead's state."""
-        async for event in stream.events():
-            raw = _raw(event)
-            now = pl.utcnow()
-            if raw.topic == self._ticks:
-                await self._expire_due(raw.partition, now)
-                continue
-            self.metrics.events_in.labels(raw.topic).inc()
-            item = await self._decode(raw, self._record_for_topic[raw.topic], now)
-            if isinstance(item, pl.DeadLetterOut):
-                await self.outputs.send_dead(item)
-                continue
-            await self._apply_input(raw, item, now)
+        """Apply each lead-keyed input to its lead's state, a batch at a time."""
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.agent_batch_max, within=self.settings.agent_batch_within
+        ):
+            for event in events:
+                in_event(event)
+                raw = _raw(event)
+                now = pl.utcnow()
+                if raw.topic == self._ticks:
+                    self._expire_due(raw.partition, now)
+                    continue
+                self._events_in(raw.topic)
+                item = await self._decode(raw, self._record_for_topic[raw.topic], now)
+                if isinstance(item, pl.DeadLetterOut):
+                    self.outputs.send_dead(item, raw.partition)
+                    continue
+                self._apply_input(raw, item, now)
+            await self.outputs.flush()
+
+    def _events_in(self, topic: str) -> None:
+        counter = self._in_counters.get(topic)
+        if counter is None:
+            counter = self._in_counters[topic] = self.metrics.events_in.labels(topic)
+        counter.inc()
 
     async def _decode(self, raw: pl.Raw, record: str, now: datetime) -> pl.Input | pl.DeadLetterOut:
         return await pl.while_registry_down(
             lambda: self.pipeline.decode(raw, record, now), f"decoding {raw.topic}"
         )
 
-    async def _apply_input(self, raw: pl.Raw, item: pl.Input, now: datetime) -> None:
+    def _apply_input(self, raw: pl.Raw, item: pl.Input, now: datetime) -> None:
         lead_id = item.lead_id or ""
         state = self._load(lead_id)
         if raw.redrive:
@@ -118,40 +131,40 @@ class Agents:
         if isinstance(item, FormSubmit):
             outcome = core.on_form(state, item, self.rules, now)
             if state is None or state.context is None:
-                await self._index_identity(item)
+                self._index_identity(item)
         elif isinstance(item, StatusChange):
             outcome = core.on_status_change(state, item, raw.source, self.rules, now)
         else:
             outcome = core.on_booking(state, item, raw.source, self.rules, now)
-        await self._apply(lead_id, raw, outcome, now)
+        self._apply(lead_id, raw, outcome, now)
 
-    async def _expire_due(self, partition: int, now: datetime) -> None:
+    def _expire_due(self, partition: int, now: datetime) -> None:
         for lead_id in self.due.pop_due(partition, now):
             state = self._load(lead_id)
             if state is None:
                 continue
             raw = pl.Raw(self._ticks, partition, -1, lead_id.encode(), None)
-            await self._apply(lead_id, raw, core.expire(state, self.rules, now), now)
+            self._apply(lead_id, raw, core.expire(state, self.rules, now), now)
 
     def _load(self, lead_id: str) -> LeadState | None:
-        data = self.tables.leads.get(lead_id.encode())
+        data = self.tables.leads.data.get(lead_id.encode())
         return records.lead_state_from_json(data) if data else None
 
-    async def _apply(self, lead_id: str, raw: pl.Raw, outcome: core.Outcome, now: datetime) -> None:
+    def _apply(self, lead_id: str, raw: pl.Raw, outcome: core.Outcome, now: datetime) -> None:
         key = lead_id.encode()
         partition = raw.partition
         if outcome.state is None:
-            if key in self.tables.leads:
-                del self.tables.leads[key]
+            self.outputs.table_del(self.tables.leads, key, partition)
             self.due.discard(partition, lead_id)
         else:
-            self.tables.leads[key] = records.lead_state_to_json(outcome.state)
+            value = records.lead_state_to_json(outcome.state)
+            self.outputs.table_set(self.tables.leads, key, value, partition)
             self.due.schedule(partition, lead_id, next_due(outcome.state, self.rules, now))
         for conv in outcome.conversions:
             value = self.pipeline.serde.encode(
                 self.settings.topic_conversions, "Conversion", records.conversion_to_record(conv)
             )
-            await self.topics.conversions.send(key=key, value=value)
+            self.outputs.send(self.settings.topic_conversions, key, value)
             self.metrics.conversions.labels(conv.event).inc()
         for dead in outcome.dead:
             src = dead.source
@@ -164,15 +177,14 @@ class Agents:
                 self.pipeline.encode_input(dead.item),
                 now,
             )
-            await self.outputs.send_dead(out)
+            self.outputs.send_dead(out, partition)
         self.metrics.count_core(dict(outcome.counts))
 
-    async def _index_identity(self, form: FormSubmit) -> None:
+    def _index_identity(self, form: FormSubmit) -> None:
+        topic = self.topics.identity.get_topic_name()
         for prefix, digest in (("e:", form.keys.email_sha256), ("p:", form.keys.phone_sha256)):
             if digest:
-                await self.topics.identity.send(
-                    key=(prefix + digest).encode(), value=form.lead_id.encode()
-                )
+                self.outputs.send(topic, (prefix + digest).encode(), form.lead_id.encode())
 
     async def send_ticks(self) -> None:
         """Ask every partition of the lead agent to expire what is due (leader only)."""
@@ -195,25 +207,28 @@ class Agents:
 
     async def route_bookings(self, stream: StreamT) -> None:
         """Re-key each valid booking by lead_id, or by hashed email/phone to be matched."""
-        async for event in stream.events():
-            raw = _raw(event)
-            now = pl.utcnow()
-            self.metrics.events_in.labels(raw.topic).inc()
-            item = await self._decode(raw, "BookingCreated", now)
-            if isinstance(item, pl.DeadLetterOut):
-                await self.outputs.send_dead(item)
-                continue
-            assert isinstance(item, Booking)  # noqa: S101 - the decoder's contract
-            await self._route_booking(item, redrive=raw.redrive)
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.agent_batch_max, within=self.settings.agent_batch_within
+        ):
+            for event in events:
+                in_event(event)
+                raw = _raw(event)
+                self._events_in(raw.topic)
+                item = await self._decode(raw, "BookingCreated", pl.utcnow())
+                if isinstance(item, pl.DeadLetterOut):
+                    self.outputs.send_dead(item, raw.partition)
+                    continue
+                assert isinstance(item, Booking)  # noqa: S101 - the decoder's contract
+                self._route_booking(item, redrive=raw.redrive)
+            await self.outputs.flush()
 
-    async def _route_booking(
-        self, booking: Booking, after: str = "", redrive: bool = False
-    ) -> None:
+    def _route_booking(self, booking: Booking, after: str = "", redrive: bool = False) -> None:
         headers = [(pl.REDRIVE_HEADER, b"1")] if redrive else None
         if booking.lead_id:
-            await self.topics.bookings_by_lead.send(
-                key=booking.lead_id.encode(),
-                value=self.pipeline.encode_input(booking),
+            self.outputs.send(
+                self.topics.bookings_by_lead.get_topic_name(),
+                booking.lead_id.encode(),
+                self.pipeline.encode_input(booking),
                 headers=headers,
             )
             return
@@ -222,40 +237,46 @@ class Agents:
             stages = stages[[s for s, _ in stages].index(after) + 1 :]
         for prefix, digest in stages:
             if digest:
-                await self.topics.bookings_by_identity.send(
-                    key=(prefix + digest).encode(),
-                    value=self.pipeline.encode_input(booking),
+                self.outputs.send(
+                    self.topics.bookings_by_identity.get_topic_name(),
+                    (prefix + digest).encode(),
+                    self.pipeline.encode_input(booking),
                     headers=headers,
                 )
                 return
         # No lead found by any key: it waits, and is sent with its own keys, under its own id.
         synthetic = dataclasses.replace(booking, lead_id=SYNTHETIC_LEAD_PREFIX + booking.booking_id)
         self.metrics.core.labels("booking_unmatched_identity").inc()
-        await self._route_booking(synthetic, redrive=redrive)
+        self._route_booking(synthetic, redrive=redrive)
 
     async def identity(self, stream: StreamT) -> None:
         """Keep the hash -> lead index and resolve bookings that came without a lead_id."""
         index_topic = self.topics.identity.get_topic_name()
-        async for event in stream.events():
-            raw = _raw(event)
-            key = raw.key or b""
-            if raw.topic == index_topic:
-                if self.tables.identity.get(key) is None:  # the first lead to claim a key keeps it
-                    self.tables.identity[key] = raw.value
-                continue
-            now = pl.utcnow()
-            item = await self._decode(raw, "BookingCreated", now)
-            if isinstance(item, pl.DeadLetterOut):
-                await self.outputs.send_dead(item)
-                continue
-            assert isinstance(item, Booking)  # noqa: S101
-            lead = self.tables.identity.get(key)
-            if lead:
-                self.metrics.core.labels("booking_matched_" + key[:1].decode()).inc()
-                matched = dataclasses.replace(item, lead_id=lead.decode())
-                await self._route_booking(matched, redrive=raw.redrive)
-            else:
-                await self._route_booking(item, after=key[:2].decode(), redrive=raw.redrive)
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.agent_batch_max, within=self.settings.agent_batch_within
+        ):
+            for event in events:
+                in_event(event)
+                raw = _raw(event)
+                key = raw.key or b""
+                if raw.topic == index_topic:
+                    # The first lead to claim a key keeps it.
+                    if raw.value and self.tables.identity.data.get(key) is None:
+                        self.outputs.table_set(self.tables.identity, key, raw.value, raw.partition)
+                    continue
+                item = await self._decode(raw, "BookingCreated", pl.utcnow())
+                if isinstance(item, pl.DeadLetterOut):
+                    self.outputs.send_dead(item, raw.partition)
+                    continue
+                assert isinstance(item, Booking)  # noqa: S101
+                lead = self.tables.identity.data.get(key)
+                if lead:
+                    self.metrics.core.labels("booking_matched_" + key[:1].decode()).inc()
+                    matched = dataclasses.replace(item, lead_id=lead.decode())
+                    self._route_booking(matched, redrive=raw.redrive)
+                else:
+                    self._route_booking(item, after=key[:2].decode(), redrive=raw.redrive)
+            await self.outputs.flush()
 
     # -- delivery --------------------------------------------------------------------------------
 

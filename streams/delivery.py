@@ -13,13 +13,11 @@ import dataclasses
 import logging
 import random
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from faust.streams import _current_event  # Faust's own "current event" (sets table partitions)
 from faust.types import EventT
 
 from streams import pipeline as pl
@@ -28,7 +26,7 @@ from streams.domain.delivery import BatchVerdict, Verdict, backoff_seconds, clas
 from streams.domain.types import Conversion, Rejection
 from streams.errors import ApiError, SerdeError
 from streams.metrics import Metrics
-from streams.outputs import Outputs
+from streams.outputs import Outputs, in_event
 from streams.settings import Settings
 from streams.tables import Tables
 from streams.tiktok.client import EventsDestination
@@ -120,6 +118,7 @@ class Delivery:
         # Destinations are independent: one paused by its auth circuit does not hold the others'
         # outcomes back (the batch is still acknowledged only when every group is done).
         await asyncio.gather(*(self._deliver_group(dest, items) for dest, items in groups.items()))
+        await self.outputs.flush()
 
     async def _deliver_group(self, dest: payload.Destination, items: list[Item]) -> None:
         for result in await self._send_group(dest, items):
@@ -143,8 +142,8 @@ class Delivery:
             out = self.pipeline.dead_letter(
                 raw, reason, f"Conversion: {exc}", None, raw.value or b"", now
             )
-            _current_event.set(weakref.ref(event))
-            await self.outputs.send_dead(out)
+            in_event(event)
+            self.outputs.send_dead(out, event.message.partition)
             return None
         if not conv.page_url and self.settings.fallback_page_url:
             conv = dataclasses.replace(conv, page_url=self.settings.fallback_page_url)
@@ -155,8 +154,8 @@ class Delivery:
         return Item(event=event, conv=conv, body={})
 
     def _delivered(self, event: EventT, event_id: str) -> bool:
-        _current_event.set(weakref.ref(event))
-        return self.tables.delivered.get(event_id.encode()) is not None
+        in_event(event)
+        return self.tables.delivered.data.get(event_id.encode()) is not None
 
     async def _send_group(self, dest: payload.Destination, items: list[Item]) -> list[Result]:
         """Send ``items`` to ``dest`` until each has a final outcome."""
@@ -290,10 +289,11 @@ class Delivery:
         now = self.clock()
         it = result.item
         if result.delivered:
-            _current_event.set(weakref.ref(it.event))
-            self.tables.delivered[it.conv.event_id.encode()] = str(
-                int(now.timestamp() * 1000)
-            ).encode()
+            in_event(it.event)
+            stamp = str(int(now.timestamp() * 1000)).encode()
+            self.outputs.table_set(
+                self.tables.delivered, it.conv.event_id.encode(), stamp, it.event.message.partition
+            )
         else:
             await self._dead(it, result.reason, result.message, result.code, now)
         value = self.pipeline.serde.encode(
@@ -315,7 +315,7 @@ class Delivery:
                 "decided_at": now,
             },
         )
-        await self.topics.deliveries.send(key=it.conv.event_id.encode(), value=value)
+        self.outputs.send(self.settings.topic_deliveries, it.conv.event_id.encode(), value)
         outcome = "delivered" if result.delivered else result.reason
         self.metrics.deliveries.labels(self.destination.name, outcome, str(result.code)).inc()
 
@@ -337,5 +337,5 @@ class Delivery:
         out = self.pipeline.dead_letter(
             raw, reason, text, field, msg.value or b"", now, it.conv.event_id
         )
-        _current_event.set(weakref.ref(it.event))
-        await self.outputs.send_dead(out)
+        in_event(it.event)
+        self.outputs.send_dead(out, msg.partition)

@@ -1,10 +1,27 @@
-"""Output sends shared by the agents: dead letters are logged, counted and produced in one place."""
+"""Everything the agents write, produced with one librdkafka producer and flushed per batch.
+
+Faust's own producer path costs more than the rest of an agent's work (README "Performance"), so
+agents process ``take_events`` batches and write through :class:`Outputs`: output records,
+dead letters, and table changes (the table's data is set directly and the change is produced
+to the table's changelog topic, in the partition of the event being processed, exactly as Faust
+would). :meth:`Outputs.flush` runs before a batch returns, and Faust acknowledges a batch only
+after that: an offset is committed only when everything the batch wrote is durable.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
 
+from confluent_kafka import Producer
+from faust.streams import _current_event  # Faust's "current event": picks a table's partition
+from faust.types import EventT, TableT
+
+from streams.errors import BrokerError
 from streams.metrics import Metrics
 from streams.pipeline import DeadLetterOut
 from streams.tables import Tables
@@ -12,27 +29,107 @@ from streams.topics import Topics
 
 logger = logging.getLogger(__name__)
 
+Headers = Sequence[tuple[str, bytes]] | None
+
+
+def producer_for(bootstrap: str) -> Producer:
+    """Idempotent, acks=all, Kafka's murmur2 partitioner (the partitions Faust would pick)."""
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+
+
+def in_event(event: EventT) -> None:
+    """Make ``event`` Faust's current event, so table access uses its partition."""
+    _current_event.set(weakref.ref(event))
+
 
 class Outputs:
-    """Produces dead letters (with their ERROR log line and metric)."""
+    """Produces records and table changes for one worker; flush before acknowledging a batch."""
 
-    def __init__(self, topics: Topics, tables: Tables, metrics: Metrics) -> None:
-        """Bind the dead-letter topic, its once-per-record ledger and the metrics."""
+    def __init__(self, topics: Topics, tables: Tables, metrics: Metrics, producer: Any) -> None:
+        """Bind the topics, tables and metrics.
+
+        ``producer`` is a confluent_kafka.Producer (:func:`producer_for`); tests pass a fake with
+        the same ``produce``/``poll``/``flush``.
+        """
         self.topics = topics
         self.tables = tables
         self.metrics = metrics
+        self.producer = producer
+        self._errors: list[str] = []
+        self._pending = 0
 
-    async def send_dead(self, out: DeadLetterOut) -> None:
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}: {err}")
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: Headers = None,
+    ) -> None:
+        """Queue one record (delivered by the next :meth:`flush` at the latest)."""
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = list(headers)
+        try:
+            self.producer.produce(topic, **kwargs)
+        except BufferError:
+            self.producer.poll(1.0)  # the local queue is full: let librdkafka drain it
+            self.producer.produce(topic, **kwargs)
+        self._pending += 1
+        if self._pending % 1000 == 0:
+            self.producer.poll(0)
+
+    def table_set(self, table: TableT, key: bytes, value: bytes, partition: int) -> None:
+        """Set ``table[key]`` and write the change to its changelog, in ``partition``."""
+        table.data[key] = value
+        self.send(table.changelog_topic.get_topic_name(), key, value, partition)
+
+    def table_del(self, table: TableT, key: bytes, partition: int) -> None:
+        """Delete ``table[key]`` and write a tombstone to its changelog."""
+        if key in table.data:
+            del table.data[key]
+        self.send(table.changelog_topic.get_topic_name(), key, None, partition)
+
+    def send_dead(self, out: DeadLetterOut, partition: int) -> None:
         """Dead-letter one record once: ERROR log (no raw PII in messages), metric, send.
 
-        Must run in the context of the event being processed (the ledger is a table).
+        ``partition`` is the partition of the event being processed (the ledger's changelog).
         """
         if out.source:
             key = out.source.encode()
-            if self.tables.dead_lettered.get(key) is not None:
+            if self.tables.dead_lettered.data.get(key) is not None:
                 self.metrics.core.labels("duplicate_dead_letter").inc()
                 return
-            self.tables.dead_lettered[key] = str(int(time.time() * 1000)).encode()
+            stamp = str(int(time.time() * 1000)).encode()
+            self.table_set(self.tables.dead_lettered, key, stamp, partition)
         logger.error("dead letter (%s) %s: %s", out.reason, out.source, out.message)
         self.metrics.dead_letters.labels(out.reason).inc()
-        await self.topics.dead_letter.send(key=out.key, value=out.value)
+        self.send(self.topics.dead_letter.get_topic_name(), out.key, out.value)
+
+    async def flush(self) -> None:
+        """Wait until everything queued is acknowledged by Kafka; raise if anything failed."""
+        if self._pending:
+            remaining = await asyncio.to_thread(self.producer.flush, 60.0)
+            self._pending = 0
+            if remaining:
+                msg = f"{remaining} records were not acknowledged by Kafka within 60s"
+                raise BrokerError(msg)
+        if self._errors:
+            errors, self._errors = self._errors, []
+            msg = f"Kafka rejected {len(errors)} records, e.g. {errors[0]}"
+            raise BrokerError(msg)

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds between sweeps for expired waits."
     )
 
+    agent_batch_max: int = Field(
+        1000, ge=1, description="Input events an agent processes per batch (one flush each)."
+    )
+    agent_batch_within: float = Field(
+        0.05, gt=0, description="Seconds an agent waits to fill a batch before processing it."
+    )
+
     # Delivery
     delivery_linger: float = Field(1.0, ge=0, description="Seconds a batch may wait to fill up.")
     delivery_batch_max: int = Field(1000, ge=1, le=1000)

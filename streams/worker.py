@@ -20,7 +20,7 @@ from streams.errors import ConfigError
 from streams.health import Progress
 from streams.lag import LagProbe
 from streams.metrics import Metrics
-from streams.outputs import Outputs
+from streams.outputs import Outputs, producer_for
 from streams.pipeline import Pipeline
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
@@ -89,7 +89,9 @@ class Worker:
         )
         self.due = DueIndex()
         self.tables = declare_tables(self.app, settings, on_lead_changelog=self._on_lead_changelog)
-        self.outputs = Outputs(self.topics, self.tables, self.metrics)
+        self.outputs = Outputs(
+            self.topics, self.tables, self.metrics, producer_for(settings.kafka_bootstrap)
+        )
         if destination is None:
             token = settings.tiktok_access_token
             destination = TikTokEventsClient(

@@ -45,13 +45,41 @@ OK = TrackResponse(200, 0, "OK", "req-ok")
 
 
 class FakeTopic:
-    """Collects what is sent, like a topic whose producer always succeeds."""
+    """Collects what is produced to one topic."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
+        self.name = name
         self.messages: list[tuple[bytes | None, bytes]] = []
 
-    async def send(self, *, key: bytes | None = None, value: bytes) -> None:
-        self.messages.append((key, value))
+    def get_topic_name(self) -> str:
+        return self.name
+
+
+class FakeTable:
+    """A table as Outputs uses it: ``.data`` and the changelog topic's name."""
+
+    def __init__(self, name: str) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.changelog_topic = FakeTopic(f"{name}-changelog")
+
+
+class FakeProducer:
+    """A librdkafka producer whose every record is acknowledged; files records by topic."""
+
+    def __init__(self, *topics: FakeTopic) -> None:
+        self.topics = {t.name: t for t in topics}
+        self.flushes = 0
+
+    def produce(self, topic: str, *, key: bytes | None = None, value: bytes, **_: Any) -> None:
+        if topic in self.topics:
+            self.topics[topic].messages.append((key, value))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        self.flushes += 1
+        return 0
 
 
 class FakeEvent:
@@ -205,10 +233,14 @@ def make_rig(serde: AvroSerde) -> Any:
             }
         )
         metrics = Metrics()
-        deliveries, dead_letter = FakeTopic(), FakeTopic()
+        deliveries = FakeTopic(settings.topic_deliveries)
+        dead_letter = FakeTopic(settings.topic_dead_letter)
         topics: Any = SimpleNamespace(deliveries=deliveries, dead_letter=dead_letter)
-        delivered: dict[bytes, bytes] = {}
-        tables: Any = SimpleNamespace(delivered=delivered, dead_lettered={})
+        delivered_table = FakeTable("delivered")
+        delivered = delivered_table.data
+        tables: Any = SimpleNamespace(
+            delivered=delivered_table, dead_lettered=FakeTable("dead_lettered")
+        )
         pipeline = Pipeline(serde, settings.topic_dead_letter, settings.input_topics())
         destination = FakeDestination(list(answers or []))
         sleeps = Sleeps(metrics, sleep_limit)
@@ -219,7 +251,7 @@ def make_rig(serde: AvroSerde) -> Any:
             topics,
             tables,
             metrics,
-            Outputs(topics, tables, metrics),
+            Outputs(topics, tables, metrics, FakeProducer(deliveries, dead_letter)),
             sleep=sleeps,
             clock=lambda: NOW,
         )

@@ -2,7 +2,7 @@
 
 The worker is built as in production (``streams.worker.Worker``) with the ``memory://`` store, a
 broker that is never contacted and a fake Events API destination. Records are real Avro, framed
-with ids from the registry double. Output topics are replaced by ``AsyncMock`` s, so what the
+with ids from the registry double. The worker's producer is replaced by a recorder, so what the
 agents produce is captured instead of sent.
 
 One shim: ``AgentTestWrapper.put`` names its message after the agent's channel, and the ``leads``
@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from unittest.mock import AsyncMock
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -82,17 +81,36 @@ def _no_leadstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+class RecordingProducer:
+    """Stands in for the worker's librdkafka producer: records every produce, acks at once."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, bytes | None, bytes | None]] = []
+
+    def produce(
+        self, topic: str, *, key: bytes | None = None, value: bytes | None, **_: Any
+    ) -> None:
+        self.records.append((topic, key, value))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
 @dataclass
 class Built:
-    """A worker with its output topics mocked."""
+    """A worker whose outputs are recorded instead of produced."""
 
     worker: Worker
     destination: FakeDestination
     serde: AvroSerde
-    sent: dict[str, AsyncMock]
+    producer: RecordingProducer
 
     def sends(self, topic: str) -> list[tuple[bytes | None, bytes]]:
-        return [(c.kwargs["key"], c.kwargs["value"]) for c in self.sent[topic].call_args_list]
+        name = getattr(self.worker.topics, topic).get_topic_name()
+        return [(k, v) for t, k, v in self.producer.records if t == name and v is not None]
 
     def decoded(self, topic: str, record: str) -> list[dict[str, Any]]:
         return [self.serde.decode(value, record) for _, value in self.sends(topic)]
@@ -117,12 +135,9 @@ async def built(registry: RegistryServer, serde: AvroSerde) -> Built:
     app.finalize()
     app.conf.store = "memory://"
     app.flow_control.resume()
-    sent = {}
-    for name in ("conversions", "deliveries", "dead_letter", "identity"):
-        mock = AsyncMock()
-        getattr(worker.topics, name).send = mock
-        sent[name] = mock
-    return Built(worker, destination, serde, sent)
+    producer = RecordingProducer()
+    worker.outputs.producer = producer
+    return Built(worker, destination, serde, producer)
 
 
 @pytest.fixture
@@ -134,7 +149,11 @@ async def leads(built: Built) -> AsyncIterator[Any]:
 async def put(agent: Any, topic: TopicT, value: bytes, key: bytes = KEY) -> EventT:
     """Put one record on ``topic`` through the test wrapper and wait until it is processed."""
     agent.original_channel = topic  # see the module docstring
-    return await asyncio.wait_for(agent.put(key=key, value=value), 5)  # type: ignore[no-any-return]
+    event = await asyncio.wait_for(agent.put(key=key, value=value), 5)
+    # put() returns once the event is in the agent's take_events buffer; the batch is processed
+    # when its window (LEADSTREAM_AGENT_BATCH_WITHIN, 0.05 s) closes.
+    await asyncio.sleep(0.2)
+    return event  # type: ignore[no-any-return]
 
 
 def now() -> datetime:
