@@ -47,14 +47,26 @@ def _metric_totals(text: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def run_demo(keep_logs: bool = False, timeout: float = 120.0, out: IO[str] = sys.stdout) -> int:
-    """Run the demo; return 0 when the sandbox received what the sample traffic should produce."""
+def run_demo(
+    keep_logs: bool = False,
+    timeout: float = 120.0,
+    out: IO[str] = sys.stdout,
+    stack: LocalStack | None = None,
+) -> int:
+    """Run the demo; return 0 when the sandbox received what the sample traffic should produce.
+
+    With ``stack`` (the test session's), the demo uses it instead of starting its own.
+    """
     started = time.monotonic()
-    stack = LocalStack()
-    out.write(
-        "Leadstream demo: starting a local broker, schema registry and Events API sandbox...\n"
-    )
-    stack.start()
+    own = stack is None
+    if stack is None:
+        stack = LocalStack()
+        out.write(
+            "Leadstream demo: starting a local broker, schema registry and Events API sandbox...\n"
+        )
+        stack.start()
+    else:
+        stack.sandbox_post("/_sandbox/reset")
     try:
         settings = load_settings(**{k[11:].lower(): v for k, v in stack.env().items()})
         serde = AvroSerde.connect(stack.registry.url, settings.schema_dir)
@@ -101,9 +113,13 @@ def run_demo(keep_logs: bool = False, timeout: float = 120.0, out: IO[str] = sys
         )
         return 0 if ok else 1
     finally:
-        stack.stop()
-        if not keep_logs:
-            shutil.rmtree(stack.workdir, ignore_errors=True)
+        if own:
+            stack.stop()
+            if not keep_logs:
+                shutil.rmtree(stack.workdir, ignore_errors=True)
+        else:
+            for worker in stack.workers:
+                worker.stop()
 
 
 def _produce_garbage(stack: LocalStack, topic: str) -> None:

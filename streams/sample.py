@@ -70,7 +70,7 @@ def sample_traffic(now: datetime) -> Traffic:
         status("chg-1-1", 1, "Qualified", 60),  # redelivered
         status("chg-1-2", 1, "contacted", 55),
         status("chg-1-3", 1, "qualified", 45),  # flapped back: nothing new to send
-        status("chg-1-4", 1, "closed_won", 30, value=1200.0, currency="EUR", order_id="SO-1001"),
+        status("chg-1-4", 1, "closed_won", 30, value=1200.0, currency="EUR"),
         status("chg-2-1", 2, "qualified", 40),
         status("chg-3-1", 3, "qualified", 40),
         status("chg-5-1", 5, "won", 20),

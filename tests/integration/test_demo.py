@@ -1,0 +1,19 @@
+"""The README's demo command, end to end on the session's broker, registry and sandbox."""
+
+from __future__ import annotations
+
+import io
+
+from streams.demo import run_demo
+from streams.local import LocalStack
+
+
+def test_demo_sends_every_expected_conversion_exactly_once(stack: LocalStack) -> None:
+    out = io.StringIO()
+    assert run_demo(stack=stack, out=out, timeout=90) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "every expected conversion arrived exactly once" in text
+    assert "evt-form-1:QualifiedLead" in text and "evt-form-1:Purchase" in text
+    assert "E.C.P.v3demoClickIdForLead1" in text  # the raw ttclid of the form
+    assert "86e0b9e56c17" in text  # jane.doe@example.com, hashed
+    assert "undecodable" in text and "invalid_value" in text
