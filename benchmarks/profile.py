@@ -128,11 +128,10 @@ def summarise(raw: Path, top: int = 10) -> dict[str, Any]:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = stack.split(";")
-        thread, frames = frames[0], frames[1:] or frames
+        thread, *frames = stack.split(";")
         samples += count
         threads[thread.split(": ", 1)[-1]] += count
-        leaf = frames[-1]
+        leaf = frames[-1] if frames else "(no Python frame)"
         self_time[_frame_key(leaf)] += count
         areas[_area(leaf)] += count
         for key in {_frame_key(f) for f in frames}:

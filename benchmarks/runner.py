@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -296,7 +298,7 @@ def run_all(cfg: Config, stack: LocalStack, got: Collected, workdir: Path) -> di
 
     if cfg.profile:
         progress(f"profile: one more e2e run of {cfg.leads:,} leads under py-spy (not in medians)")
-        got.attempt("profile", lambda: extra.update(profile=_profile(stack, encoder, cfg)))
+        got.attempt("profile", lambda: extra.update(profile=_profile(stack, encoder, cfg, workdir)))
     return extra
 
 
@@ -372,10 +374,12 @@ def _memory(got: Collected, cfg: Config) -> None:
     got.detail("memory", result)
 
 
-def _profile(stack: LocalStack, encoder: data.Encoder, cfg: Config) -> dict[str, Any]:
+def _profile(
+    stack: LocalStack, encoder: data.Encoder, cfg: Config, workdir: Path
+) -> dict[str, Any]:
     raw_path = cfg.out / "worker-profile.txt"
     raw_path.unlink(missing_ok=True)
-    hook = pyspy.attach(raw_path, cfg.out / "work" / "py-spy.log")
+    hook = pyspy.attach(raw_path, workdir / "py-spy.log")
     result = e2e.run_saturation(
         stack, encoder, cfg.leads, linger=cfg.e2e_linger, label="prof", on_ready=hook
     )
@@ -438,12 +442,30 @@ def _notes(got: Collected) -> list[str]:
     return notes
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM: unwind like Ctrl-C, so every worker, Faust app and the broker are stopped."""
+    raise KeyboardInterrupt
+
+
+def make_workdir(out: Path) -> Path:
+    """A log folder for this run, ``<out>/work/<pid>``; folders of finished runs are removed."""
+    root = out / "work"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        if old.is_dir() and not (old.name.isdigit() and Path(f"/proc/{old.name}").exists()):
+            shutil.rmtree(old, ignore_errors=True)
+        elif old.is_file():
+            old.unlink(missing_ok=True)
+    workdir = root / str(os.getpid())
+    workdir.mkdir()
+    return workdir
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the harness; exit 0 when every selected measurement ran, 1 on a real failure."""
     cfg = parse_args(argv)
-    workdir = cfg.out / "work"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    signal.signal(signal.SIGTERM, _interrupt)
+    workdir = make_workdir(cfg.out)
     progress(
         f"{cfg.mode} run: {', '.join(cfg.only)}; baselines {cfg.size:,} records, "
         f"e2e {cfg.leads:,} leads, {cfg.repeat} run(s) each; logs in {workdir}"
