@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from streams.local import Names  # re-exported: the benchmark modules import it from here
+
 T = TypeVar("T")
 
 _START = time.monotonic()
@@ -26,63 +28,6 @@ class BenchError(Exception):
 def progress(message: str) -> None:
     """Print one progress line to stderr, stamped with the seconds since the harness started."""
     print(f"[bench {time.monotonic() - _START:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class Names:
-    """Topic names and app id unique to one run, as ``LEADSTREAM_*`` overrides.
-
-    Mirrors ``tests/conftest.py``'s ``Names`` so that every run is isolated on the shared broker.
-    """
-
-    prefix: str
-
-    @property
-    def form(self) -> str:
-        """Input topic of form submits."""
-        return f"{self.prefix}.leads.form-submitted"
-
-    @property
-    def booking(self) -> str:
-        """Input topic of bookings (unused by the benchmarks, still unique)."""
-        return f"{self.prefix}.leads.booking-created"
-
-    @property
-    def status(self) -> str:
-        """Input topic of CRM status changes."""
-        return f"{self.prefix}.crm.lead-status-changed"
-
-    @property
-    def conversions(self) -> str:
-        """Leadstream's conversions topic."""
-        return f"{self.prefix}.leadstream.conversions"
-
-    @property
-    def deliveries(self) -> str:
-        """Leadstream's delivery receipts topic."""
-        return f"{self.prefix}.leadstream.deliveries"
-
-    @property
-    def dead_letter(self) -> str:
-        """Leadstream's dead-letter topic."""
-        return f"{self.prefix}.leadstream.dead-letter"
-
-    @property
-    def app_id(self) -> str:
-        """Faust app id: consumer group and internal topic prefix."""
-        return f"{self.prefix}-leadstream"
-
-    def env(self) -> dict[str, str]:
-        """The ``LEADSTREAM_*`` overrides that point a worker at these names."""
-        return {
-            "LEADSTREAM_APP_ID": self.app_id,
-            "LEADSTREAM_TOPIC_FORM_SUBMITTED": self.form,
-            "LEADSTREAM_TOPIC_BOOKING_CREATED": self.booking,
-            "LEADSTREAM_TOPIC_LEAD_STATUS_CHANGED": self.status,
-            "LEADSTREAM_TOPIC_CONVERSIONS": self.conversions,
-            "LEADSTREAM_TOPIC_DELIVERIES": self.deliveries,
-            "LEADSTREAM_TOPIC_DEAD_LETTER": self.dead_letter,
-        }
 
 
 def new_names(label: str) -> Names:

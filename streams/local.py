@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,63 @@ T = TypeVar("T")
 TOKEN = "sandbox-token"  # noqa: S105 - the local sandbox's default token, not a secret
 PIXEL = "SANDBOXPIXEL"
 CRM_SET = "SANDBOXCRMSET"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Topic names and app id unique to one test or benchmark run, as ``LEADSTREAM_*`` overrides.
+
+    Every run on a shared broker gets its own topics and consumer group.
+    """
+
+    prefix: str
+
+    @property
+    def form(self) -> str:
+        """Input topic of form submits."""
+        return f"{self.prefix}.leads.form-submitted"
+
+    @property
+    def booking(self) -> str:
+        """Input topic of bookings."""
+        return f"{self.prefix}.leads.booking-created"
+
+    @property
+    def status(self) -> str:
+        """Input topic of CRM status changes."""
+        return f"{self.prefix}.crm.lead-status-changed"
+
+    @property
+    def conversions(self) -> str:
+        """Leadstream's conversions topic."""
+        return f"{self.prefix}.leadstream.conversions"
+
+    @property
+    def deliveries(self) -> str:
+        """Leadstream's delivery receipts topic."""
+        return f"{self.prefix}.leadstream.deliveries"
+
+    @property
+    def dead_letter(self) -> str:
+        """Leadstream's dead-letter topic."""
+        return f"{self.prefix}.leadstream.dead-letter"
+
+    @property
+    def app_id(self) -> str:
+        """Faust app id: consumer group and internal topic prefix."""
+        return f"{self.prefix}-leadstream"
+
+    def env(self) -> dict[str, str]:
+        """Return the ``LEADSTREAM_*`` overrides that point a worker at these names."""
+        return {
+            "LEADSTREAM_APP_ID": self.app_id,
+            "LEADSTREAM_TOPIC_FORM_SUBMITTED": self.form,
+            "LEADSTREAM_TOPIC_BOOKING_CREATED": self.booking,
+            "LEADSTREAM_TOPIC_LEAD_STATUS_CHANGED": self.status,
+            "LEADSTREAM_TOPIC_CONVERSIONS": self.conversions,
+            "LEADSTREAM_TOPIC_DELIVERIES": self.deliveries,
+            "LEADSTREAM_TOPIC_DEAD_LETTER": self.dead_letter,
+        }
 
 
 class LocalStack:
