@@ -20,6 +20,7 @@ from faust.types import EventT, StreamT
 
 from streams import pipeline as pl
 from streams.delivery import Delivery
+from streams.domain import identity as matching
 from streams.domain import lead as core
 from streams.domain import records
 from streams.domain.due import DueIndex, next_due
@@ -178,13 +179,12 @@ class Agents:
                 now,
             )
             self.outputs.send_dead(out, partition)
-        self.metrics.count_core(dict(outcome.counts))
+        self.metrics.count_core(outcome.counts)
 
     def _index_identity(self, form: FormSubmit) -> None:
         topic = self.topics.identity.get_topic_name()
-        for prefix, digest in (("e:", form.keys.email_sha256), ("p:", form.keys.phone_sha256)):
-            if digest:
-                self.outputs.send(topic, (prefix + digest).encode(), form.lead_id.encode())
+        for key in matching.index_keys(form):
+            self.outputs.send(topic, key.encode(), form.lead_id.encode())
 
     async def send_ticks(self) -> None:
         """Ask every partition of the lead agent to expire what is due (leader only)."""
@@ -222,7 +222,9 @@ class Agents:
                 self._route_booking(item, redrive=raw.redrive)
             await self.outputs.flush()
 
-    def _route_booking(self, booking: Booking, after: str = "", redrive: bool = False) -> None:
+    def _route_booking(
+        self, booking: Booking, tried: str | None = None, redrive: bool = False
+    ) -> None:
         headers = [(pl.REDRIVE_HEADER, b"1")] if redrive else None
         if booking.lead_id:
             self.outputs.send(
@@ -232,18 +234,15 @@ class Agents:
                 headers=headers,
             )
             return
-        stages = [("e:", booking.keys.email_sha256), ("p:", booking.keys.phone_sha256)]
-        if after:
-            stages = stages[[s for s, _ in stages].index(after) + 1 :]
-        for prefix, digest in stages:
-            if digest:
-                self.outputs.send(
-                    self.topics.bookings_by_identity.get_topic_name(),
-                    (prefix + digest).encode(),
-                    self.pipeline.encode_input(booking),
-                    headers=headers,
-                )
-                return
+        lookup = matching.next_lookup(booking, tried)
+        if lookup is not None:
+            self.outputs.send(
+                self.topics.bookings_by_identity.get_topic_name(),
+                lookup.encode(),
+                self.pipeline.encode_input(booking),
+                headers=headers,
+            )
+            return
         # No lead found by any key: it waits, and is sent with its own keys, under its own id.
         synthetic = dataclasses.replace(booking, lead_id=SYNTHETIC_LEAD_PREFIX + booking.booking_id)
         self.metrics.core.labels("booking_unmatched_identity").inc()
@@ -275,7 +274,7 @@ class Agents:
                     matched = dataclasses.replace(item, lead_id=lead.decode())
                     self._route_booking(matched, redrive=raw.redrive)
                 else:
-                    self._route_booking(item, after=key[:2].decode(), redrive=raw.redrive)
+                    self._route_booking(item, tried=key.decode(), redrive=raw.redrive)
             await self.outputs.flush()
 
     # -- delivery --------------------------------------------------------------------------------

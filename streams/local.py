@@ -6,14 +6,13 @@ real parts: a Tansu broker process, HTTP servers on loopback, and ``python -m st
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -312,10 +311,3 @@ def wait_until(
             msg = f"timed out after {timeout:.0f}s waiting for {what}{tail}"
             raise LeadstreamError(msg)
         time.sleep(0.2)
-
-
-def iter_json(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """Parse JSON lines."""
-    for line in lines:
-        if line.strip():
-            yield json.loads(line)

@@ -85,12 +85,11 @@ class Metrics:
         """Export ``leadstream_table_keys{table}``, read from the tables at scrape time."""
         self.registry.register(_TableKeys(tables))
 
-    def count_core(self, counts: dict[str, int] | object) -> None:
+    def count_core(self, counts: Mapping[str, int]) -> None:
         """Add a core Outcome's counts (name -> increment)."""
-        if isinstance(counts, dict) or hasattr(counts, "items"):
-            for name, n in counts.items():  # type: ignore[union-attr]
-                if n:
-                    self.core.labels(name).inc(n)
+        for name, n in counts.items():
+            if n:
+                self.core.labels(name).inc(n)
 
     def render(self) -> bytes:
         """Return the Prometheus text exposition of every series."""
