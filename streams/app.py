@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import faust
+from faust.types import TransportT
 
+from streams import transport
 from streams.settings import Settings
 
 
@@ -12,14 +14,22 @@ def broker_urls(bootstrap: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
 
 
+class App(faust.App):
+    """faust.App on :class:`streams.transport.Transport` (recovery reads to the confirmed end)."""
+
+    def _new_transport(self) -> TransportT:
+        return transport.Transport(self.conf.broker_consumer, self)
+
+
 def create_app(settings: Settings) -> faust.App:
     """Create the Faust App.
 
     The aiokafka driver (``kafka://``) is used: Faust's ``confluent://`` driver never finished
     joining its group on the local broker (README, "Why the aiokafka driver"). Values and keys
     stay raw bytes so that decoding errors become dead letters instead of crashing the stream.
+    Table recovery confirms each changelog's end with a fetch (:mod:`streams.transport`).
     """
-    return faust.App(
+    return App(
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap),
         store=settings.store,
