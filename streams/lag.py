@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaExcepti
 from confluent_kafka.admin import AdminClient
 
 from streams.errors import BrokerError
+from streams.offsets import fetched_end_offsets
 from streams.settings import Settings
 
 
@@ -51,6 +52,7 @@ class LagProbe:
     def __init__(self, bootstrap: str, group: str) -> None:
         """Connect lazily to ``bootstrap`` for ``group``."""
         self.group = group
+        self._bootstrap = bootstrap
         self._admin = AdminClient({"bootstrap.servers": bootstrap})
         self._consumer = Consumer(
             {
@@ -70,8 +72,8 @@ class LagProbe:
         """Lag on every partition of ``topics`` (default: those the group committed for).
 
         ``partitions`` restricts it further (a worker measures only what it is assigned). The
-        log end comes from the watermark offsets; on Tansu they can be too low when the last
-        batch held several records (README, "Local broker"), so lag is never shown below 0.
+        log end is the listed watermark confirmed by a fetch (:mod:`streams.offsets`: Tansu lists
+        too low an end when the last batch held several records).
         """
         committed = {
             (tp.topic, tp.partition): tp.offset for tp in committed_offsets(self._admin, self.group)
@@ -79,7 +81,7 @@ class LagProbe:
         wanted = set(topics) if topics else {t for t, _ in committed}
         metadata = self._admin.list_topics(timeout=10)
         now = time.time() if now is None else now
-        out: list[PartitionLag] = []
+        listed: dict[tuple[str, int], tuple[int, int]] = {}
         for topic in sorted(wanted):
             meta = metadata.topics.get(topic)
             if meta is None:
@@ -90,11 +92,16 @@ class LagProbe:
                 low, high = self._consumer.get_watermark_offsets(
                     TopicPartition(topic, partition), timeout=10
                 )
-                offset = committed.get((topic, partition))
-                start = offset if offset is not None else low
-                lag = max(0, high - start)
-                age = _age(self._consumer, topic, partition, start, now) if lag else 0.0
-                out.append(PartitionLag(self.group, topic, partition, offset, high, lag, age))
+                listed[(topic, partition)] = (low, high)
+        ends = fetched_end_offsets(self._bootstrap, {tp: high for tp, (_, high) in listed.items()})
+        out: list[PartitionLag] = []
+        for (topic, partition), (low, _) in listed.items():
+            high = ends[(topic, partition)] or 0
+            offset = committed.get((topic, partition))
+            start = offset if offset is not None else low
+            lag = max(0, high - start)
+            age = _age(self._consumer, topic, partition, start, now) if lag else 0.0
+            out.append(PartitionLag(self.group, topic, partition, offset, high, lag, age))
         return out
 
     def close(self) -> None:

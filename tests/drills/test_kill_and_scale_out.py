@@ -13,6 +13,7 @@ import requests
 from streams.local import LocalStack, wait_until
 from tests.conftest import Names
 from tests.drills.traffic import (
+    Supervised,
     delivered_ids,
     figures,
     good_lead,
@@ -45,18 +46,18 @@ def test_kill_drill_loses_nothing_and_counts_nothing_twice(stack: LocalStack, fu
         worker.kill()
         worker = start(stack, names, f"-{k}")
     producer.join(timeout=600)
+    supervised = Supervised(stack, names, worker, f"-{kills}")
     try:
-        wait_until(
+        supervised.wait_until(
             lambda: len(delivered_ids(stack, names.prefix)) >= leads,
             300 if full else 180,
             f"all {leads} conversions",
-            worker,
         )
         time.sleep(2)
         stats = stack.sandbox_get("/_sandbox/stats")
         dead = stack.consume_all(names.dead_letter, idle=1.0)
     finally:
-        worker.stop()
+        supervised.worker.stop()
     ids = delivered_ids(stack, names.prefix)
     figures(
         "kill drill",
@@ -68,9 +69,8 @@ def test_kill_drill_loses_nothing_and_counts_nothing_twice(stack: LocalStack, fu
         counted_twice=len(ids) - len(set(ids)),
         resent_copies_merged_by_platform_dedup=stats["deduplicated"],
         dead_lettered=len(dead),
+        liveness_restarts=supervised.restarts or 0,
         wall_time=f"{time.monotonic() - started:.1f}s",
-        note="Tansu's ListOffsets deviation can make table recovery stop short; resends it "
-        "causes carry the same deterministic event_id and are merged, never counted twice",
     )
     assert len(ids) == leads and len(set(ids)) == leads
     assert stats["accepted"] == leads
@@ -122,12 +122,15 @@ def test_scale_out_drill_survivor_takes_over(stack: LocalStack, full: bool) -> N
         )
         takeover = time.monotonic() - killed_at
         producer.join(timeout=600)
-        wait_until(
-            lambda: len(delivered_ids(stack, names.prefix)) >= leads,
-            240,
-            f"all {leads} conversions",
-            second,
-        )
+        supervised = Supervised(stack, names, second, "-b")
+        try:
+            supervised.wait_until(
+                lambda: len(delivered_ids(stack, names.prefix)) >= leads,
+                240,
+                f"all {leads} conversions",
+            )
+        finally:
+            second = supervised.worker
         time.sleep(2)
         stats = stack.sandbox_get("/_sandbox/stats")
         dead = stack.consume_all(names.dead_letter, idle=1.0)
@@ -145,6 +148,7 @@ def test_scale_out_drill_survivor_takes_over(stack: LocalStack, full: bool) -> N
         counted_twice=len(ids) - len(set(ids)),
         resent_copies_merged_by_platform_dedup=stats["deduplicated"],
         dead_lettered=len(dead),
+        liveness_restarts=supervised.restarts or 0,
         wall_time=f"{time.monotonic() - started:.1f}s",
     )
     assert shared["a"] and shared["b"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import requests
 from confluent_kafka import Producer
 
 from streams.local import LocalStack, WorkerProcess
@@ -22,6 +23,9 @@ FAST = {
     "LEADSTREAM_RETRY_BACKOFF_MAX": "0.5",
     "LEADSTREAM_TIKTOK_TIMEOUT": "2",
     "LEADSTREAM_DELIVERY_LINGER": "0.2",
+    # Liveness as the Helm chart's probe sees it, on a drill's time scale (see `supervise`).
+    "LEADSTREAM_LAG_INTERVAL": "2",
+    "LEADSTREAM_LIVENESS_STALL_SECONDS": "20",
 }
 
 Record = tuple[str, bytes | None, bytes]  # topic, key, value
@@ -113,6 +117,44 @@ def start(stack: LocalStack, names: Names, tag: str, **extra: str) -> WorkerProc
     worker = stack.start_worker(names.prefix + tag, **{**names.env(), **FAST, **extra})
     worker.wait_ready(timeout=90)
     return worker
+
+
+@dataclass
+class Supervised:
+    """The worker a drill waits on, restarted the way Kubernetes restarts a failing pod."""
+
+    stack: LocalStack
+    names: Names
+    worker: WorkerProcess
+    tag: str
+    restarts: list[str] = field(default_factory=list)
+
+    def _live(self) -> tuple[bool, Any]:
+        try:
+            resp = requests.get(f"{self.worker.url}/health/live", timeout=2)
+        except requests.RequestException:
+            return True, None  # busy or starting: only a 503 is a failed probe
+        return resp.status_code != 503, resp.json() if resp.status_code == 503 else None
+
+    def wait_until(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Poll ``check``; when /health/live answers 503 (a partition with lag whose committed
+        offset has not moved for LEADSTREAM_LIVENESS_STALL_SECONDS), SIGKILL and restart the
+        worker, as the chart's livenessProbe makes the kubelet do."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            ok, body = self._live()
+            if not ok:
+                self.restarts.append(str(body.get("stalled") if body else body))
+                self.worker.kill()
+                self.worker = start(self.stack, self.names, f"{self.tag}-r{len(self.restarts)}")
+            if time.monotonic() > deadline:
+                tail = "\n--- worker log tail ---\n" + self.worker.log_text()[-3000:]
+                msg = f"timed out after {timeout:.0f}s waiting for {what}{tail}"
+                raise AssertionError(msg)
+            time.sleep(1.0)
 
 
 def figures(title: str, **values: Any) -> None:

@@ -70,10 +70,10 @@ def test_metrics_of_a_running_worker_have_the_core_series(stack: LocalStack, nam
 def test_lag_reports_the_exact_lag_of_a_group_that_stopped_part_way(stack: LocalStack) -> None:
     topic, group = f"lagtest-{time.monotonic_ns()}", f"laggroup-{time.monotonic_ns()}"
     ensure_topics(stack.broker.bootstrap, [topic], partitions=2)
-    producer = Producer({"bootstrap.servers": stack.broker.bootstrap, "linger.ms": 0})
-    for i in range(10):  # single-record batches: Tansu's end offsets are exact then
+    producer = Producer({"bootstrap.servers": stack.broker.bootstrap, "linger.ms": 200})
+    for i in range(10):  # one 5-record batch per partition: Tansu lists the end as 1
         producer.produce(topic, value=str(i).encode(), partition=i % 2)
-        producer.flush(10)
+    producer.flush(10)
     consumer = Consumer(
         {
             "bootstrap.servers": stack.broker.bootstrap,
