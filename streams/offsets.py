@@ -81,13 +81,48 @@ def fetched_end_offsets(
             timeout,
             ends[keys[(topic, partition)]],
         )
-    raised = [
-        f"{t}[{p}] {listed[k]} -> {ends[k]}"
-        for (t, p), k in sorted(keys.items())
-        if ends[k] != listed[k]
-    ]
-    if raised:
-        logger.info(
-            "end offsets raised past the broker's listed ends (ListOffsets): %s", ", ".join(raised)
+    return ends
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            # No offsets are committed and no group is joined (assign, not subscribe).
+            "group.id": f"leadstream-end-offsets-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "latest",
+            "fetch.wait.max.ms": 50,
+        }
+    )
+    pending = set(keys)
+    deadline = time.monotonic() + timeout
+    try:
+        consumer.assign([TopicPartition(t, p, (listed[k] or 1) - 1) for (t, p), k in keys.items()])
+        while pending and time.monotonic() < deadline:
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            coordinates = (str(msg.topic()), int(msg.partition() or 0))
+            err = msg.error()
+            if coordinates not in keys:
+                continue
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                logger.warning("confirming the end of %s[%d]: %s", *coordinates, err)
+                continue
+            # A record at offset n means the end is at least n + 1; EOF's offset is the end.
+            offset = int(msg.offset() or 0)
+            seen = offset if err is not None else offset + 1
+            key = keys[coordinates]
+            ends[key] = max(ends[key] or 0, seen)
+            if err is not None:
+                pending.discard(coordinates)
+    finally:
+        consumer.close()
+    for topic, partition in sorted(pending):
+        logger.warning(
+            "the end of %s[%d] was not confirmed within %.0fs; using %s",
+            topic,
+            partition,
+            timeout,
+            ends[keys[(topic, partition)]],
         )
     return ends

@@ -6,6 +6,14 @@ dead letters, and table changes (the table's data is set directly and the change
 to the table's changelog topic, in the partition of the event being processed, exactly as Faust
 would). :meth:`Outputs.flush` runs before a batch returns, and Faust acknowledges a batch only
 after that: an offset is committed only when everything the batch wrote is durable.
+
+Outputs are made durable before the state that records them. Without transactions the writes
+of a batch land independently, so a crash could leave a changelog saying "QualifiedLead sent"
+(or "dead-lettered") without the conversion (or dead letter) it refers to; the input would be
+read again after the restart and skipped as a duplicate, and the conversion lost (the kill drill
+caught it). :meth:`Outputs.flush` therefore flushes the outputs first and only then produces
+and flushes the batch's changelog writes: a crash in between leaves outputs without state, the
+input is processed again, and the repeated output carries the same deterministic ``event_id``.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ class Outputs:
         self.producer = producer
         self._errors: list[str] = []
         self._pending = 0
+        self._changelog: list[tuple[str, bytes, bytes | None, int]] = []
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -95,15 +104,15 @@ class Outputs:
             self.producer.poll(0)
 
     def table_set(self, table: TableT, key: bytes, value: bytes, partition: int) -> None:
-        """Set ``table[key]`` and write the change to its changelog, in ``partition``."""
+        """Set ``table[key]``; its changelog record is written by :meth:`flush`, after outputs."""
         table.data[key] = value
-        self.send(table.changelog_topic.get_topic_name(), key, value, partition)
+        self._changelog.append((table.changelog_topic.get_topic_name(), key, value, partition))
 
     def table_del(self, table: TableT, key: bytes, partition: int) -> None:
-        """Delete ``table[key]`` and write a tombstone to its changelog."""
+        """Delete ``table[key]``; its changelog tombstone is written by :meth:`flush`."""
         if key in table.data:
             del table.data[key]
-        self.send(table.changelog_topic.get_topic_name(), key, None, partition)
+        self._changelog.append((table.changelog_topic.get_topic_name(), key, None, partition))
 
     def send_dead(self, out: DeadLetterOut, partition: int) -> None:
         """Dead-letter one record once: ERROR log (no raw PII in messages), metric, send.
@@ -122,6 +131,15 @@ class Outputs:
         self.send(self.topics.dead_letter.get_topic_name(), out.key, out.value)
 
     async def flush(self) -> None:
+        """Make the queued outputs durable, then the changelog writes; raise if anything failed."""
+        await self._flush_queued()
+        if self._changelog:
+            changes, self._changelog = self._changelog, []
+            for topic, key, value, partition in changes:
+                self.send(topic, key, value, partition)
+            await self._flush_queued()
+
+    async def _flush_queued(self) -> None:
         """Wait until everything queued is acknowledged by Kafka; raise if anything failed."""
         if self._pending:
             remaining = await asyncio.to_thread(self.producer.flush, 60.0)

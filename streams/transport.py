@@ -9,12 +9,15 @@ restarted worker forget state. On Kafka the confirmation changes nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams.offsets import fetched_end_offsets
+
+logger = logging.getLogger(__name__)
 
 
 class Consumer(faust_aiokafka.Consumer):
@@ -27,6 +30,15 @@ class Consumer(faust_aiokafka.Consumer):
             f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer
         )
         confirmed = await asyncio.to_thread(fetched_end_offsets, bootstrap, listed)
+        raised = [
+            f"{tp.topic}[{tp.partition}] {listed[tp]} -> {end}"
+            for tp, end in sorted(confirmed.items())
+            if end != listed[tp]
+        ]
+        if raised:
+            logger.info(
+                "recovery reads past the broker's listed end offsets: %s", ", ".join(raised)
+            )
         return confirmed  # type: ignore[return-value]  # None stays None, as Faust expects
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import requests
 from confluent_kafka import Producer
 
-from streams.local import LocalStack, WorkerProcess
+from streams.local import LocalStack, WorkerProcess, wait_until
 from streams.produce import producer_config
 from streams.serde.avro import AvroSerde
 from streams.settings import DEFAULT_SCHEMA_DIR
@@ -23,7 +23,7 @@ FAST = {
     "LEADSTREAM_RETRY_BACKOFF_MAX": "0.5",
     "LEADSTREAM_TIKTOK_TIMEOUT": "2",
     "LEADSTREAM_DELIVERY_LINGER": "0.2",
-    # Liveness as the Helm chart's probe sees it, on a drill's time scale (see `supervise`).
+    # Liveness as the Helm chart's probe sees it, on a drill's time scale (see `Supervised`).
     "LEADSTREAM_LAG_INTERVAL": "2",
     "LEADSTREAM_LIVENESS_STALL_SECONDS": "20",
 }
@@ -129,32 +129,27 @@ class Supervised:
     tag: str
     restarts: list[str] = field(default_factory=list)
 
-    def _live(self) -> tuple[bool, Any]:
+    def restart_if_not_live(self) -> None:
+        """SIGKILL and restart the worker when /health/live answers 503 (a partition with lag
+        whose committed offset has not moved for LEADSTREAM_LIVENESS_STALL_SECONDS), as the
+        chart's livenessProbe makes the kubelet do."""
         try:
             resp = requests.get(f"{self.worker.url}/health/live", timeout=2)
         except requests.RequestException:
-            return True, None  # busy or starting: only a 503 is a failed probe
-        return resp.status_code != 503, resp.json() if resp.status_code == 503 else None
+            return  # busy or starting: only a 503 is a failed probe
+        if resp.status_code == 503:
+            self.restarts.append(str(resp.json().get("stalled")))
+            self.worker.kill()
+            self.worker = start(self.stack, self.names, f"{self.tag}-r{len(self.restarts)}")
 
     def wait_until(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
-        """Poll ``check``; when /health/live answers 503 (a partition with lag whose committed
-        offset has not moved for LEADSTREAM_LIVENESS_STALL_SECONDS), SIGKILL and restart the
-        worker, as the chart's livenessProbe makes the kubelet do."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            ok, body = self._live()
-            if not ok:
-                self.restarts.append(str(body.get("stalled") if body else body))
-                self.worker.kill()
-                self.worker = start(self.stack, self.names, f"{self.tag}-r{len(self.restarts)}")
-            if time.monotonic() > deadline:
-                tail = "\n--- worker log tail ---\n" + self.worker.log_text()[-3000:]
-                msg = f"timed out after {timeout:.0f}s waiting for {what}{tail}"
-                raise AssertionError(msg)
-            time.sleep(1.0)
+        """:func:`streams.local.wait_until`, restarting the worker whenever its liveness fails."""
+
+        def supervised() -> Any:
+            self.restart_if_not_live()
+            return check()
+
+        return wait_until(supervised, timeout, what, self.worker)
 
 
 def figures(title: str, **values: Any) -> None:
