@@ -15,7 +15,7 @@ def broker_urls(bootstrap: str) -> list[str]:
 
 
 class App(faust.App):
-    """faust.App on :class:`streams.transport.Transport` (recovery reads to the confirmed end)."""
+    """faust.App on :class:`streams.transport.Transport` (Faust's consumer, repaired)."""
 
     def _new_transport(self) -> TransportT:
         return transport.Transport(self.conf.broker_consumer, self)
@@ -27,7 +27,8 @@ def create_app(settings: Settings) -> faust.App:
     The aiokafka driver (``kafka://``) is used: Faust's ``confluent://`` driver never finished
     joining its group on the local broker (README, "Why the aiokafka driver"). Values and keys
     stay raw bytes so that decoding errors become dead letters instead of crashing the stream.
-    Table recovery confirms each changelog's end with a fetch (:mod:`streams.transport`).
+    The consumer confirms each changelog's end with a fetch before table recovery stops there,
+    and carries the repairs that keep a rebalance from skipping records (:mod:`streams.transport`).
     """
     return App(
         settings.app_id,
