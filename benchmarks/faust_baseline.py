@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,7 @@ def build_app(mode: str, env: dict[str, str]) -> Any:
         env["BENCH_APP_ID"],
         broker=f"kafka://{env['BENCH_BOOTSTRAP']}",
         store="memory://",
+        datadir=str(Path(tempfile.gettempdir()) / f"{env['BENCH_APP_ID']}-data"),
         autodiscover=False,
         key_serializer="raw",
         value_serializer="raw",
