@@ -1,6 +1,6 @@
 """Faust's aiokafka transport, with the consumer repairs Leadstream needs to lose nothing.
 
-:class:`Consumer` differs from Faust 0.15.3's aiokafka consumer in four ways:
+:class:`Consumer` differs from Faust 0.15.3's aiokafka consumer in these ways:
 
 * **Recovery reads to the confirmed end of each changelog.** Faust stops restoring a table at
   each changelog partition's listed end (``highwaters``); the override confirms those ends with
@@ -22,6 +22,10 @@
   the earlier of the seek's target and its first record not handed out. A partition with no
   committed offset is sought to its beginning (the ``earliest`` reset policy), as a new member
   would read it.
+* **A refused commit is logged.** Faust's aiokafka driver drops a commit the group coordinator
+  refuses ("already rebalanced") without a word; a worker whose commits keep failing then re-reads
+  everything after a restart. It is a WARNING here (the liveness probe catches the case where the
+  committed offset never moves).
 * **Acknowledgements from an earlier generation are not counted.** Faust's streams acknowledge
   an event they skip because it was fetched before the last rebalance; its offset was then
   committable though the event was never processed. Such an acknowledgement is now ignored: the
@@ -184,7 +188,20 @@ class Consumer(faust_aiokafka.Consumer):
             {tp: offset or None for tp, offset in committed.items() if offset is not None}
         )
 
-    # -- flow and acknowledgements -------------------------------------------------------------
+    # -- commits, flow and acknowledgements ----------------------------------------------------
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit; say so when the group coordinator refused it (Faust drops that silently)."""
+        committed = await super()._commit(offsets)
+        if not committed and offsets and not self.should_stop:
+            logger.warning(
+                "offset commit refused (the group is rebalancing or this member's generation is "
+                "stale); these records will be read again from the last committed offset: %s",
+                ", ".join(
+                    f"{tp.topic}[{tp.partition}]@{off}" for tp, off in sorted(offsets.items())
+                ),
+            )
+        return committed
 
     def on_buffer_drop(self, tp: TP) -> None:
         """Fetch again from a partition whose stream buffer drained, unless it is paused.

@@ -37,6 +37,7 @@ class Recorder:
         self.seeks: list[tuple[TopicPartition, int]] = []
         self.to_beginning: list[TopicPartition] = []
         self.committed: dict[TopicPartition, int | None] = {}
+        self.commits_accepted = True
 
     async def getmany(self, active: set[Any] | None, timeout: float) -> dict[Any, Any]:
         self.fetched_with.append(active)
@@ -53,6 +54,9 @@ class Recorder:
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.committed)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        return self.commits_accepted
 
 
 @pytest.fixture
@@ -188,3 +192,13 @@ def test_a_drained_buffer_does_not_reactivate_a_paused_partition(consumer: Any) 
     assert consumer._get_active_partitions() == {form1}
     consumer.resume_partitions({form0})
     assert consumer._get_active_partitions() == {form0, form1}
+
+
+def test_a_refused_commit_is_logged(consumer: Any, caplog: pytest.LogCaptureFixture) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    assert run(consumer._commit({form0: 12})) is True
+    assert "commit refused" not in caplog.text
+    fake.commits_accepted = False  # Faust's driver: "already rebalanced", dropped silently
+    assert run(consumer._commit({form0: 12})) is False
+    assert "commit refused" in caplog.text and f"{FORM}[0]@12" in caplog.text
