@@ -196,7 +196,8 @@ class Consumer(faust_aiokafka.Consumer):
         if not committed and offsets and not self.should_stop:
             logger.warning(
                 "offset commit refused (the group is rebalancing or this member's generation is "
-                "stale); these records will be read again from the last committed offset: %s",
+                "stale): after a restart or a rebalance these partitions are read again from their "
+                "last committed offset, not from %s",
                 ", ".join(
                     f"{tp.topic}[{tp.partition}]@{off}" for tp, off in sorted(offsets.items())
                 ),
