@@ -85,14 +85,11 @@ class Consumer(faust_aiokafka.Consumer):
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
         """Fetch from a copy of the active partitions, and nothing when none is active."""
+        self._seeks_at_fetch = self._seeks
         if active_partitions is None:  # a client-only app reads every assigned partition
-            self._seeks_at_fetch = self._seeks
             return await super()._getmany(None, timeout)
         fetching = set(active_partitions)
-        if not fetching:
-            return {}
-        self._seeks_at_fetch = self._seeks
-        return await super()._getmany(fetching, timeout)
+        return await super()._getmany(fetching, timeout) if fetching else {}
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         """Yield fetched records as Faust's ``getmany`` does, rewinding what it cannot hand out.
@@ -116,8 +113,7 @@ class Consumer(faust_aiokafka.Consumer):
                 return  # a rebalance: the new assignment sets every position again
             if tp in held:
                 continue
-            sought = self._sought.get(tp)
-            if sought is not None and sought[0] > seeks_before:
+            if self._seek_target_since(tp, seeks_before) is not None:
                 held[tp] = record.offset  # fetched before the seek, or mixed with such records
             elif (
                 active_partitions is None
@@ -134,14 +130,19 @@ class Consumer(faust_aiokafka.Consumer):
     async def _rewind(self, held: Mapping[TP, int], seeks_before: int) -> None:
         assigned = self.assignment()
         for tp, offset in held.items():
-            sought = self._sought.get(tp)
-            if sought is not None and sought[0] > seeks_before:
-                offset = min(offset, sought[1])
+            target = self._seek_target_since(tp, seeks_before)
+            if target is not None:
+                offset = min(offset, target)
             if tp in assigned:
                 logger.debug("rewinding %s to %s: records fetched but not handed out", tp, offset)
                 await self._seek(tp, offset)
 
     # -- seeking -------------------------------------------------------------------------------
+
+    def _seek_target_since(self, tp: TP, seeks: int) -> int | None:
+        """Return the target of the last seek of ``tp`` if it came after seek number ``seeks``."""
+        sought = self._sought.get(tp)
+        return sought[1] if sought is not None and sought[0] > seeks else None
 
     def _mark_sought(self, targets: Mapping[TP, int]) -> None:
         self._seeks += 1
