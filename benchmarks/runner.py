@@ -1,6 +1,7 @@
 """The command line and the order of the runs.
 
-One local stack (Tansu broker, registry double, Events API sandbox) serves the whole run. The
+One local stack (Apache Kafka broker, or Tansu where no Java is found; registry double, Events
+API sandbox) serves the whole run. The
 baselines share one pre-loaded input (forms + status changes on two 4-partition topics); every
 e2e and latency run gets its own topics, app id and a reset sandbox. Repeats are interleaved
 (raw, no-op, naive, e2e, latency; then again) so that drift of the machine spreads evenly.
@@ -474,9 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack(workdir=workdir, partitions=PARTITIONS)
     started = time.monotonic()
     extra: dict[str, Any] = {}
+    broker = stack.broker.kind
     try:
         stack.start()
-        progress(f"local stack up: broker {stack.broker.bootstrap}, sandbox {stack.sandbox.url}")
+        progress(f"local stack up: broker {stack.broker.describe()}, sandbox {stack.sandbox.url}")
+        broker = stack.broker.describe()
         extra = run_all(cfg, stack, got, workdir)
     except KeyboardInterrupt:
         got.failures.append({"measurement": "harness", "error": "interrupted"})
@@ -499,9 +502,11 @@ def main(argv: list[str] | None = None) -> int:
     if "profile" in extra:
         text += "\n" + _profile_text(extra["profile"])
     machine = report.machine_facts()
+    machine["broker"] = broker
     text += (
         f"\n\nmachine: {machine['nproc']} CPUs, {machine['cpu_model']}, "
         f"Python {machine['python']}, faust-streaming {machine['faust_streaming']}"
+        f"\nbroker: {broker}"
     )
     print(text, flush=True)
     out = cfg.out / "bench.json"

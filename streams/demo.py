@@ -72,7 +72,7 @@ def run_demo(
         serde = AvroSerde.connect(stack.registry.url, settings.schema_dir)
         worker = stack.start_worker()
         out.write(
-            f"  broker {stack.broker.bootstrap} (Tansu, in memory), registry {stack.registry.url}, "
+            f"  broker {stack.broker.describe()}, registry {stack.registry.url}, "
             f"sandbox {stack.sandbox.url}\n  worker starting (logs: {worker.log_path})...\n"
         )
         worker.wait_ready(timeout=90)

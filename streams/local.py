@@ -1,7 +1,8 @@
 """The embedded local stack: broker, registry double, Events API sandbox and worker processes.
 
 Used by ``leadstream demo`` and by the integration tests' session fixture, so both run the same
-real parts: a Tansu broker process, HTTP servers on loopback, and ``python -m streams worker``.
+real parts: an Apache Kafka broker process (Tansu where no Java is found; :mod:`streams.broker`),
+HTTP servers on loopback, and ``python -m streams worker``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 import requests
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from streams.broker import LocalBroker, free_port, wait_for_port
+from streams.broker import free_port, local_broker, wait_for_port
 from streams.errors import LeadstreamError
 from streams.registry.server import RegistryServer
 from streams.sandbox.server import Sandbox, SandboxConfig
@@ -92,11 +93,22 @@ class Names:
 class LocalStack:
     """Broker + registry + sandbox on loopback; workers are started on demand."""
 
-    def __init__(self, workdir: Path | None = None, partitions: int = 4) -> None:
-        """Describe the stack; call :meth:`start`."""
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        partitions: int = 4,
+        secured: bool = False,
+        broker: str | None = None,
+    ) -> None:
+        """Describe the stack; call :meth:`start`.
+
+        ``secured`` also opens the broker's SASL_SSL and mTLS listeners (Apache Kafka only);
+        ``broker`` forces ``"kafka"`` or ``"tansu"`` (default: Kafka where Java 17+ is found).
+        """
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="leadstream-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.partitions = partitions
-        self.broker = LocalBroker(log_path=self.workdir / "broker.log")
+        self.broker = local_broker(self.workdir, secured=secured, prefer=broker)
         self.registry = RegistryServer()
         self.sandbox = Sandbox(
             SandboxConfig(
@@ -137,7 +149,13 @@ class LocalStack:
             "LEADSTREAM_SESSION_TIMEOUT": "6",
             "LEADSTREAM_HEARTBEAT_INTERVAL": "1",
             "LEADSTREAM_DELIVERY_LINGER": "0.2",
+            # One broker: replication 1 is all it can do, and it is meant.
+            "LEADSTREAM_TOPIC_REPLICATION": "1",
+            "LEADSTREAM_ALLOW_LOW_REPLICATION": "true",
         }
+        if self.broker.kind == "tansu":
+            # Tansu lists short end offsets after multi-record batches (README, "Local broker").
+            env["LEADSTREAM_KAFKA_CONFIRM_END_OFFSETS"] = "true"
         env.update(overrides)
         return env
 

@@ -1,40 +1,80 @@
-"""Known deviations of the local broker (Tansu 0.6.0) from Apache Kafka, as strict xfails.
+"""Known deviations of the fallback broker (Tansu 0.6.0) from Apache Kafka, as strict xfails.
 
-Each test asserts Kafka's documented behaviour. On Tansu it fails, so it is marked
-``xfail(strict=True)``: the day Tansu fixes the deviation, the test passes, the strict xfail turns
-the run red, and the workaround it documents can go. See ../shared/spec/broker.md.
+Each test asserts Kafka's documented behaviour and runs twice: on the session's Apache Kafka,
+where it must pass, and on a Tansu broker started for this module, where it fails with the
+exception the deviation produces, so it is marked ``xfail(strict=True, raises=...)``: the day
+Tansu fixes the deviation, the test passes, the strict xfail turns the run red, and the
+workaround it documents can go. See ../shared/spec/broker.md.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.admin import ensure_topics
+from streams.broker import TansuBroker
 from streams.local import LocalStack
 
 pytestmark = pytest.mark.conformance
 
 
-def _topic(stack: LocalStack, partitions: int = 1) -> str:
+@pytest.fixture(scope="module")
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+    """A Tansu broker for this module's deviation tests."""
+    broker = TansuBroker(log_path=Path(tmp_path_factory.mktemp("tansu")) / "tansu.log")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def target(request: pytest.FixtureRequest) -> SimpleNamespace | LocalStack:
+    """The broker under test: the session's Apache Kafka, or this module's Tansu."""
+    if request.param == "tansu":
+        return SimpleNamespace(broker=request.getfixturevalue("tansu"))
+    return request.getfixturevalue("stack")
+
+
+def on_both(reason: str, raises: type[BaseException]) -> pytest.MarkDecorator:
+    """Run on Apache Kafka (must pass) and on Tansu (a strict xfail raising ``raises``)."""
+    return pytest.mark.parametrize(
+        "target",
+        [
+            "kafka",
+            pytest.param(
+                "tansu", marks=pytest.mark.xfail(strict=True, reason=reason, raises=raises)
+            ),
+        ],
+        indirect=True,
+    )
+
+
+both = pytest.mark.parametrize("target", ["kafka", "tansu"], indirect=True)
+
+
+def _topic(target: LocalStack, partitions: int = 1) -> str:
     name = f"conformance-{uuid.uuid4().hex[:8]}"
-    ensure_topics(stack.broker.bootstrap, [name], partitions=partitions)
+    ensure_topics(target.broker.bootstrap, [name], partitions=partitions)
     return name
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Tansu answers ListOffsets(latest) with the last batch's base offset + 1"
-)
-def test_list_offsets_latest_counts_every_record_of_a_batch(stack: LocalStack) -> None:
-    topic = _topic(stack)
-    producer = Producer({"bootstrap.servers": stack.broker.bootstrap, "linger.ms": 200})
+@on_both("Tansu answers ListOffsets(latest) with the last batch's base offset + 1", AssertionError)
+def test_list_offsets_latest_counts_every_record_of_a_batch(target: LocalStack) -> None:
+    topic = _topic(target)
+    producer = Producer({"bootstrap.servers": target.broker.bootstrap, "linger.ms": 200})
     for i in range(80):
         producer.produce(topic, value=str(i).encode())
     producer.flush(10)
-    consumer = Consumer({"bootstrap.servers": stack.broker.bootstrap, "group.id": topic})
+    consumer = Consumer({"bootstrap.servers": target.broker.bootstrap, "group.id": topic})
     try:
         _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
     finally:
@@ -42,14 +82,15 @@ def test_list_offsets_latest_counts_every_record_of_a_batch(stack: LocalStack) -
     assert high == 80
 
 
-def test_list_offsets_latest_is_right_for_single_record_batches(stack: LocalStack) -> None:
+@both
+def test_list_offsets_latest_is_right_for_single_record_batches(target: LocalStack) -> None:
     """The workaround our lag tests rely on: one record per batch gives exact end offsets."""
-    topic = _topic(stack)
-    producer = Producer({"bootstrap.servers": stack.broker.bootstrap, "linger.ms": 0})
+    topic = _topic(target)
+    producer = Producer({"bootstrap.servers": target.broker.bootstrap, "linger.ms": 0})
     for i in range(5):
         producer.produce(topic, value=str(i).encode())
         producer.flush(10)
-    consumer = Consumer({"bootstrap.servers": stack.broker.bootstrap, "group.id": topic})
+    consumer = Consumer({"bootstrap.servers": target.broker.bootstrap, "group.id": topic})
     try:
         _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
     finally:
@@ -57,14 +98,12 @@ def test_list_offsets_latest_is_right_for_single_record_batches(stack: LocalStac
     assert high == 5
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Tansu assigns partitions only after about half the session timeout"
-)
-def test_group_join_does_not_wait_for_half_the_session_timeout(stack: LocalStack) -> None:
-    topic = _topic(stack)
+@on_both("Tansu assigns partitions only after about half the session timeout", AssertionError)
+def test_group_join_does_not_wait_for_half_the_session_timeout(target: LocalStack) -> None:
+    topic = _topic(target)
     consumer = Consumer(
         {
-            "bootstrap.servers": stack.broker.bootstrap,
+            "bootstrap.servers": target.broker.bootstrap,
             "group.id": f"join-{topic}",
             "session.timeout.ms": 20000,
             "heartbeat.interval.ms": 1000,
@@ -82,12 +121,13 @@ def test_group_join_does_not_wait_for_half_the_session_timeout(stack: LocalStack
     assert elapsed < 6.0
 
 
-def test_read_uncommitted_returns_aborted_records(stack: LocalStack) -> None:
+@both
+def test_read_uncommitted_returns_aborted_records(target: LocalStack) -> None:
     """broker.md lists hiding aborted records as a deviation; measured here (one aborted record,
     assign from offset 0) Tansu behaves like Kafka, so this guards the behaviour we observed."""
-    topic = _topic(stack)
+    topic = _topic(target)
     producer = Producer(
-        {"bootstrap.servers": stack.broker.bootstrap, "transactional.id": f"tx-{topic}"}
+        {"bootstrap.servers": target.broker.bootstrap, "transactional.id": f"tx-{topic}"}
     )
     producer.init_transactions(10)
     producer.begin_transaction()
@@ -96,7 +136,7 @@ def test_read_uncommitted_returns_aborted_records(stack: LocalStack) -> None:
     producer.abort_transaction(10)
     consumer = Consumer(
         {
-            "bootstrap.servers": stack.broker.bootstrap,
+            "bootstrap.servers": target.broker.bootstrap,
             "group.id": f"ru-{topic}",
             "isolation.level": "read_uncommitted",
             "auto.offset.reset": "earliest",
@@ -115,8 +155,8 @@ def test_read_uncommitted_returns_aborted_records(stack: LocalStack) -> None:
     assert b"aborted" in values
 
 
-@pytest.mark.xfail(strict=True, reason="Tansu keeps a group STABLE after its aiokafka member left")
-def test_offsets_of_a_group_whose_aiokafka_member_left_can_be_reset(stack: LocalStack) -> None:
+@on_both("Tansu keeps a group STABLE after its aiokafka member left", AssertionError)
+def test_offsets_of_a_group_whose_aiokafka_member_left_can_be_reset(target: LocalStack) -> None:
     """Kafka empties a group when its last member leaves, so `alter_consumer_group_offsets` (a
     replay from the beginning) works. After an aiokafka consumer (Faust's driver) stops, Tansu
     keeps the group STABLE and answers UNKNOWN_MEMBER_ID. (A librdkafka member leaves fine.)"""
@@ -126,8 +166,8 @@ def test_offsets_of_a_group_whose_aiokafka_member_left_can_be_reset(stack: Local
     from confluent_kafka import ConsumerGroupTopicPartitions
     from confluent_kafka.admin import AdminClient
 
-    topic = _topic(stack)
-    producer = Producer({"bootstrap.servers": stack.broker.bootstrap})
+    topic = _topic(target)
+    producer = Producer({"bootstrap.servers": target.broker.bootstrap})
     producer.produce(topic, value=b"x")
     producer.flush(10)
     group = f"leave-{topic}"
@@ -135,7 +175,7 @@ def test_offsets_of_a_group_whose_aiokafka_member_left_can_be_reset(stack: Local
     async def consume_commit_and_leave() -> None:
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=stack.broker.bootstrap,
+            bootstrap_servers=target.broker.bootstrap,
             group_id=group,
             session_timeout_ms=6000,
             heartbeat_interval_ms=1000,
@@ -151,7 +191,7 @@ def test_offsets_of_a_group_whose_aiokafka_member_left_can_be_reset(stack: Local
 
     asyncio.run(consume_commit_and_leave())
     time.sleep(7)  # past the session timeout too
-    admin = AdminClient({"bootstrap.servers": stack.broker.bootstrap})
+    admin = AdminClient({"bootstrap.servers": target.broker.bootstrap})
     futures = admin.alter_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 0)])]
     )
