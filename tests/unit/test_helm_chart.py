@@ -1,8 +1,8 @@
 """Helm chart: rendered by Helm's own engine (helm-python-sdk), checked against Kubernetes schemas.
 
 No helm binary, cluster or network: ``helm_python`` binds Helm's Go SDK, ``kubernetes_validate``
-ships the Kubernetes JSON schemas. CRDs (ServiceMonitor, ScaledObject) have no schema there, so
-their fields are asserted directly.
+ships the Kubernetes JSON schemas. CRDs (ServiceMonitor, ScaledObject, TriggerAuthentication) have
+no schema there, so their fields are asserted directly.
 """
 
 from __future__ import annotations
@@ -30,8 +30,35 @@ RELEASE = "ls"
 NAMESPACE = "leadstream-test"
 # The newest Kubernetes minor kubernetes-validate 1.37.0 ships schemas for.
 KUBE_VERSION = "1.37.0"
-CRD_KINDS = {"ServiceMonitor", "ScaledObject"}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication"}
 SECRET_ENV = "LEADSTREAM_TIKTOK_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
+SASL_PASSWORD_ENV = "LEADSTREAM_KAFKA_SASL_PASSWORD"  # noqa: S105 - a variable name
+SSL_KEY_PASSWORD_ENV = "LEADSTREAM_KAFKA_SSL_KEY_PASSWORD"  # noqa: S105 - a variable name
+REGISTRY_AUTH_ENV = "LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH"
+SASL_USERNAME_ENV = "LEADSTREAM_KAFKA_SASL_USERNAME"
+# Settings that only ever come from Secrets (env valueFrom.secretKeyRef), never from the ConfigMap.
+SECRET_ENVS = {SECRET_ENV, SASL_PASSWORD_ENV, SSL_KEY_PASSWORD_ENV, REGISTRY_AUTH_ENV}
+# The connection settings of issue 12, added to streams/settings.py by another change. Listed here
+# so the chart is checked against them before that change is merged; once it is, each of them is
+# a Settings field and this set adds nothing to settings_env_names().
+CONNECTION_SETTINGS = {
+    "kafka_security_protocol",
+    "kafka_sasl_mechanism",
+    "kafka_sasl_username",
+    "kafka_sasl_password",
+    "kafka_ssl_ca_location",
+    "kafka_ssl_certificate_location",
+    "kafka_ssl_key_location",
+    "kafka_ssl_key_password",
+    "kafka_ssl_check_hostname",
+    "kafka_confirm_end_offsets",
+    "kafka_connect_timeout",
+    "schema_registry_basic_auth",
+    "schema_registry_ca_location",
+    "allow_low_replication",
+}
+KAFKA_TLS_DIR = "/etc/leadstream/kafka-tls"
+REGISTRY_TLS_DIR = "/etc/leadstream/schema-registry-tls"
 INPUT_TOPIC_ENVS = (
     "LEADSTREAM_TOPIC_FORM_SUBMITTED",
     "LEADSTREAM_TOPIC_BOOKING_CREATED",
@@ -62,7 +89,6 @@ ALL_ON: dict[str, Any] = {
             "enabled": True,
             "maxReplicaCount": 12,
             "lagThreshold": 500,
-            "authenticationRef": "kafka-sasl",
         }
     },
     "tiktok": {
@@ -73,7 +99,31 @@ ALL_ON: dict[str, Any] = {
         "testEventCode": "TEST1",
         "fallbackPageUrl": "https://shop.example.com/",
     },
-    "schemaRegistry": {"url": "http://registry:8081", "schemaDir": "/custom/schemas"},
+    "kafka": {
+        "securityProtocol": "SASL_SSL",
+        "auth": {
+            "mechanism": "SCRAM-SHA-512",
+            "username": "leadstream",
+            "existingSecret": "kafka-credentials",
+        },
+        "tls": {
+            "enabled": True,
+            "existingSecret": "kafka-client-tls",
+            "caExistingSecret": "kafka-cluster-ca",
+            "keyPasswordKey": "key-password",
+        },
+    },
+    "schemaRegistry": {
+        "url": "https://registry:8081",
+        "schemaDir": "/custom/schemas",
+        "existingSecret": "registry-credentials",
+        "tls": {"existingSecret": "registry-ca"},
+    },
+    "networkPolicy": {
+        "ingressNamespaces": ["monitoring", "ops"],
+        "ingressNamespaceSelector": {"matchLabels": {"team": "sre"}},
+        "ingressPodSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    },
     "rules": {"stageMap": {"mql": "QualifiedLead", "won": "Purchase"}},
     "extraEnv": [{"name": "EXTRA_ONE", "value": "1"}],
     "commonLabels": {"team": "growth"},
@@ -114,6 +164,51 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "extra-env": {"extraEnv": [{"name": "LEADSTREAM_LOG_LEVEL", "value": "DEBUG"}]},
     "no-pdb-no-sa": {"pdb": {"create": False}, "serviceAccount": {"create": False}},
     "image-digest": {"image": {"digest": "sha256:" + "a" * 64}},
+    # Kafka security, as in the chart README's worked examples.
+    "confluent-cloud": {
+        "kafka": {
+            "securityProtocol": "SASL_SSL",
+            "auth": {"mechanism": "PLAIN", "existingSecret": "confluent-kafka"},
+        },
+        "schemaRegistry": {"url": "https://psrc.example.cloud", "existingSecret": "confluent-sr"},
+        "autoscaling": {"keda": {"enabled": True}},
+    },
+    "msk-scram": {
+        "kafka": {
+            "securityProtocol": "SASL_SSL",
+            "auth": {"mechanism": "SCRAM-SHA-512", "existingSecret": "msk-scram"},
+        },
+        "autoscaling": {"keda": {"enabled": True}},
+    },
+    "aiven-mtls": {
+        "kafka": {
+            "securityProtocol": "SSL",
+            "tls": {
+                "enabled": True,
+                "existingSecret": "aiven-kafka",
+                "caKey": "ca.pem",
+                "certKey": "service.cert",
+                "keyKey": "service.key",
+            },
+        },
+        "autoscaling": {"keda": {"enabled": True}},
+    },
+    "strimzi-mtls": {
+        "kafka": {
+            "securityProtocol": "SSL",
+            "tls": {
+                "enabled": True,
+                "existingSecret": "leadstream",
+                "caExistingSecret": "my-cluster-cluster-ca-cert",
+                "certKey": "user.crt",
+                "keyKey": "user.key",
+            },
+        },
+        "persistence": {"enabled": True},
+        "autoscaling": {"keda": {"enabled": True}},
+    },
+    "ssl-system-trust": {"kafka": {"securityProtocol": "SSL"}},
+    "no-network-policy": {"networkPolicy": {"enabled": False}},
     "all-on": ALL_ON,
 }
 
@@ -196,7 +291,18 @@ def env_by_name(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def settings_env_names() -> set[str]:
-    return {f"LEADSTREAM_{name.upper()}" for name in Settings.model_fields}
+    """Every LEADSTREAM_* variable: the Settings fields plus the connection settings of issue 12."""
+    return {
+        f"LEADSTREAM_{name.upper()}" for name in set(Settings.model_fields) | CONNECTION_SETTINGS
+    }
+
+
+def secret_ref(container: dict[str, Any], name: str) -> dict[str, str]:
+    """The secretKeyRef an env variable comes from; fails when it has a plain value instead."""
+    entry = env_by_name(container)[name]
+    assert "value" not in entry, f"{name} has a plain value"
+    ref: dict[str, str] = entry["valueFrom"]["secretKeyRef"]
+    return ref
 
 
 # --- lint and schema validation ----------------------------------------------------------------
@@ -211,7 +317,9 @@ def test_chart_metadata_matches_the_package(chart: helm.Chart) -> None:
     assert meta["appVersion"] == "0.1.0" == project["version"]
 
 
-@pytest.mark.parametrize("scenario", ["defaults", "all-on", "persistence", "created-secret"])
+@pytest.mark.parametrize(
+    "scenario", ["defaults", "all-on", "persistence", "created-secret", "strimzi-mtls"]
+)
 def test_helm_lint_is_clean(scenario: str) -> None:
     report = helm.lint(
         CHART_DIR,
@@ -268,6 +376,20 @@ def test_schema_validation_can_fail(chart: helm.Chart) -> None:
         ({"persistence": {"enabled": "yes"}}, "/persistence/enabled"),
         ({"tiktok": {"accesToken": "typo"}}, "accesToken"),
         ({"replicaCont": 2}, "replicaCont"),
+        ({"kafka": {"securityProtocol": "FOO"}}, "/kafka/securityProtocol"),
+        ({"kafka": {"securityProtocol": "sasl_ssl"}}, "/kafka/securityProtocol"),
+        ({"kafka": {"auth": {"mechanism": "GSSAPI"}}}, "/kafka/auth/mechanism"),
+        ({"kafka": {"auth": {"passwrd": "x"}}}, "passwrd"),
+        ({"kafka": {"auth": {"existingSecret": "Not_A_Name"}}}, "/kafka/auth/existingSecret"),
+        ({"kafka": {"tls": {"enabled": "yes"}}}, "/kafka/tls/enabled"),
+        ({"kafka": {"tls": {"checkHostname": "no"}}}, "/kafka/tls/checkHostname"),
+        ({"kafka": {"tls": {"ca": "pem"}}}, "ca"),
+        ({"kafka": {"connectTimeout": 0}}, "/kafka/connectTimeout"),
+        ({"kafka": {"allowLowReplication": "yes"}}, "/kafka/allowLowReplication"),
+        ({"schemaRegistry": {"tls": {"caKey": "a/b"}}}, "/schemaRegistry/tls/caKey"),
+        ({"networkPolicy": {"enabled": "true"}}, "/networkPolicy/enabled"),
+        ({"networkPolicy": {"ingressNamespaces": ["Bad_NS"]}}, "/networkPolicy/ingressNamespaces"),
+        ({"networkPolicy": {"allowExternal": True}}, "allowExternal"),
     ],
 )
 def test_values_schema_rejects_bad_values(
@@ -304,6 +426,7 @@ def test_defaults_render_a_deployment_and_nothing_optional(chart: helm.Chart) ->
         "Service",
         "ServiceAccount",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     }
     assert rendered.one("Deployment")["spec"]["replicas"] == 1
 
@@ -318,6 +441,8 @@ def test_all_on_renders_every_optional_object(chart: helm.Chart) -> None:
         "PodDisruptionBudget",
         "ServiceMonitor",
         "ScaledObject",
+        "TriggerAuthentication",
+        "NetworkPolicy",
     }
     assert len(rendered.all("Service")) == 2  # the Service and the StatefulSet's headless one
 
@@ -340,6 +465,19 @@ def test_notes_render_and_warn_without_credentials(chart: helm.Chart) -> None:
     assert "leadstream worker" in notes
     assert "no TikTok access token" in notes
     assert "no TikTok access token" not in render(chart, ALL_ON).notes
+
+
+def test_notes_warn_about_low_replication_and_name_the_allowed_namespaces(
+    chart: helm.Chart,
+) -> None:
+    notes = render(chart).notes
+    assert "topicReplication" not in notes
+    assert "namespaces monitoring." in notes
+    low = render(chart, {"kafka": {"topicReplication": 1}}).notes
+    assert "WARNING: kafka.topicReplication=1" in low
+    allowed = {"kafka": {"topicReplication": 1, "allowLowReplication": True}}
+    assert "WARNING: kafka.topicReplication" not in render(chart, allowed).notes
+    assert "NetworkPolicy" not in render(chart, SCENARIOS["no-network-policy"]).notes
 
 
 # --- image --------------------------------------------------------------------------------------
@@ -369,8 +507,20 @@ def test_chart_runs_the_image_entry_point(chart: helm.Chart) -> None:
 
 def test_configmap_holds_every_non_secret_setting(chart: helm.Chart) -> None:
     data = render(chart, ALL_ON).config()
-    assert set(data) == settings_env_names() - {SECRET_ENV}
+    assert set(data) == settings_env_names() - SECRET_ENVS
     assert SECRET_ENV not in render(chart, SCENARIOS["created-secret"]).config()
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_secrets_never_reach_the_configmap(chart: helm.Chart, scenario: str) -> None:
+    """Secret settings come only from secretKeyRef; the ConfigMap holds no such key."""
+    rendered = render(chart, SCENARIOS[scenario])
+    assert not SECRET_ENVS & set(rendered.config())
+    env = env_by_name(rendered.container())
+    for name in SECRET_ENVS & set(env):
+        secret_ref(rendered.container(), name)
+    for name in ("extraEnvFrom", "extraEnv"):
+        assert name not in rendered.config()
 
 
 def test_configmap_defaults_are_the_workers_defaults(
@@ -385,7 +535,10 @@ def test_configmap_defaults_are_the_workers_defaults(
     for name, value in data.items():
         monkeypatch.setenv(name, value)
     from_chart = load_settings()
-    assert from_chart.model_dump() == baseline.model_dump()
+    # Issue 12 makes 3 the worker's default replication too; until that settings change is
+    # merged the worker's default is still 1, and this pins the chart's 3 either way.
+    assert data["LEADSTREAM_TOPIC_REPLICATION"] == "3"
+    assert from_chart.model_dump() == baseline.model_dump() | {"topic_replication": 3}
     # Optional settings that are empty by default stay unset rather than "".
     for optional in (
         "LEADSTREAM_STAGE_MAP",
@@ -393,8 +546,20 @@ def test_configmap_defaults_are_the_workers_defaults(
         "LEADSTREAM_TIKTOK_CRM_EVENT_SET_ID",
         "LEADSTREAM_TIKTOK_TEST_EVENT_CODE",
         "LEADSTREAM_SCHEMA_DIR",
+        "LEADSTREAM_KAFKA_SASL_MECHANISM",
+        SASL_USERNAME_ENV,
+        "LEADSTREAM_KAFKA_SSL_CA_LOCATION",
+        "LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION",
+        "LEADSTREAM_KAFKA_SSL_KEY_LOCATION",
+        "LEADSTREAM_SCHEMA_REGISTRY_CA_LOCATION",
     ):
         assert optional not in data
+    # The connection defaults the worker shares (issue 12).
+    assert data["LEADSTREAM_KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+    assert data["LEADSTREAM_KAFKA_SSL_CHECK_HOSTNAME"] == "true"
+    assert data["LEADSTREAM_KAFKA_CONFIRM_END_OFFSETS"] == "false"
+    assert data["LEADSTREAM_KAFKA_CONNECT_TIMEOUT"] == "15"
+    assert data["LEADSTREAM_ALLOW_LOW_REPLICATION"] == "false"
 
 
 def test_configmap_maps_camel_case_values_to_env_names(chart: helm.Chart) -> None:
@@ -475,7 +640,13 @@ def test_pod_template_carries_the_configmap_checksum(chart: helm.Chart) -> None:
 def test_extra_env_is_added_after_the_token(chart: helm.Chart) -> None:
     rendered = render(chart, ALL_ON)
     names = [entry["name"] for entry in rendered.container()["env"]]
-    assert names == [SECRET_ENV, "EXTRA_ONE"]
+    assert names == [
+        SECRET_ENV,
+        SASL_PASSWORD_ENV,
+        SSL_KEY_PASSWORD_ENV,
+        REGISTRY_AUTH_ENV,
+        "EXTRA_ONE",
+    ]
     assert env_by_name(rendered.container())["EXTRA_ONE"]["value"] == "1"
     only_extra = render(chart, SCENARIOS["extra-env"]).container()
     assert only_extra["env"] == [{"name": "LEADSTREAM_LOG_LEVEL", "value": "DEBUG"}]
@@ -777,6 +948,490 @@ def test_keda_min_above_effective_max_fails(chart: helm.Chart) -> None:
                 "kafka": {"topicPartitions": 2},
                 "autoscaling": {"keda": {"enabled": True, "minReplicaCount": 3}},
             },
+        )
+
+
+# --- Kafka security ------------------------------------------------------------------------------
+
+SASL_SSL_SCRAM: dict[str, Any] = {
+    "securityProtocol": "SASL_SSL",
+    "auth": {"mechanism": "SCRAM-SHA-512", "existingSecret": "kafka-credentials"},
+}
+
+
+def pod_spec(rendered: Rendered) -> dict[str, Any]:
+    spec: dict[str, Any] = rendered.workload()["spec"]["template"]["spec"]
+    return spec
+
+
+def mounted_file(rendered: Rendered, path: str) -> tuple[str, str]:
+    """The (Secret, key) a file path of the container comes from, through a read-only mount."""
+    directory, _, filename = path.rpartition("/")
+    mounts = [m for m in rendered.container()["volumeMounts"] if m["mountPath"] == directory]
+    assert len(mounts) == 1, f"{directory} is not mounted once"
+    assert mounts[0]["readOnly"] is True, f"{directory} is writable"
+    volume = {v["name"]: v for v in pod_spec(rendered)["volumes"]}[mounts[0]["name"]]
+    sources = (
+        [source["secret"] for source in volume["projected"]["sources"]]
+        if "projected" in volume
+        else [{"name": volume["secret"]["secretName"], **volume["secret"]}]
+    )
+    found = [
+        (source["name"], item["key"])
+        for source in sources
+        for item in source["items"]
+        if item["path"] == filename
+    ]
+    assert len(found) == 1, f"{path} is not one file of the mount"
+    return found[0]
+
+
+def test_default_connection_is_plaintext_without_credentials(chart: helm.Chart) -> None:
+    rendered = render(chart)
+    assert rendered.config()["LEADSTREAM_KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+    env = env_by_name(rendered.container())
+    assert not {
+        SASL_USERNAME_ENV,
+        SASL_PASSWORD_ENV,
+        SSL_KEY_PASSWORD_ENV,
+        REGISTRY_AUTH_ENV,
+    } & set(env)
+    assert {v["name"] for v in pod_spec(rendered)["volumes"]} == {"tmp"}
+
+
+def test_sasl_password_and_username_come_from_the_secret(chart: helm.Chart) -> None:
+    rendered = render(chart, {"kafka": SASL_SSL_SCRAM})
+    container = rendered.container()
+    assert secret_ref(container, SASL_PASSWORD_ENV) == {
+        "name": "kafka-credentials",
+        "key": "password",
+    }
+    assert secret_ref(container, SASL_USERNAME_ENV) == {
+        "name": "kafka-credentials",
+        "key": "username",
+    }
+    data = rendered.config()
+    assert data["LEADSTREAM_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert data["LEADSTREAM_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert SASL_USERNAME_ENV not in data
+    # No TLS files without kafka.tls: SASL_SSL verifies against the system trust store.
+    assert "LEADSTREAM_KAFKA_SSL_CA_LOCATION" not in data
+
+
+def test_sasl_keys_are_configurable_and_a_plain_username_goes_to_the_configmap(
+    chart: helm.Chart,
+) -> None:
+    kafka = copy.deepcopy(SASL_SSL_SCRAM)
+    kafka["auth"] |= {"username": "svc-leadstream", "passwordKey": "sasl-password"}
+    rendered = render(chart, {"kafka": kafka})
+    assert rendered.config()[SASL_USERNAME_ENV] == "svc-leadstream"
+    assert SASL_USERNAME_ENV not in env_by_name(rendered.container())
+    assert secret_ref(rendered.container(), SASL_PASSWORD_ENV) == {
+        "name": "kafka-credentials",
+        "key": "sasl-password",
+    }
+    kafka["auth"] = {**SASL_SSL_SCRAM["auth"], "usernameKey": "user"}
+    from_secret = render(chart, {"kafka": kafka}).container()
+    assert secret_ref(from_secret, SASL_USERNAME_ENV)["key"] == "user"
+
+
+@pytest.mark.parametrize(
+    ("tls", "files"),
+    [
+        # Aiven: one Secret with the service files.
+        (
+            {
+                "existingSecret": "aiven",
+                "caKey": "ca.pem",
+                "certKey": "service.cert",
+                "keyKey": "service.key",
+            },
+            {
+                "CA": ("aiven", "ca.pem"),
+                "CERTIFICATE": ("aiven", "service.cert"),
+                "KEY": ("aiven", "service.key"),
+            },
+        ),
+        # Strimzi: the KafkaUser's Secret and the cluster CA's.
+        (
+            {
+                "existingSecret": "my-user",
+                "caExistingSecret": "my-cluster-cluster-ca-cert",
+                "certKey": "user.crt",
+                "keyKey": "user.key",
+            },
+            {
+                "CA": ("my-cluster-cluster-ca-cert", "ca.crt"),
+                "CERTIFICATE": ("my-user", "user.crt"),
+                "KEY": ("my-user", "user.key"),
+            },
+        ),
+        # A private CA only.
+        ({"caExistingSecret": "private-ca"}, {"CA": ("private-ca", "ca.crt")}),
+        (
+            {"existingSecret": "tls", "certKey": "", "keyKey": ""},
+            {"CA": ("tls", "ca.crt")},
+        ),
+        # Client certificate only, CA from the system trust store.
+        (
+            {"existingSecret": "client", "caKey": ""},
+            {"CERTIFICATE": ("client", "tls.crt"), "KEY": ("client", "tls.key")},
+        ),
+    ],
+)
+def test_tls_files_are_mounted_read_only_where_the_settings_point(
+    chart: helm.Chart, tls: dict[str, str], files: dict[str, tuple[str, str]]
+) -> None:
+    rendered = render(
+        chart, {"kafka": {"securityProtocol": "SSL", "tls": {"enabled": True, **tls}}}
+    )
+    data = rendered.config()
+    locations = {
+        kind: data.get(f"LEADSTREAM_KAFKA_SSL_{kind}_LOCATION")
+        for kind in ("CA", "CERTIFICATE", "KEY")
+    }
+    assert {kind for kind, path in locations.items() if path} == set(files)
+    for kind, source in files.items():
+        path = locations[kind]
+        assert path is not None
+        assert path.startswith(KAFKA_TLS_DIR + "/")
+        assert mounted_file(rendered, path) == source
+    volume = {v["name"]: v for v in pod_spec(rendered)["volumes"]}["kafka-tls"]
+    assert volume["projected"]["defaultMode"] == 0o440
+    # Nothing but the locations reaches the ConfigMap.
+    assert not any("BEGIN" in value for value in data.values())
+    assert SSL_KEY_PASSWORD_ENV not in env_by_name(rendered.container())
+
+
+def test_tls_key_password_comes_from_the_secret(chart: helm.Chart) -> None:
+    rendered = render(
+        chart,
+        {
+            "kafka": {
+                "securityProtocol": "SSL",
+                "tls": {"enabled": True, "existingSecret": "client", "keyPasswordKey": "pw"},
+            }
+        },
+    )
+    assert secret_ref(rendered.container(), SSL_KEY_PASSWORD_ENV) == {
+        "name": "client",
+        "key": "pw",
+    }
+    assert SSL_KEY_PASSWORD_ENV not in rendered.config()
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_hostname_verification_switch(chart: helm.Chart, check: bool) -> None:
+    data = render(chart, {"kafka": {"securityProtocol": "SSL", "tls": {"checkHostname": check}}})
+    assert data.config()["LEADSTREAM_KAFKA_SSL_CHECK_HOSTNAME"] == str(check).lower()
+
+
+def test_schema_registry_basic_auth_and_ca_come_from_secrets(chart: helm.Chart) -> None:
+    rendered = render(
+        chart,
+        {
+            "schemaRegistry": {
+                "url": "https://registry.example.com",
+                "existingSecret": "registry",
+                "basicAuthKey": "user-info",
+                "tls": {"existingSecret": "registry-ca", "caKey": "ca.pem"},
+            }
+        },
+    )
+    assert secret_ref(rendered.container(), REGISTRY_AUTH_ENV) == {
+        "name": "registry",
+        "key": "user-info",
+    }
+    data = rendered.config()
+    assert REGISTRY_AUTH_ENV not in data
+    ca = data["LEADSTREAM_SCHEMA_REGISTRY_CA_LOCATION"]
+    assert ca.startswith(REGISTRY_TLS_DIR + "/")
+    assert mounted_file(rendered, ca) == ("registry-ca", "ca.pem")
+    plain = render(chart)
+    assert "LEADSTREAM_SCHEMA_REGISTRY_CA_LOCATION" not in plain.config()
+    assert REGISTRY_AUTH_ENV not in env_by_name(plain.container())
+
+
+@pytest.mark.parametrize(
+    ("kafka", "message"),
+    [
+        ({"securityProtocol": "SASL_SSL"}, "needs kafka.auth.mechanism"),
+        (
+            {"securityProtocol": "SASL_PLAINTEXT", "auth": {"mechanism": "PLAIN"}},
+            "needs kafka.auth.existingSecret",
+        ),
+        (
+            {
+                "securityProtocol": "SASL_SSL",
+                "auth": {"mechanism": "PLAIN", "existingSecret": "s", "usernameKey": ""},
+            },
+            "kafka.auth.username or kafka.auth.usernameKey",
+        ),
+        ({"auth": {"mechanism": "PLAIN"}}, "does not use SASL"),
+        ({"securityProtocol": "SSL", "auth": {"existingSecret": "s"}}, "does not use SASL"),
+        ({"tls": {"enabled": True, "existingSecret": "t"}}, "needs kafka.securityProtocol SSL"),
+        (
+            {
+                "securityProtocol": "SASL_PLAINTEXT",
+                "auth": {"mechanism": "PLAIN", "existingSecret": "s"},
+                "tls": {"enabled": True, "existingSecret": "t"},
+            },
+            "needs kafka.securityProtocol SSL",
+        ),
+        ({"securityProtocol": "SSL", "tls": {"enabled": True}}, "mounts nothing"),
+        (
+            {
+                "securityProtocol": "SSL",
+                "tls": {"enabled": True, "caExistingSecret": "c", "caKey": ""},
+            },
+            "mounts nothing",
+        ),
+        (
+            {
+                "securityProtocol": "SSL",
+                "tls": {"enabled": True, "existingSecret": "t", "keyKey": ""},
+            },
+            "go together",
+        ),
+        (
+            {
+                "securityProtocol": "SSL",
+                "tls": {"enabled": True, "caExistingSecret": "c", "keyPasswordKey": "pw"},
+            },
+            "needs a client key",
+        ),
+        ({"securityProtocol": "SSL", "tls": {"existingSecret": "t"}}, "kafka.tls.enabled=true"),
+    ],
+)
+def test_inconsistent_kafka_security_fails_with_a_reason(
+    chart: helm.Chart, kafka: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(message)):
+        render(chart, {"kafka": kafka})
+
+
+# --- KEDA TriggerAuthentication ------------------------------------------------------------------
+
+KEDA_AUTH_PARAMETERS = {"username", "password", "ca", "cert", "key", "keyPassword"}
+
+
+def keda(values: dict[str, Any]) -> dict[str, Any]:
+    return {**values, "autoscaling": {"keda": {"enabled": True}}}
+
+
+def auth_refs(rendered: Rendered) -> dict[str, tuple[str, str]]:
+    auth = rendered.one("TriggerAuthentication")
+    assert auth["apiVersion"] == "keda.sh/v1alpha1"
+    refs = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
+    assert set(refs) <= KEDA_AUTH_PARAMETERS
+    return refs
+
+
+def test_trigger_authentication_is_built_from_the_workers_secrets(chart: helm.Chart) -> None:
+    rendered = render(chart, ALL_ON)
+    auth = rendered.one("TriggerAuthentication")
+    refs = auth_refs(rendered)
+    container = rendered.container()
+    data = rendered.config()
+    sasl_password = secret_ref(container, SASL_PASSWORD_ENV)
+    key_password = secret_ref(container, SSL_KEY_PASSWORD_ENV)
+    assert refs == {
+        "password": (sasl_password["name"], sasl_password["key"]),
+        "ca": mounted_file(rendered, data["LEADSTREAM_KAFKA_SSL_CA_LOCATION"]),
+        "cert": mounted_file(rendered, data["LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION"]),
+        "key": mounted_file(rendered, data["LEADSTREAM_KAFKA_SSL_KEY_LOCATION"]),
+        "keyPassword": (key_password["name"], key_password["key"]),
+    }
+    # The plain username is read by KEDA from the container's environment (the ConfigMap).
+    assert auth["spec"]["env"] == [
+        {"parameter": "username", "name": SASL_USERNAME_ENV, "containerName": "leadstream"}
+    ]
+    assert container["name"] == "leadstream"
+    assert data[SASL_USERNAME_ENV] == "leadstream"
+    for trigger in rendered.one("ScaledObject")["spec"]["triggers"]:
+        assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+        assert trigger["metadata"]["sasl"] == "scram_sha512"
+        assert trigger["metadata"]["tls"] == "enable"
+
+
+def test_trigger_authentication_takes_the_username_from_the_secret(chart: helm.Chart) -> None:
+    rendered = render(chart, keda({"kafka": SASL_SSL_SCRAM}))
+    refs = auth_refs(rendered)
+    username = secret_ref(rendered.container(), SASL_USERNAME_ENV)
+    assert refs == {
+        "username": (username["name"], username["key"]),
+        "password": ("kafka-credentials", "password"),
+    }
+    assert "env" not in rendered.one("TriggerAuthentication")["spec"]
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "keda_sasl"),
+    [("PLAIN", "plaintext"), ("SCRAM-SHA-256", "scram_sha256"), ("SCRAM-SHA-512", "scram_sha512")],
+)
+@pytest.mark.parametrize("protocol", ["SASL_SSL", "SASL_PLAINTEXT"])
+def test_trigger_sasl_and_tls_follow_the_worker(
+    chart: helm.Chart, mechanism: str, keda_sasl: str, protocol: str
+) -> None:
+    values = {
+        "kafka": {
+            "securityProtocol": protocol,
+            "auth": {"mechanism": mechanism, "existingSecret": "kafka-credentials"},
+        }
+    }
+    for trigger in render(chart, keda(values)).one("ScaledObject")["spec"]["triggers"]:
+        assert trigger["metadata"]["sasl"] == keda_sasl
+        assert ("tls" in trigger["metadata"]) == (protocol == "SASL_SSL")
+
+
+@pytest.mark.parametrize("scenario", ["confluent-cloud", "msk-scram", "aiven-mtls", "strimzi-mtls"])
+def test_trigger_authentication_is_referenced_when_kafka_needs_credentials(
+    chart: helm.Chart, scenario: str
+) -> None:
+    rendered = render(chart, SCENARIOS[scenario])
+    name = rendered.one("TriggerAuthentication")["metadata"]["name"]
+    assert name == f"{RELEASE}-leadstream"
+    triggers = rendered.one("ScaledObject")["spec"]["triggers"]
+    assert [t["authenticationRef"] for t in triggers] == [{"name": name}] * 3
+    assert auth_refs(rendered)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"kafka": {"securityProtocol": "SSL"}},  # public CA: tls=enable, nothing secret
+        {"schemaRegistry": {"existingSecret": "registry"}},  # the registry is not KEDA's business
+    ],
+)
+def test_no_trigger_authentication_without_kafka_credentials(
+    chart: helm.Chart, values: dict[str, Any]
+) -> None:
+    rendered = render(chart, keda(values))
+    assert rendered.all("TriggerAuthentication") == []
+    for trigger in rendered.one("ScaledObject")["spec"]["triggers"]:
+        assert "authenticationRef" not in trigger
+        assert "sasl" not in trigger["metadata"]
+        assert (trigger["metadata"].get("tls") == "enable") == bool(values.get("kafka"))
+
+
+def test_no_trigger_authentication_without_keda(chart: helm.Chart) -> None:
+    values = {k: v for k, v in ALL_ON.items() if k != "autoscaling"}
+    assert render(chart, values).all("TriggerAuthentication") == []
+
+
+def test_own_authentication_ref_replaces_the_charts(chart: helm.Chart) -> None:
+    values = keda({"kafka": SASL_SSL_SCRAM})
+    values["autoscaling"]["keda"]["authenticationRef"] = "my-kafka-auth"
+    rendered = render(chart, values)
+    assert rendered.all("TriggerAuthentication") == []
+    for trigger in rendered.one("ScaledObject")["spec"]["triggers"]:
+        assert trigger["authenticationRef"] == {"name": "my-kafka-auth"}
+
+
+# --- NetworkPolicy -------------------------------------------------------------------------------
+
+
+def ingress_peers(rendered: Rendered) -> list[dict[str, Any]]:
+    policy = rendered.one("NetworkPolicy")
+    assert policy["apiVersion"] == "networking.k8s.io/v1"
+    rules = policy["spec"]["ingress"]
+    assert rules[0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    peers: list[dict[str, Any]] = rules[0]["from"]
+    return peers
+
+
+def namespace_allowed(peer: dict[str, Any], namespace: str) -> bool:
+    selector = peer.get("namespaceSelector")
+    return selector is not None and selects(selector, {"kubernetes.io/metadata.name": namespace})
+
+
+@pytest.mark.parametrize("persistence", [False, True])
+def test_network_policy_admits_only_http_from_the_release_and_monitoring(
+    chart: helm.Chart, persistence: bool
+) -> None:
+    rendered = render(chart, {"persistence": {"enabled": persistence}})
+    policy = rendered.one("NetworkPolicy")
+    kubernetes_validate.validate(policy, KUBE_VERSION, strict=True)
+    pod_labels = rendered.workload()["spec"]["template"]["metadata"]["labels"]
+    assert selects(policy["spec"]["podSelector"], pod_labels)
+    # Ingress only: egress (Kafka, registry, Events API) stays unrestricted.
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert "egress" not in policy["spec"]
+    assert len(policy["spec"]["ingress"]) == 1
+    # The port named http is the container's health and metrics port.
+    assert rendered.container()["ports"][0]["name"] == "http"
+    peers = ingress_peers(rendered)
+    same_release = [p for p in peers if "namespaceSelector" not in p]
+    assert len(same_release) == 1
+    assert selects(same_release[0]["podSelector"], pod_labels)
+    assert not selects(
+        same_release[0]["podSelector"], {**pod_labels, "app.kubernetes.io/instance": "other"}
+    )
+    assert any(namespace_allowed(p, "monitoring") for p in peers)
+    assert not any(namespace_allowed(p, "default") for p in peers)
+
+
+def test_network_policy_namespaces_are_configurable(chart: helm.Chart) -> None:
+    rendered = render(chart, ALL_ON)
+    peers = ingress_peers(rendered)
+    for namespace in ("monitoring", "ops"):
+        assert any(namespace_allowed(p, namespace) for p in peers)
+    assert not any(namespace_allowed(p, "default") for p in peers)
+    by_label = [p for p in peers if p.get("namespaceSelector") == {"matchLabels": {"team": "sre"}}]
+    assert len(by_label) == 1
+    for peer in peers:
+        if "namespaceSelector" in peer:
+            assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+    only_release = render(chart, {"networkPolicy": {"ingressNamespaces": []}})
+    assert [set(p) for p in ingress_peers(only_release)] == [{"podSelector"}]
+
+
+def test_network_policy_extra_ingress_and_opt_out(chart: helm.Chart) -> None:
+    extra = {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 6066}]}
+    policy = render(chart, {"networkPolicy": {"extraIngress": [extra]}}).one("NetworkPolicy")
+    assert policy["spec"]["ingress"][1] == extra
+    kubernetes_validate.validate(policy, KUBE_VERSION, strict=True)
+    assert render(chart, SCENARIOS["no-network-policy"]).all("NetworkPolicy") == []
+
+
+# --- the README's worked examples ----------------------------------------------------------------
+
+
+def _readme_examples() -> list[tuple[str, str]]:
+    readme = (CHART_DIR / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```yaml\n# (values-[a-z0-9-]+\.yaml)\n(.*?)```", readme, flags=re.DOTALL)
+
+
+def test_readme_has_the_worked_examples() -> None:
+    names = [name for name, _ in _readme_examples()]
+    assert names == [
+        "values-confluent-cloud.yaml",
+        "values-msk.yaml",
+        "values-aiven.yaml",
+        "values-strimzi-scram.yaml",
+        "values-strimzi-mtls.yaml",
+    ]
+
+
+@pytest.mark.parametrize(("name", "text"), _readme_examples(), ids=lambda v: str(v)[:30])
+def test_readme_examples_render_and_validate(chart: helm.Chart, name: str, text: str) -> None:
+    values = yaml.safe_load(text)
+    rendered = render(chart, keda(values))
+    for doc in rendered.docs:
+        if doc["kind"] not in CRD_KINDS:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    data = rendered.config()
+    assert data["LEADSTREAM_KAFKA_SECURITY_PROTOCOL"] in {"SSL", "SASL_SSL"}
+    assert auth_refs(rendered)
+    # Every Secret the example names has its `kubectl create secret` command beside it.
+    readme = (CHART_DIR / "README.md").read_text(encoding="utf-8")
+    secrets = {
+        ref["name"] for ref in rendered.one("TriggerAuthentication")["spec"]["secretTargetRef"]
+    }
+    for secret in secrets:
+        assert re.search(rf"kubectl .*create secret generic {re.escape(secret)} ", readme), (
+            f"{name}: no kubectl command creates {secret}"
         )
 
 

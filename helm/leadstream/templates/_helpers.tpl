@@ -138,9 +138,123 @@ KEDA's replica ceiling: never more workers than partitions (idle consumers help 
 {{- end }}
 
 {{/*
+Kafka security: "true" or "" helpers shared by the ConfigMap, the pod and the KEDA objects.
+*/}}
+{{- define "leadstream.kafka.sasl" -}}
+{{- if hasPrefix "SASL_" .Values.kafka.securityProtocol }}true{{ end }}
+{{- end }}
+
+{{- define "leadstream.kafka.ssl" -}}
+{{- if has .Values.kafka.securityProtocol (list "SSL" "SASL_SSL") }}true{{ end }}
+{{- end }}
+
+{{/* Where the Kafka TLS files and the registry CA are mounted (read-only). */}}
+{{- define "leadstream.kafka.tlsDir" -}}/etc/leadstream/kafka-tls{{- end }}
+{{- define "leadstream.schemaRegistry.tlsDir" -}}/etc/leadstream/schema-registry-tls{{- end }}
+
+{{/* The Secret of the Kafka CA, or "" when no CA file is mounted. */}}
+{{- define "leadstream.kafka.tls.caSecret" -}}
+{{- $tls := .Values.kafka.tls }}
+{{- if and $tls.enabled $tls.caKey }}
+{{- default $tls.existingSecret $tls.caExistingSecret }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when a client certificate and key are mounted (mTLS). */}}
+{{- define "leadstream.kafka.tls.clientCert" -}}
+{{- $tls := .Values.kafka.tls }}
+{{- if and $tls.enabled $tls.existingSecret $tls.certKey $tls.keyKey }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the client key's password comes from the Secret. */}}
+{{- define "leadstream.kafka.tls.keyPassword" -}}
+{{- if and (include "leadstream.kafka.tls.clientCert" .) .Values.kafka.tls.keyPasswordKey }}true{{ end }}
+{{- end }}
+
+{{/* "true" when any Kafka TLS file is mounted. */}}
+{{- define "leadstream.kafka.tls.mounted" -}}
+{{- if or (include "leadstream.kafka.tls.caSecret" .) (include "leadstream.kafka.tls.clientCert" .) }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the SASL username comes from the Secret rather than the ConfigMap. */}}
+{{- define "leadstream.kafka.auth.usernameFromSecret" -}}
+{{- if and (include "leadstream.kafka.sasl" .) (not .Values.kafka.auth.username) }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the schema registry's basic auth comes from a Secret. */}}
+{{- define "leadstream.schemaRegistry.basicAuth" -}}
+{{- if and .Values.schemaRegistry.existingSecret .Values.schemaRegistry.basicAuthKey }}true{{ end }}
+{{- end }}
+
+{{/* KEDA's name of the SASL mechanism. */}}
+{{- define "leadstream.keda.sasl" -}}
+{{- get (dict "PLAIN" "plaintext" "SCRAM-SHA-256" "scram_sha256" "SCRAM-SHA-512" "scram_sha512") .Values.kafka.auth.mechanism }}
+{{- end }}
+
+{{/*
+Name of the TriggerAuthentication the triggers reference: autoscaling.keda.authenticationRef, else
+the chart's own when Kafka needs credentials or TLS files, else "".
+*/}}
+{{- define "leadstream.keda.authenticationRef" -}}
+{{- if .Values.autoscaling.keda.authenticationRef }}
+{{- .Values.autoscaling.keda.authenticationRef }}
+{{- else if include "leadstream.keda.createTriggerAuthentication" . }}
+{{- include "leadstream.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{- define "leadstream.keda.createTriggerAuthentication" -}}
+{{- if and .Values.autoscaling.keda.enabled (not .Values.autoscaling.keda.authenticationRef) (or (include "leadstream.kafka.sasl" .) (include "leadstream.kafka.tls.mounted" .)) }}true{{ end }}
+{{- end }}
+
+{{/*
+Checks of the Kafka security values: each names the values to fix.
+*/}}
+{{- define "leadstream.validateKafkaSecurity" -}}
+{{- $k := .Values.kafka }}
+{{- $protocol := $k.securityProtocol }}
+{{- if include "leadstream.kafka.sasl" . }}
+{{- if not $k.auth.mechanism }}
+{{- fail (printf "kafka.securityProtocol=%s needs kafka.auth.mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)" $protocol) }}
+{{- end }}
+{{- if not $k.auth.existingSecret }}
+{{- fail (printf "kafka.securityProtocol=%s needs kafka.auth.existingSecret, the Secret holding the SASL password (key kafka.auth.passwordKey)" $protocol) }}
+{{- end }}
+{{- if not $k.auth.passwordKey }}
+{{- fail "kafka.auth.passwordKey is empty: name the key of the SASL password in kafka.auth.existingSecret" }}
+{{- end }}
+{{- if and (not $k.auth.username) (not $k.auth.usernameKey) }}
+{{- fail "set kafka.auth.username or kafka.auth.usernameKey (the key of the username in kafka.auth.existingSecret)" }}
+{{- end }}
+{{- else if or $k.auth.mechanism $k.auth.username $k.auth.existingSecret }}
+{{- fail (printf "kafka.auth is set but kafka.securityProtocol=%s does not use SASL: set it to SASL_SSL (or SASL_PLAINTEXT)" $protocol) }}
+{{- end }}
+{{- if $k.tls.enabled }}
+{{- if not (include "leadstream.kafka.ssl" .) }}
+{{- fail (printf "kafka.tls.enabled needs kafka.securityProtocol SSL or SASL_SSL, not %s" $protocol) }}
+{{- end }}
+{{- if and $k.tls.existingSecret (or $k.tls.certKey $k.tls.keyKey) (not (and $k.tls.certKey $k.tls.keyKey)) }}
+{{- fail "kafka.tls.certKey and kafka.tls.keyKey go together: set both (mTLS) or neither" }}
+{{- end }}
+{{- if and $k.tls.keyPasswordKey (not (include "leadstream.kafka.tls.clientCert" .)) }}
+{{- fail "kafka.tls.keyPasswordKey needs a client key: kafka.tls.existingSecret with kafka.tls.certKey and kafka.tls.keyKey" }}
+{{- end }}
+{{- if not (include "leadstream.kafka.tls.mounted" .) }}
+{{- fail "kafka.tls.enabled mounts nothing: set kafka.tls.existingSecret (client certificate and key, and the CA) and/or kafka.tls.caExistingSecret with kafka.tls.caKey" }}
+{{- end }}
+{{- else if or $k.tls.existingSecret $k.tls.caExistingSecret }}
+{{- fail "kafka.tls.existingSecret or kafka.tls.caExistingSecret is set but kafka.tls.enabled is false: set kafka.tls.enabled=true" }}
+{{- end }}
+{{- if and .Values.schemaRegistry.tls.existingSecret (not .Values.schemaRegistry.tls.caKey) }}
+{{- fail "schemaRegistry.tls.existingSecret needs schemaRegistry.tls.caKey, the key of the CA" }}
+{{- end }}
+{{- end }}
+
+{{/*
 Checks that cannot be expressed in values.schema.json.
 */}}
 {{- define "leadstream.validateValues" -}}
+{{- include "leadstream.validateKafkaSecurity" . }}
 {{- if and (not .Values.autoscaling.keda.enabled) (gt (int .Values.replicaCount) (int .Values.kafka.topicPartitions)) }}
 {{- fail (printf "replicaCount (%d) exceeds kafka.topicPartitions (%d): consumers of one group beyond the partition count sit idle" (int .Values.replicaCount) (int .Values.kafka.topicPartitions)) }}
 {{- end }}
@@ -204,7 +318,11 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
       {{- $secretName := include "leadstream.secretName" . }}
-      {{- if or $secretName .Values.extraEnv }}
+      {{- $sasl := include "leadstream.kafka.sasl" . }}
+      {{- $keyPassword := include "leadstream.kafka.tls.keyPassword" . }}
+      {{- $registryAuth := include "leadstream.schemaRegistry.basicAuth" . }}
+      {{- if or $secretName $sasl $keyPassword $registryAuth .Values.extraEnv }}
+      {{- /* Secrets reach the container only here, through secretKeyRef, never through the ConfigMap. */}}
       env:
         {{- if $secretName }}
         - name: LEADSTREAM_TIKTOK_ACCESS_TOKEN
@@ -212,6 +330,34 @@ spec:
             secretKeyRef:
               name: {{ $secretName }}
               key: {{ .Values.tiktok.existingSecretKey }}
+        {{- end }}
+        {{- if include "leadstream.kafka.auth.usernameFromSecret" . }}
+        - name: LEADSTREAM_KAFKA_SASL_USERNAME
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.kafka.auth.existingSecret }}
+              key: {{ .Values.kafka.auth.usernameKey }}
+        {{- end }}
+        {{- if $sasl }}
+        - name: LEADSTREAM_KAFKA_SASL_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.kafka.auth.existingSecret }}
+              key: {{ .Values.kafka.auth.passwordKey }}
+        {{- end }}
+        {{- if $keyPassword }}
+        - name: LEADSTREAM_KAFKA_SSL_KEY_PASSWORD
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.kafka.tls.existingSecret }}
+              key: {{ .Values.kafka.tls.keyPasswordKey }}
+        {{- end }}
+        {{- if $registryAuth }}
+        - name: LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH
+          valueFrom:
+            secretKeyRef:
+              name: {{ .Values.schemaRegistry.existingSecret }}
+              key: {{ .Values.schemaRegistry.basicAuthKey }}
         {{- end }}
         {{- with .Values.extraEnv }}
         {{- tpl (toYaml .) $ | nindent 8 }}
@@ -249,6 +395,16 @@ spec:
         - name: data
           mountPath: {{ .Values.persistence.mountPath }}
         {{- end }}
+        {{- if include "leadstream.kafka.tls.mounted" . }}
+        - name: kafka-tls
+          mountPath: {{ include "leadstream.kafka.tlsDir" . }}
+          readOnly: true
+        {{- end }}
+        {{- if .Values.schemaRegistry.tls.existingSecret }}
+        - name: schema-registry-tls
+          mountPath: {{ include "leadstream.schemaRegistry.tlsDir" . }}
+          readOnly: true
+        {{- end }}
         {{- with .Values.extraVolumeMounts }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -260,6 +416,46 @@ spec:
       {{- else }}
       emptyDir: {}
       {{- end }}
+    {{- if include "leadstream.kafka.tls.mounted" . }}
+    {{- $tls := .Values.kafka.tls }}
+    {{- $caSecret := include "leadstream.kafka.tls.caSecret" . }}
+    {{- $clientCert := include "leadstream.kafka.tls.clientCert" . }}
+    - name: kafka-tls
+      projected:
+        defaultMode: 288 # 0440: owner root, group podSecurityContext.fsGroup
+        sources:
+          {{- if and $clientCert (ne $caSecret $tls.existingSecret) }}
+          - secret:
+              name: {{ $tls.existingSecret }}
+              items:
+                - key: {{ $tls.certKey }}
+                  path: tls.crt
+                - key: {{ $tls.keyKey }}
+                  path: tls.key
+          {{- end }}
+          {{- if $caSecret }}
+          - secret:
+              name: {{ $caSecret }}
+              items:
+                - key: {{ $tls.caKey }}
+                  path: ca.crt
+                {{- if and $clientCert (eq $caSecret $tls.existingSecret) }}
+                - key: {{ $tls.certKey }}
+                  path: tls.crt
+                - key: {{ $tls.keyKey }}
+                  path: tls.key
+                {{- end }}
+          {{- end }}
+    {{- end }}
+    {{- with .Values.schemaRegistry.tls.existingSecret }}
+    - name: schema-registry-tls
+      secret:
+        secretName: {{ . }}
+        defaultMode: 288 # 0440
+        items:
+          - key: {{ $.Values.schemaRegistry.tls.caKey }}
+            path: ca.crt
+    {{- end }}
     {{- with .Values.extraVolumes }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
