@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.connection import KafkaConnection, as_connection
 from streams.errors import BrokerError
 from streams.settings import Settings
 
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 
 
 def ensure_topics(
-    bootstrap: str,
+    conn: KafkaConnection | str,
     names: Iterable[str],
     partitions: int,
     replication: int = 1,
@@ -23,13 +24,15 @@ def ensure_topics(
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
 
-    Existing topics are left as they are (their partition count is not changed).
+    Existing topics are left as they are (their partition count is not changed). ``conn`` may
+    be a bare bootstrap string for a PLAINTEXT broker (tests, benchmarks).
     """
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    conn = as_connection(conn)
+    admin = AdminClient(conn.librdkafka())
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
     except KafkaException as exc:
-        msg = f"cannot reach Kafka at {bootstrap}: {exc}"
+        msg = f"cannot reach Kafka at {conn.bootstrap}: {exc}"
         raise BrokerError(msg) from exc
     wanted = [n for n in dict.fromkeys(names) if n not in existing]
     if not wanted:
@@ -55,7 +58,7 @@ def ensure_topics(
 def ensure_leadstream_topics(settings: Settings) -> list[str]:
     """Create the input and output topics of the contract (domain.md §1) if missing."""
     return ensure_topics(
-        settings.kafka_bootstrap,
+        settings.kafka_connection(),
         [
             settings.topic_form_submitted,
             settings.topic_booking_created,

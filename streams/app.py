@@ -6,6 +6,7 @@ import faust
 from faust.types import TransportT
 
 from streams import transport
+from streams.connection import KafkaConnection
 from streams.settings import Settings
 
 
@@ -15,7 +16,14 @@ def broker_urls(bootstrap: str) -> list[str]:
 
 
 class App(faust.App):
-    """faust.App on :class:`streams.transport.Transport` (Faust's consumer, repaired)."""
+    """faust.App on :class:`streams.transport.Transport` (Faust's consumer, repaired).
+
+    ``kafka_connection`` and ``confirm_end_offsets`` tell the consumer whether and how to
+    confirm the listed end of a changelog with a fetch before recovery stops there.
+    """
+
+    kafka_connection: KafkaConnection | None = None
+    confirm_end_offsets: bool = False
 
     def _new_transport(self) -> TransportT:
         return transport.Transport(self.conf.broker_consumer, self)
@@ -27,12 +35,17 @@ def create_app(settings: Settings) -> faust.App:
     The aiokafka driver (``kafka://``) is used: Faust's ``confluent://`` driver never finished
     joining its group on the local broker (README, "Why the aiokafka driver"). Values and keys
     stay raw bytes so that decoding errors become dead letters instead of crashing the stream.
-    The consumer confirms each changelog's end with a fetch before table recovery stops there,
-    and carries the repairs that keep a rebalance from skipping records (:mod:`streams.transport`).
+    The consumer carries the repairs that keep a rebalance from skipping records
+    (:mod:`streams.transport`). TLS and SASL come from the one Kafka connection
+    (``broker_credentials``). Faust's own web views (``/table``, ``/router``, statistics,
+    graph) are off: they expose table contents and the cluster layout, and only the health
+    pages and ``/metrics`` are served.
     """
-    return App(
+    conn = settings.kafka_connection()
+    app = App(
         settings.app_id,
         broker=broker_urls(settings.kafka_bootstrap),
+        broker_credentials=conn.faust_credentials(),
         store=settings.store,
         datadir=str(settings.data_dir),
         autodiscover=False,
@@ -49,7 +62,15 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_in_thread=False,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         stream_wait_empty=False,
         table_standby_replicas=0,
         broker_commit_interval=1.0,
     )
+    app.kafka_connection = conn
+    app.confirm_end_offsets = settings.kafka_confirm_end_offsets
+    return app

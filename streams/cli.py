@@ -35,6 +35,13 @@ def _settings(**overrides: object):  # type: ignore[no-untyped-def]  # returns S
     return load_settings(**overrides)
 
 
+def _preflight(settings) -> None:  # type: ignore[no-untyped-def]  # Settings (lazy import)
+    """Fail fast, in one line, when Kafka cannot be reached with the configured connection."""
+    from streams.connection import check_connection
+
+    check_connection(settings.kafka_connection(), settings.kafka_connect_timeout)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run the Faust worker."""
     from streams.worker import Worker, check_settings
@@ -54,25 +61,20 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
     settings = _settings()
     record = args.record or record_for_topic(settings, args.topic)
-    serde = AvroSerde.connect(settings.schema_registry_url, settings.schema_dir)
-    if args.file == "-":
+    path = None if args.file == "-" else Path(args.file)
+    if path is not None and not path.is_file():
+        msg = f"no such file: {path}"
+        raise LeadstreamError(msg)
+    _preflight(settings)
+    serde = AvroSerde.from_settings(settings)
+    conn = settings.kafka_connection()
+    if path is None:
         report = produce_lines(
-            numbered_lines(sys.stdin),
-            args.topic,
-            record,
-            serde,
-            settings.kafka_bootstrap,
-            sys.stderr,
+            numbered_lines(sys.stdin), args.topic, record, serde, conn, sys.stderr
         )
     else:
-        path = Path(args.file)
-        if not path.is_file():
-            msg = f"no such file: {path}"
-            raise LeadstreamError(msg)
         with path.open(encoding="utf-8") as fh:
-            report = produce_lines(
-                numbered_lines(fh), args.topic, record, serde, settings.kafka_bootstrap, sys.stderr
-            )
+            report = produce_lines(numbered_lines(fh), args.topic, record, serde, conn, sys.stderr)
     print(
         f"produced {report.produced} {record} records to {args.topic}; {report.bad_lines} bad lines"
     )
@@ -105,6 +107,7 @@ def cmd_lag(args: argparse.Namespace) -> int:
     from streams.lag import run_lag
 
     settings = _settings()
+    _preflight(settings)
     return run_lag(settings, group=args.group, as_json=args.json, max_lag=args.max_lag)
 
 
@@ -112,8 +115,10 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     """List, summarise or re-drive dead letters."""
     from streams.deadletters import run_dead_letters
 
+    settings = _settings()
+    _preflight(settings)
     return run_dead_letters(
-        _settings(),
+        settings,
         reasons=args.reason or [],
         source_topics=args.source_topic or [],
         sources=args.source or [],
@@ -219,9 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = "LEADSTREAM_" + str(err["loc"][0]).upper() if err.get("loc") else "a setting"
-        print(f"leadstream: error: {name}: {err['msg']}", file=sys.stderr)
+        from streams.settings import describe_validation_error
+
+        print(f"leadstream: error: {describe_validation_error(exc)}", file=sys.stderr)
         return 2
     except LeadstreamError as exc:
         print(f"leadstream: error: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from streams.connection import KafkaConnection
 from streams.errors import LeadstreamError, SerdeError
 from streams.pipeline import REDRIVE_HEADER
 from streams.produce import producer_config
@@ -42,16 +43,21 @@ class DeadLetterRow:
 
 
 def read_dead_letters(
-    bootstrap: str, topic: str, serde: AvroSerde, idle: float = 1.5, timeout: float = 120.0
+    conn: KafkaConnection,
+    topic: str,
+    serde: AvroSerde,
+    idle: float = 1.5,
+    timeout: float = 120.0,
 ) -> list[DeadLetterRow]:
     """Read the whole dead-letter topic from the beginning."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"leadstream-dead-letters-{time.time_ns()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-        }
+        conn.librdkafka(
+            **{
+                "group.id": f"leadstream-dead-letters-{time.time_ns()}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
     )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -139,9 +145,9 @@ def as_json(rows: Sequence[DeadLetterRow]) -> list[dict[str, Any]]:
     ]
 
 
-def redrive(rows: Sequence[DeadLetterRow], bootstrap: str) -> int:
+def redrive(rows: Sequence[DeadLetterRow], conn: KafkaConnection) -> int:
     """Produce each dead letter's original bytes back to its source topic; return the count."""
-    producer = Producer(producer_config(bootstrap))
+    producer = Producer(producer_config(conn))
     for row in rows:
         r = row.record
         producer.produce(
@@ -169,15 +175,16 @@ def run_dead_letters(
     out: IO[str] = sys.stdout,
 ) -> int:
     """Run ``leadstream dead-letters``: summary, JSON, or re-drive of the selection."""
-    serde = AvroSerde.connect(settings.schema_registry_url, settings.schema_dir)
+    serde = AvroSerde.from_settings(settings)
+    conn = settings.kafka_connection()
     rows = select(
-        read_dead_letters(settings.kafka_bootstrap, settings.topic_dead_letter, serde),
+        read_dead_letters(conn, settings.topic_dead_letter, serde),
         reasons,
         source_topics,
         sources,
     )
     if do_redrive:
-        count = redrive(rows, settings.kafka_bootstrap)
+        count = redrive(rows, conn)
         by_topic = Counter(str(r.record["source_topic"]) for r in rows)
         where = ", ".join(f"{n} to {t}" for t, n in by_topic.most_common()) or "nothing"
         out.write(f"re-drove {count} dead letters: {where}\n")

@@ -17,7 +17,7 @@ from streams.pipeline import utcnow
 from streams.produce import produce_lines
 from streams.sample import Traffic, sample_traffic
 from streams.serde.avro import AvroSerde
-from streams.settings import load_settings
+from streams.settings import Settings, load_settings
 
 
 def _jsonl(records: list[dict[str, Any]]) -> list[tuple[int, str]]:
@@ -30,8 +30,14 @@ def _jsonl(records: list[dict[str, Any]]) -> list[tuple[int, str]]:
 def _produce(
     stack: LocalStack, serde: AvroSerde, topic: str, record: str, rows: list[dict[str, Any]]
 ) -> int:
-    report = produce_lines(_jsonl(rows), topic, record, serde, stack.broker.bootstrap, sys.stderr)
+    conn = _settings(stack).kafka_connection()
+    report = produce_lines(_jsonl(rows), topic, record, serde, conn, sys.stderr)
     return report.produced
+
+
+def _settings(stack: LocalStack) -> Settings:
+    """Return the settings a worker of ``stack`` runs with (its ``LEADSTREAM_*`` environment)."""
+    return load_settings(**{k[11:].lower(): v for k, v in stack.env().items()})
 
 
 def _metric_totals(text: str) -> dict[str, dict[str, float]]:
@@ -68,8 +74,8 @@ def run_demo(
     else:
         stack.sandbox_post("/_sandbox/reset")
     try:
-        settings = load_settings(**{k[11:].lower(): v for k, v in stack.env().items()})
-        serde = AvroSerde.connect(stack.registry.url, settings.schema_dir)
+        settings = _settings(stack)
+        serde = AvroSerde.from_settings(settings)
         worker = stack.start_worker()
         out.write(
             f"  broker {stack.broker.describe()}, registry {stack.registry.url}, "
@@ -125,7 +131,7 @@ def run_demo(
 def _produce_garbage(stack: LocalStack, topic: str) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": stack.broker.bootstrap})
+    producer = Producer(_settings(stack).kafka_connection().librdkafka())
     # JSON from a producer that does not use the registry: not Confluent Avro at all.
     producer.produce(topic, key=b"lead-x", value=b'{"lead_id": "lead-x", "status": "qualified"}')
     producer.flush(10)
@@ -141,7 +147,7 @@ def _summary(
 ) -> bool:
     stats = stack.sandbox_get("/_sandbox/stats")
     events = stack.sandbox_get("/_sandbox/events")
-    settings = load_settings(**{k[11:].lower(): v for k, v in stack.env().items()})
+    settings = _settings(stack)
     dead = [
         serde.decode(m.value(), "DeadLetter") for m in stack.consume_all(settings.topic_dead_letter)
     ]

@@ -15,8 +15,9 @@ from typing import IO
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from streams import offsets
+from streams.connection import KafkaConnection
 from streams.errors import BrokerError
-from streams.offsets import fetched_end_offsets
 from streams.settings import Settings
 
 
@@ -49,18 +50,26 @@ def committed_offsets(
 class LagProbe:
     """Measures one group's lag; keeps its admin client and probe consumer between calls."""
 
-    def __init__(self, bootstrap: str, group: str) -> None:
-        """Connect lazily to ``bootstrap`` for ``group``."""
+    def __init__(
+        self, conn: KafkaConnection, group: str, *, confirm_end_offsets: bool = False
+    ) -> None:
+        """Connect lazily through ``conn`` for ``group``.
+
+        ``confirm_end_offsets`` confirms each listed log end with a fetch
+        (:mod:`streams.offsets`), for brokers whose listed end can be short (Tansu).
+        """
         self.group = group
-        self._bootstrap = bootstrap
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._conn = conn
+        self._confirm = confirm_end_offsets
+        self._admin = AdminClient(conn.librdkafka())
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"{group}-lag-probe",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-            }
+            conn.librdkafka(
+                **{
+                    "group.id": f"{group}-lag-probe",
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": False,
+                }
+            )
         )
 
     def measure(
@@ -72,8 +81,9 @@ class LagProbe:
         """Lag on every partition of ``topics`` (default: those the group committed for).
 
         ``partitions`` restricts it further (a worker measures only what it is assigned). The
-        log end is the listed watermark confirmed by a fetch (:mod:`streams.offsets`: Tansu lists
-        too low an end when the last batch held several records).
+        log end is the listed watermark, exact on Kafka; with ``confirm_end_offsets`` it is
+        confirmed by a fetch (:mod:`streams.offsets`: Tansu lists too low an end when the last
+        batch held several records).
         """
         committed = {
             (tp.topic, tp.partition): tp.offset for tp in committed_offsets(self._admin, self.group)
@@ -93,7 +103,8 @@ class LagProbe:
                     TopicPartition(topic, partition), timeout=10
                 )
                 listed[(topic, partition)] = (low, high)
-        ends = fetched_end_offsets(self._bootstrap, {tp: high for tp, (_, high) in listed.items()})
+        highs: dict[tuple[str, int], int | None] = {tp: high for tp, (_, high) in listed.items()}
+        ends = offsets.fetched_end_offsets(self._conn, highs) if self._confirm else highs
         out: list[PartitionLag] = []
         for (topic, partition), (low, _) in listed.items():
             high = ends[(topic, partition)] or 0
@@ -110,10 +121,15 @@ class LagProbe:
 
 
 def measure_lag(
-    bootstrap: str, group: str, topics: Sequence[str] | None = None, now: float | None = None
+    conn: KafkaConnection,
+    group: str,
+    topics: Sequence[str] | None = None,
+    now: float | None = None,
+    *,
+    confirm_end_offsets: bool = False,
 ) -> list[PartitionLag]:
     """Measure lag for ``group`` on every partition of the topics it consumes (or ``topics``)."""
-    probe = LagProbe(bootstrap, group)
+    probe = LagProbe(conn, group, confirm_end_offsets=confirm_end_offsets)
     try:
         return probe.measure(topics, now=now)
     finally:
@@ -155,7 +171,11 @@ def print_table(rows: Sequence[PartitionLag], out: IO[str]) -> None:
 
 def run_lag(settings: Settings, group: str | None, as_json: bool, max_lag: int | None) -> int:
     """Run ``leadstream lag``: 0 when fine, 2 when a partition lags more than ``max_lag``."""
-    rows = measure_lag(settings.kafka_bootstrap, group or settings.app_id)
+    rows = measure_lag(
+        settings.kafka_connection(),
+        group or settings.app_id,
+        confirm_end_offsets=settings.kafka_confirm_end_offsets,
+    )
     if as_json:
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -6,7 +6,8 @@ that batch held several records (README, "Local broker"), and a recovery that tr
 the rest of that batch unread: lead state written just before a crash would be forgotten. The
 high watermark carried by a fetch response is right on both, so the listed end is confirmed by
 fetching from the start of the last batch to the end of the partition. On Kafka that reads one
-record per partition and changes nothing.
+record per partition and changes nothing, so it is only done when
+``LEADSTREAM_KAFKA_CONFIRM_END_OFFSETS`` is on (the Tansu fallback of the local stack).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from streams.connection import KafkaConnection, as_connection
+
 logger = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=tuple[str, int])  # (topic, partition); Faust's TP is such a NamedTuple
 
 
 def fetched_end_offsets(
-    bootstrap: str, listed: Mapping[K, int | None], timeout: float = 15.0
+    conn: KafkaConnection | str, listed: Mapping[K, int | None], timeout: float = 15.0
 ) -> dict[K, int | None]:
     """Return ``listed`` end offsets, each raised to the end a fetch sees.
 
@@ -39,15 +42,16 @@ def fetched_end_offsets(
     if not keys:
         return ends
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            # No offsets are committed and no group is joined (assign, not subscribe).
-            "group.id": f"leadstream-end-offsets-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "latest",
-            "fetch.wait.max.ms": 50,
-        }
+        as_connection(conn).librdkafka(
+            **{
+                # No offsets are committed and no group is joined (assign, not subscribe).
+                "group.id": f"leadstream-end-offsets-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "latest",
+                "fetch.wait.max.ms": 50,
+            }
+        )
     )
     pending = set(keys)
     deadline = time.monotonic() + timeout

@@ -29,6 +29,7 @@ from confluent_kafka import Producer
 from faust.streams import _current_event  # Faust's "current event": picks a table's partition
 from faust.types import EventT, TableT
 
+from streams.connection import KafkaConnection
 from streams.errors import BrokerError
 from streams.metrics import Metrics
 from streams.pipeline import DeadLetterOut
@@ -40,17 +41,18 @@ logger = logging.getLogger(__name__)
 Headers = Sequence[tuple[str, bytes]] | None
 
 
-def producer_for(bootstrap: str) -> Producer:
+def producer_for(conn: KafkaConnection) -> Producer:
     """Idempotent, acks=all, Kafka's murmur2 partitioner (the partitions Faust would pick)."""
     return Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "partitioner": "murmur2_random",
-            "linger.ms": 5,
-            "queue.buffering.max.messages": 1_000_000,
-        }
+        conn.librdkafka(
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "queue.buffering.max.messages": 1_000_000,
+            }
+        )
     )
 
 

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from confluent_kafka import Producer
 
+from streams.connection import KafkaConnection, as_connection
 from streams.errors import LeadstreamError, SerdeError
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
@@ -27,15 +28,20 @@ KEY_FIELDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def producer_config(bootstrap: str) -> dict[str, Any]:
-    """Idempotent, acks=all, and Kafka's Java-compatible murmur2 partitioner (what Faust uses)."""
-    return {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "partitioner": "murmur2_random",
-        "linger.ms": 5,
-    }
+def producer_config(conn: KafkaConnection | str) -> dict[str, Any]:
+    """Idempotent, acks=all, and Kafka's Java-compatible murmur2 partitioner (what Faust uses).
+
+    ``conn`` is the Kafka connection; a plain bootstrap string means a PLAINTEXT one (the local
+    broker of tests and benchmarks).
+    """
+    return as_connection(conn).librdkafka(
+        **{
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+        }
+    )
 
 
 def record_for_topic(settings: Settings, topic: str) -> str:
@@ -110,12 +116,12 @@ def produce_lines(
     topic: str,
     record_name: str,
     serde: AvroSerde,
-    bootstrap: str,
+    conn: KafkaConnection,
     errors: IO[str],
 ) -> ProduceReport:
     """Encode and produce every line; report a bad line with its number and go on."""
     ts_fields = timestamp_fields(serde.schema_text(record_name))
-    producer = Producer(producer_config(bootstrap))
+    producer = Producer(producer_config(conn))
     report = ProduceReport()
     failures: list[str] = []
 

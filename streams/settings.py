@@ -7,17 +7,40 @@ environment. Every variable is listed, with its default, in README.md ("Configur
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from streams.connection import KafkaConnection
 from streams.domain.mapping import DEFAULT_STAGE_MAP, parse_stage_map
 from streams.domain.types import ConsentPolicy, Rules
+from streams.errors import ConfigError
 
 DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+ENV_PREFIX = "LEADSTREAM_"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def _env(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _one_of(field: str, value: Any, allowed: tuple[str, ...]) -> Any:
+    """Upper-case ``value`` and check it is one of ``allowed``, naming the variable if not."""
+    if not isinstance(value, str):
+        return value
+    upper = value.strip().upper()
+    if upper not in allowed:
+        msg = f"{_env(field)}={value!r} is not one of {', '.join(allowed)}"
+        raise ValueError(msg)
+    return upper
 
 
 class Settings(BaseSettings):
@@ -38,7 +61,10 @@ class Settings(BaseSettings):
     topic_dead_letter: str = "leadstream.dead-letter"
     topic_partitions: int = Field(4, ge=1, description="Partitions for topics Leadstream creates.")
     topic_replication: int = Field(
-        1, ge=1, description="Replication factor for topics Leadstream creates."
+        3, ge=1, description="Replication factor for topics Leadstream creates."
+    )
+    allow_low_replication: bool = Field(
+        False, description="Start without a warning when topic_replication is below 2."
     )
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://.")
     data_dir: Path = Field(
@@ -48,11 +74,45 @@ class Settings(BaseSettings):
     session_timeout: float = Field(10.0, description="Consumer group session timeout, seconds.")
     heartbeat_interval: float = Field(1.0, description="Consumer heartbeat interval, seconds.")
 
+    # Kafka connection security (one object builds every client: :meth:`kafka_connection`)
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* protocols)."
+    )
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = Field(
+        None, description="PEM file of the CA that signed the brokers' certificates."
+    )
+    kafka_ssl_certificate_location: Path | None = Field(
+        None, description="PEM client certificate (mTLS)."
+    )
+    kafka_ssl_key_location: Path | None = Field(None, description="PEM client key (mTLS).")
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="Verify that the broker's certificate names the host connected to."
+    )
+    kafka_connect_timeout: float = Field(
+        15.0, gt=0, description="Seconds the start-up connection check waits for the broker."
+    )
+    kafka_confirm_end_offsets: bool = Field(
+        False,
+        description="Confirm listed end offsets with a fetch (brokers with short ListOffsets).",
+    )
+
     # Schema registry
     schema_registry_url: str = Field(
         "http://localhost:8081", description="Confluent-compatible registry."
     )
     schema_dir: Path = Field(DEFAULT_SCHEMA_DIR, description="Folder of the .avsc files.")
+    schema_registry_basic_auth: SecretStr | None = Field(
+        None, description="``user:password`` for a registry behind basic auth."
+    )
+    schema_registry_ca_location: Path | None = Field(
+        None, description="PEM CA file for an https:// registry."
+    )
 
     # TikTok Events API
     tiktok_api_url: str = "https://business-api.tiktok.com"
@@ -127,6 +187,63 @@ class Settings(BaseSettings):
                 raise ValueError(msg) from exc
         return value
 
+    @field_validator("kafka_security_protocol", mode="before")
+    @classmethod
+    def _protocol(cls, value: Any) -> Any:
+        return _one_of("kafka_security_protocol", value, get_args(SecurityProtocol))
+
+    @field_validator("kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _mechanism(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return _one_of("kafka_sasl_mechanism", value, get_args(SaslMechanism))
+
+    @model_validator(mode="after")
+    def _connection_is_complete(self) -> Settings:
+        """Reject a Kafka or registry connection that could never work, naming the variable."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            missing = [
+                _env(name)
+                for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                if not _given(getattr(self, name))
+            ]
+            if missing:
+                msg = f"LEADSTREAM_KAFKA_SECURITY_PROTOCOL={protocol} needs {', '.join(missing)}"
+                raise ValueError(msg)
+        cert, key = self.kafka_ssl_certificate_location, self.kafka_ssl_key_location
+        if cert is not None and key is None:
+            msg = (
+                "LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION is set without "
+                "LEADSTREAM_KAFKA_SSL_KEY_LOCATION (a client certificate needs its key)"
+            )
+            raise ValueError(msg)
+        if key is not None and cert is None:
+            msg = (
+                "LEADSTREAM_KAFKA_SSL_KEY_LOCATION is set without "
+                "LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION (a client key needs its certificate)"
+            )
+            raise ValueError(msg)
+        if self.kafka_ssl_key_password is not None and key is None:
+            msg = (
+                "LEADSTREAM_KAFKA_SSL_KEY_PASSWORD is set without LEADSTREAM_KAFKA_SSL_KEY_LOCATION"
+            )
+            raise ValueError(msg)
+        if protocol in ("SSL", "SASL_SSL"):
+            for name in (
+                "kafka_ssl_ca_location",
+                "kafka_ssl_certificate_location",
+                "kafka_ssl_key_location",
+            ):
+                _check_readable(name, getattr(self, name))
+        _check_readable("schema_registry_ca_location", self.schema_registry_ca_location)
+        auth = self.schema_registry_basic_auth
+        if auth is not None and ":" not in auth.get_secret_value():
+            msg = "LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH must be user:password"
+            raise ValueError(msg)
+        return self
+
     @field_validator("stage_map", mode="before")
     @classmethod
     def _parse_stage_map(cls, value: Any) -> dict[str, str]:
@@ -149,6 +266,34 @@ class Settings(BaseSettings):
             input_dedup_window=self.input_dedup_window,
         )
 
+    def kafka_connection(self) -> KafkaConnection:
+        """Return the one Kafka connection every client of this worker or command is built from."""
+
+        def secret(value: SecretStr | None) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        return KafkaConnection(
+            bootstrap=self.kafka_bootstrap,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=secret(self.kafka_sasl_password),
+            ssl_ca_location=self.kafka_ssl_ca_location,
+            ssl_certificate_location=self.kafka_ssl_certificate_location,
+            ssl_key_location=self.kafka_ssl_key_location,
+            ssl_key_password=secret(self.kafka_ssl_key_password),
+            ssl_check_hostname=self.kafka_ssl_check_hostname,
+        )
+
+    def schema_registry_config(self) -> dict[str, str]:
+        """Return the confluent ``SchemaRegistryClient`` configuration (url, auth, CA)."""
+        conf = {"url": self.schema_registry_url}
+        if self.schema_registry_basic_auth is not None:
+            conf["basic.auth.user.info"] = self.schema_registry_basic_auth.get_secret_value()
+        if self.schema_registry_ca_location is not None:
+            conf["ssl.ca.location"] = str(self.schema_registry_ca_location)
+        return conf
+
     def input_topics(self) -> dict[str, str]:
         """Return the input topic names by record name."""
         return {
@@ -158,6 +303,68 @@ class Settings(BaseSettings):
         }
 
 
+def _given(value: object) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return bool(value)
+
+
+def _check_readable(field: str, path: Path | None) -> None:
+    if path is None:
+        return
+    if not path.is_file():
+        msg = f"{_env(field)}: no such file: {path}"
+        raise ValueError(msg)
+    if not os.access(path, os.R_OK):
+        msg = f"{_env(field)}: cannot read {path} (permission denied)"
+        raise ValueError(msg)
+
+
+def known_variables() -> list[str]:
+    """Every ``LEADSTREAM_*`` environment variable the settings read, sorted."""
+    return sorted(_env(name) for name in Settings.model_fields)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Return the ``LEADSTREAM_*`` names in ``environ`` that are no setting (typos), sorted."""
+    known = set(known_variables())
+    return sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Raise :class:`ConfigError` naming unknown ``LEADSTREAM_*`` variables and the known ones.
+
+    A misspelt variable (``LEADSTREAM_KAFKA_SASL_PASWORD``) would otherwise be ignored silently
+    and the worker would start with a default in its place.
+    """
+    unknown = unknown_variables(environ)
+    if unknown:
+        msg = (
+            f"unknown setting {', '.join(unknown)}; known settings: {', '.join(known_variables())}"
+        )
+        raise ConfigError(msg)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line for the first problem of a settings ``ValidationError``, naming the variable."""
+    err = exc.errors()[0]
+    message = str(err["msg"]).removeprefix("Value error, ")
+    loc = err.get("loc")
+    if not loc:  # a check across settings: its message names the variables itself
+        return message
+    name = _env(str(loc[0]))
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings from the environment, with explicit overrides taking precedence."""
+    """Read the settings from the environment, with explicit overrides taking precedence.
+
+    Unknown ``LEADSTREAM_*`` variables in the environment stop the start
+    (:func:`check_environment`).
+    """
+    check_environment(os.environ)
     return Settings(**overrides)

@@ -2,10 +2,11 @@
 
 :class:`Consumer` differs from Faust 0.15.3's aiokafka consumer in these ways:
 
-* **Recovery reads to the confirmed end of each changelog.** Faust stops restoring a table at
-  each changelog partition's listed end (``highwaters``); the override confirms those ends with
-  a fetch (:mod:`streams.offsets`), so a broker whose ListOffsets answer is short (Tansu) cannot
-  make a restarted worker forget state. On Kafka the confirmation changes nothing.
+* **Recovery can read to the confirmed end of each changelog.** Faust stops restoring a table at
+  each changelog partition's listed end (``highwaters``); with
+  ``LEADSTREAM_KAFKA_CONFIRM_END_OFFSETS`` the override confirms those ends with a fetch
+  (:mod:`streams.offsets`), so a broker whose ListOffsets answer is short (Tansu) cannot make a
+  restarted worker forget state. Kafka's answer is exact, so it is off by default.
 * **A fetch never takes records of a paused partition.** Faust hands aiokafka its *live* set of
   active partitions, which the consumer thread reads while the worker pauses and resumes
   partitions around a rebalance, and aiokafka reads an empty set as "every partition". Records
@@ -43,7 +44,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from faust.types.tuples import ack_lock
 
-from streams.offsets import fetched_end_offsets
+from streams import offsets
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +65,16 @@ class Consumer(faust_aiokafka.Consumer):
         self._sought = {}
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
-        """Return the end offset of each partition: listed by the broker, confirmed by a fetch."""
+        """Return the end offset of each partition as listed, confirmed by a fetch if asked.
+
+        The app's ``kafka_connection`` and ``confirm_end_offsets`` (:class:`streams.app.App`)
+        say whether and how to confirm.
+        """
         listed = await super().highwaters(*partitions)
-        bootstrap = ",".join(
-            f"{url.host}:{url.port or 9092}" for url in self.app.conf.broker_consumer
-        )
-        confirmed = await asyncio.to_thread(fetched_end_offsets, bootstrap, listed)
+        conn = getattr(self.app, "kafka_connection", None)
+        if conn is None or not getattr(self.app, "confirm_end_offsets", False):
+            return listed
+        confirmed = await asyncio.to_thread(offsets.fetched_end_offsets, conn, listed)
         raised = [
             f"{tp.topic}[{tp.partition}] {listed[tp]} -> {end}"
             for tp, end in sorted(confirmed.items())

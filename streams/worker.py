@@ -14,9 +14,10 @@ from faust.types import EventT
 from streams.admin import ensure_topics
 from streams.agents import Agents
 from streams.app import create_app
+from streams.connection import check_connection
 from streams.delivery import Delivery
 from streams.domain.due import DueIndex
-from streams.errors import ConfigError
+from streams.errors import ConfigError, LeadstreamError
 from streams.health import Progress
 from streams.lag import LagProbe
 from streams.metrics import Metrics
@@ -42,6 +43,17 @@ def check_settings(settings: Settings) -> None:
             "and/or LEADSTREAM_TIKTOK_CRM_EVENT_SET_ID"
         )
         raise ConfigError(msg)
+
+
+def replication_warning(settings: Settings) -> str | None:
+    """Return the start-up warning for topics with fewer than two replicas, unless allowed."""
+    if settings.topic_replication >= 2 or settings.allow_low_replication:  # noqa: PLR2004
+        return None
+    return (
+        f"LEADSTREAM_TOPIC_REPLICATION={settings.topic_replication}: topics Leadstream creates "
+        "lose data when one broker fails; set it to 3 (or LEADSTREAM_ALLOW_LOW_REPLICATION=true "
+        "for a single-broker test cluster)"
+    )
 
 
 def all_topic_names(topics: Topics) -> list[str]:
@@ -74,10 +86,11 @@ class Worker:
     ) -> None:
         """Build the app; nothing connects until Faust starts it."""
         self.settings = settings
+        self.conn = settings.kafka_connection()
         self.metrics = metrics or Metrics()
         self.app: faust.App = create_app(settings)
         self.topics = declare_topics(self.app, settings)
-        self.serde = AvroSerde.connect(settings.schema_registry_url, settings.schema_dir)
+        self.serde = AvroSerde.from_settings(settings)
         self.pipeline = Pipeline(
             self.serde,
             settings.topic_dead_letter,
@@ -89,9 +102,7 @@ class Worker:
         )
         self.due = DueIndex()
         self.tables = declare_tables(self.app, settings, on_lead_changelog=self._on_lead_changelog)
-        self.outputs = Outputs(
-            self.topics, self.tables, self.metrics, producer_for(settings.kafka_bootstrap)
-        )
+        self.outputs = Outputs(self.topics, self.tables, self.metrics, producer_for(self.conn))
         if destination is None:
             token = settings.tiktok_access_token
             destination = TikTokEventsClient(
@@ -125,9 +136,19 @@ class Worker:
         await self.agents.on_lead_changelog(event)
 
     def prepare(self) -> None:
-        """Create missing topics and register the schemas before Faust starts."""
+        """Check the Kafka connection, create missing topics and register the schemas.
+
+        Runs before Faust starts. A connection that cannot work (rejected credentials, TLS
+        failure, unreachable bootstrap) raises :class:`ConfigError` within
+        ``LEADSTREAM_KAFKA_CONNECT_TIMEOUT`` seconds, naming the setting and the broker.
+        """
+        logger.info("Kafka: %s", self.conn.describe())
+        warning = replication_warning(self.settings)
+        if warning:
+            logger.warning("%s", warning)
+        check_connection(self.conn, self.settings.kafka_connect_timeout)
         ensure_topics(
-            self.settings.kafka_bootstrap,
+            self.conn,
             all_topic_names(self.topics),
             partitions=self.settings.topic_partitions,
             replication=self.settings.topic_replication,
@@ -159,6 +180,12 @@ class Worker:
         )
         self.progress = Progress(stall_after=settings.liveness_stall_seconds)
         self._probe: LagProbe | None = None
+        #: Why Kafka cannot be reached, while the worker is not ready (``/health/ready``).
+        self.kafka_problem: str | None = None
+
+        @app.timer(settings.lag_interval)
+        async def probe_connection() -> None:
+            await self.check_kafka()
 
         @app.timer(settings.lag_interval)
         async def probe_lag() -> None:
@@ -181,8 +208,28 @@ class Worker:
                 if app.consumer is not None
                 else []
             )
-            body = {"ready": ok, "recovered": recovered, "assigned": assigned}
+            body: dict[str, Any] = {"ready": ok, "recovered": recovered, "assigned": assigned}
+            if not ok:
+                body["reason"] = self.kafka_problem or (
+                    "table recovery has not finished" if not recovered else "no consumer yet"
+                )
             return web.json(body, status=200 if ok else 503)
+
+    async def check_kafka(self) -> None:
+        """While not ready, check the Kafka connection and keep the reason it fails, if any."""
+        recovery = self.app.tables.recovery  # type: ignore[attr-defined]  # as in /health/ready
+        if recovery.completed.is_set():
+            self.kafka_problem = None
+            return
+        timeout = min(self.settings.kafka_connect_timeout, self.settings.lag_interval)
+        try:
+            await asyncio.to_thread(check_connection, self.conn, timeout)
+        except LeadstreamError as exc:
+            if self.kafka_problem is None:
+                logger.error("cannot connect to Kafka: %s", exc)
+            self.kafka_problem = str(exc)
+        else:
+            self.kafka_problem = None
 
     async def measure_lag(self) -> None:
         """Probe lag of this worker's assigned partitions; export it and feed liveness."""
@@ -194,7 +241,11 @@ class Worker:
         if not assigned:
             return
         if self._probe is None:
-            self._probe = LagProbe(self.settings.kafka_bootstrap, self.settings.app_id)
+            self._probe = LagProbe(
+                self.conn,
+                self.settings.app_id,
+                confirm_end_offsets=self.settings.kafka_confirm_end_offsets,
+            )
         topics = sorted({topic for topic, _ in assigned})
         try:
             rows = await asyncio.to_thread(self._probe.measure, topics, assigned)

@@ -16,7 +16,7 @@ import struct
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -24,6 +24,9 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.read import SchemaResolutionError
 
 from streams.errors import LeadstreamError, SerdeError
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +93,19 @@ class AvroSerde:
         self._lock = threading.Lock()
 
     @classmethod
-    def connect(cls, registry_url: str, schema_dir: Path) -> AvroSerde:
-        """Build a serde talking to the registry at ``registry_url``."""
-        return cls(SchemaRegistryClient({"url": registry_url}), schema_dir)
+    def connect(cls, registry: str | Mapping[str, str], schema_dir: Path) -> AvroSerde:
+        """Build a serde talking to a registry.
+
+        ``registry`` is its URL, or the whole ``SchemaRegistryClient`` configuration
+        (``Settings.schema_registry_config()``: URL, basic auth, CA file).
+        """
+        conf = {"url": registry} if isinstance(registry, str) else dict(registry)
+        return cls(SchemaRegistryClient(conf), schema_dir)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AvroSerde:
+        """Build the serde the settings describe (registry URL, auth, CA; schema folder)."""
+        return cls.connect(settings.schema_registry_config(), settings.schema_dir)
 
     def schema_text(self, record_name: str) -> str:
         """Return the ``.avsc`` JSON text of one of Leadstream's records."""

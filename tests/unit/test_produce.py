@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from streams.connection import KafkaConnection
 from streams.errors import LeadstreamError
 from streams.produce import (
     KEY_FIELDS,
@@ -198,11 +199,23 @@ def test_unknown_topic_lists_known_topics() -> None:
 def test_producer_config_is_idempotent_murmur2() -> None:
     assert producer_config("b:9092") == {
         "bootstrap.servers": "b:9092",
+        "security.protocol": "PLAINTEXT",
         "enable.idempotence": True,
         "acks": "all",
         "partitioner": "murmur2_random",
         "linger.ms": 5,
     }
+
+
+def test_producer_config_carries_the_connection_security() -> None:
+    conn = KafkaConnection(
+        "b:9093", "SASL_SSL", "SCRAM-SHA-512", "user", "pw", ssl_check_hostname=False
+    )
+    conf = producer_config(conn)
+    assert conf["sasl.password"] == "pw"
+    assert conf["security.protocol"] == "SASL_SSL"
+    assert conf["ssl.endpoint.identification.algorithm"] == "none"
+    assert conf["acks"] == "all"
 
 
 def test_numbered_lines_skip_blanks_but_keep_numbers() -> None:
