@@ -30,6 +30,10 @@ def test_metrics_of_a_running_worker_have_the_core_series(stack: LocalStack, nam
         worker.wait_ready()
         assert requests.get(f"{worker.url}/health/live", timeout=5).status_code == 200
         assert requests.get(f"{worker.url}/health/ready", timeout=5).json()["ready"] is True
+        # Faust's views of table contents and cluster layout are not served (issue 12).
+        for view in ("/table/", "/router/", "/graph/", "/stats/", "/performance/"):
+            got = requests.get(f"{worker.url}{view}", timeout=5)
+            assert got.status_code == 404, f"{view} is served: {got.status_code}"
         produce(stack, env, names.form, form(p, 1), form(p, 2))
         produce(
             stack,

@@ -9,9 +9,19 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from streams.connection import KafkaConnection
 from streams.domain.mapping import DEFAULT_STAGE_MAP
 from streams.domain.types import ConsentPolicy, Rules
-from streams.settings import DEFAULT_SCHEMA_DIR, Settings, load_settings
+from streams.errors import ConfigError
+from streams.settings import (
+    DEFAULT_SCHEMA_DIR,
+    Settings,
+    check_environment,
+    describe_validation_error,
+    known_variables,
+    load_settings,
+    unknown_variables,
+)
 
 REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -282,3 +292,240 @@ def test_rules_without_crm_event_set_do_not_route_to_crm(monkeypatch: pytest.Mon
     assert Settings().rules().crm_routing is False
     monkeypatch.setenv("LEADSTREAM_TIKTOK_CRM_EVENT_SET_ID", "")
     assert Settings().rules().crm_routing is False
+
+
+# --- Kafka connection security (issue 12) -----------------------------------------------------
+
+
+def _message(exc: ValidationError) -> str:
+    return describe_validation_error(exc)
+
+
+def _sasl_env(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+    values = {
+        "LEADSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "LEADSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "LEADSTREAM_KAFKA_SASL_USERNAME": "svc",
+        "LEADSTREAM_KAFKA_SASL_PASSWORD": "s3cret",
+        **extra,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_connection_defaults_are_plaintext_and_replicated() -> None:
+    s = Settings()
+    assert s.kafka_security_protocol == "PLAINTEXT"
+    assert s.kafka_sasl_mechanism is None
+    assert s.kafka_ssl_check_hostname is True
+    assert s.kafka_confirm_end_offsets is False
+    assert s.kafka_connect_timeout == 15.0
+    assert s.topic_replication == 3
+    assert s.allow_low_replication is False
+    assert s.kafka_connection() == KafkaConnection("localhost:9092")
+
+
+def test_protocol_and_mechanism_accept_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    _sasl_env(
+        monkeypatch,
+        LEADSTREAM_KAFKA_SECURITY_PROTOCOL="sasl_plaintext",
+        LEADSTREAM_KAFKA_SASL_MECHANISM="scram-sha-256",
+    )
+    s = Settings()
+    assert s.kafka_security_protocol == "SASL_PLAINTEXT"
+    assert s.kafka_sasl_mechanism == "SCRAM-SHA-256"
+    assert isinstance(s.kafka_sasl_password, SecretStr)
+    assert "s3cret" not in repr(s)
+    conn = s.kafka_connection()
+    assert conn.sasl_password == "s3cret"  # noqa: S105 - test value
+    assert conn.librdkafka()["sasl.mechanism"] == "SCRAM-SHA-256"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LEADSTREAM_KAFKA_SASL_MECHANISM", "GSSAPI"),
+        ("LEADSTREAM_KAFKA_SECURITY_PROTOCOL", "TLS"),
+    ],
+)
+def test_unknown_protocol_or_mechanism_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    _sasl_env(monkeypatch, **{name: value})
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert _message(info.value).startswith(f"{name}={value!r} is not one of ")
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "LEADSTREAM_KAFKA_SASL_MECHANISM",
+        "LEADSTREAM_KAFKA_SASL_USERNAME",
+        "LEADSTREAM_KAFKA_SASL_PASSWORD",
+    ],
+)
+def test_sasl_needs_mechanism_username_and_password(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    _sasl_env(monkeypatch)
+    monkeypatch.delenv(missing)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert _message(info.value) == (
+        f"LEADSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs {missing}"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LEADSTREAM_KAFKA_SSL_CA_LOCATION",
+        "LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION",
+        "LEADSTREAM_KAFKA_SSL_KEY_LOCATION",
+    ],
+)
+def test_tls_files_must_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> None:
+    for each in (
+        "LEADSTREAM_KAFKA_SSL_CA_LOCATION",
+        "LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION",
+        "LEADSTREAM_KAFKA_SSL_KEY_LOCATION",
+    ):
+        path = tmp_path / each.lower()
+        path.write_text("pem")
+        monkeypatch.setenv(each, str(path))
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SECURITY_PROTOCOL", "SSL")
+    Settings()  # all present: fine
+    monkeypatch.setenv(name, str(tmp_path / "missing.pem"))
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert _message(info.value) == f"{name}: no such file: {tmp_path / 'missing.pem'}"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_an_unreadable_ca_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    ca.chmod(0)
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SSL_CA_LOCATION", str(ca))
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert _message(info.value).startswith("LEADSTREAM_KAFKA_SSL_CA_LOCATION: cannot read")
+
+
+def test_an_unreadable_file_check_is_real(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The readability check itself (runs as root too: os.access is faked)."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SSL_CA_LOCATION", str(ca))
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert _message(info.value) == (
+        f"LEADSTREAM_KAFKA_SSL_CA_LOCATION: cannot read {ca} (permission denied)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            {"LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION": "c"},
+            "LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION is set without "
+            "LEADSTREAM_KAFKA_SSL_KEY_LOCATION (a client certificate needs its key)",
+        ),
+        (
+            {"LEADSTREAM_KAFKA_SSL_KEY_LOCATION": "k"},
+            "LEADSTREAM_KAFKA_SSL_KEY_LOCATION is set without "
+            "LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION (a client key needs its certificate)",
+        ),
+        (
+            {"LEADSTREAM_KAFKA_SSL_KEY_PASSWORD": "pw"},
+            "LEADSTREAM_KAFKA_SSL_KEY_PASSWORD is set without LEADSTREAM_KAFKA_SSL_KEY_LOCATION",
+        ),
+    ],
+)
+def test_client_certificate_key_and_password_come_together(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, given: dict[str, str], message: str
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SECURITY_PROTOCOL", "SSL")
+    for name, value in given.items():
+        if name.endswith("_LOCATION"):
+            (tmp_path / value).write_text("pem")
+            value = str(tmp_path / value)
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert _message(info.value) == message
+    assert "pw" not in _message(info.value)
+
+
+def test_registry_auth_and_ca_reach_the_registry_client(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca = tmp_path / "registry-ca.pem"
+    ca.write_text("pem")
+    monkeypatch.setenv("LEADSTREAM_SCHEMA_REGISTRY_URL", "https://registry:8081")
+    monkeypatch.setenv("LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH", "key:secret")
+    monkeypatch.setenv("LEADSTREAM_SCHEMA_REGISTRY_CA_LOCATION", str(ca))
+    s = Settings()
+    assert "secret" not in repr(s)
+    assert s.schema_registry_config() == {
+        "url": "https://registry:8081",
+        "basic.auth.user.info": "key:secret",
+        "ssl.ca.location": str(ca),
+    }
+    assert Settings(schema_registry_basic_auth=None).schema_registry_config() == {
+        "url": "https://registry:8081",
+        "ssl.ca.location": str(ca),
+    }
+
+
+def test_registry_auth_must_be_user_colon_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH", "justakey")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert _message(info.value) == "LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH must be user:password"
+
+
+def test_unknown_variables_stop_the_start_with_the_known_names() -> None:
+    environ = {
+        "LEADSTREAM_KAFKA_SASL_PASWORD": "x",
+        "LEADSTREAM_KAFKA_BOOTSTRAP": "b:9092",
+        "PATH": "/bin",
+        "DRILL_SCALE": "full",
+    }
+    assert unknown_variables(environ) == ["LEADSTREAM_KAFKA_SASL_PASWORD"]
+    with pytest.raises(ConfigError) as info:
+        check_environment(environ)
+    text = str(info.value)
+    assert "\n" not in text
+    assert text.startswith("unknown setting LEADSTREAM_KAFKA_SASL_PASWORD; known settings: ")
+    assert "LEADSTREAM_KAFKA_SASL_PASSWORD" in text
+    assert "x" not in text.split("known settings: ")[0].replace("LEADSTREAM_", "")
+    check_environment({"LEADSTREAM_APP_ID": "a", "HOME": "/root"})  # all known: fine
+
+
+def test_load_settings_checks_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SASL_PASWORD", "x")
+    with pytest.raises(ConfigError, match="LEADSTREAM_KAFKA_SASL_PASWORD"):
+        load_settings()
+
+
+def test_every_setting_is_a_known_variable() -> None:
+    known = known_variables()
+    assert "LEADSTREAM_KAFKA_SECURITY_PROTOCOL" in known
+    assert "LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH" in known
+    assert len(known) == len(Settings.model_fields)
+
+
+def test_low_replication_warns_unless_allowed() -> None:
+    from streams.worker import replication_warning
+
+    assert replication_warning(Settings()) is None
+    warning = replication_warning(Settings(topic_replication=1))
+    assert warning is not None
+    assert warning.startswith("LEADSTREAM_TOPIC_REPLICATION=1: ")
+    assert replication_warning(Settings(topic_replication=1, allow_low_replication=True)) is None
