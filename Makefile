@@ -30,7 +30,7 @@ demo: venv ## local broker + registry + Events API sandbox + worker + sample tra
 	$(BIN)/leadstream demo
 
 drills: venv ## the failure drills at full size (fuzz 10,000 bad records, 10 kills, scale-out)
-	LEADSTREAM_DRILL_SCALE=full $(BIN)/pytest tests/drills -s -p no:cacheprovider $(PYTEST_ARGS)
+	DRILL_SCALE=full $(BIN)/pytest tests/drills -s -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check streams tests

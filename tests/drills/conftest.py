@@ -1,5 +1,5 @@
 """Failure drills: real broker, real worker processes. Reduced size by default (CI); `make drills`
-sets LEADSTREAM_DRILL_SCALE=full for the sizes the README quotes."""
+sets DRILL_SCALE=full for the sizes the README quotes."""
 
 from __future__ import annotations
 
@@ -17,4 +17,4 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def full() -> bool:
     """True for the full-size drills (`make drills`)."""
-    return os.environ.get("LEADSTREAM_DRILL_SCALE", "ci") == "full"
+    return os.environ.get("DRILL_SCALE", "ci") == "full"
