@@ -48,6 +48,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     check_settings(settings)
+    _preflight(settings)  # before any client exists: one line, not librdkafka's retries
     worker = Worker(settings)
     worker.prepare()
     worker.run(loglevel=args.loglevel or settings.log_level)

@@ -413,7 +413,7 @@ def check_connection(conn: KafkaConnection, timeout: float = 15.0) -> None:
                 if isinstance(err, KafkaError):
                     errors.append((err.code(), err.str()))
             else:
-                logger.info("connected to Kafka: %s", conn.describe())
+                logger.debug("connected to Kafka: %s", conn.describe())
                 return
             client.poll(0)
             for code, reason in errors[seen:]:

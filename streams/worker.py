@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import faust
+from faust.exceptions import ConsumerNotStarted
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT
 
@@ -136,17 +137,14 @@ class Worker:
         await self.agents.on_lead_changelog(event)
 
     def prepare(self) -> None:
-        """Check the Kafka connection, create missing topics and register the schemas.
+        """Create missing topics and register the schemas before Faust starts.
 
-        Runs before Faust starts. A connection that cannot work (rejected credentials, TLS
-        failure, unreachable bootstrap) raises :class:`ConfigError` within
-        ``LEADSTREAM_KAFKA_CONNECT_TIMEOUT`` seconds, naming the setting and the broker.
+        ``leadstream worker`` checks the connection first (:func:`check_connection`).
         """
         logger.info("Kafka: %s", self.conn.describe())
         warning = replication_warning(self.settings)
         if warning:
             logger.warning("%s", warning)
-        check_connection(self.conn, self.settings.kafka_connect_timeout)
         ensure_topics(
             self.conn,
             all_topic_names(self.topics),
@@ -199,28 +197,38 @@ class Worker:
 
         @app.page("/health/ready")
         async def ready(web: Any, request: Any) -> Any:
-            # TableManagerT does not declare the recovery service Faust's TableManager has.
-            recovery = app.tables.recovery  # type: ignore[attr-defined]
-            recovered = recovery.completed.is_set()
-            ok = recovered and app.consumer is not None
-            assigned = (
-                sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
-                if app.consumer is not None
-                else []
+            body, status = self.readiness()
+            return web.json(body, status=status)
+
+    def readiness(self) -> tuple[dict[str, Any], int]:
+        """Return the ``/health/ready`` body and status: 200 once tables are recovered.
+
+        While not ready, ``reason`` says why: Kafka cannot be reached (the last
+        :meth:`check_kafka` failed), or recovery has not finished.
+        """
+        app = self.app
+        # TableManagerT does not declare the recovery service Faust's TableManager has.
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        recovered = recovery.completed.is_set()
+        ok = recovered and app.consumer is not None and self.kafka_problem is None
+        try:
+            assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+        except ConsumerNotStarted:
+            assigned = []
+        body: dict[str, Any] = {"ready": ok, "recovered": recovered, "assigned": assigned}
+        if not ok:
+            body["reason"] = self.kafka_problem or (
+                "table recovery has not finished" if not recovered else "no consumer yet"
             )
-            body: dict[str, Any] = {"ready": ok, "recovered": recovered, "assigned": assigned}
-            if not ok:
-                body["reason"] = self.kafka_problem or (
-                    "table recovery has not finished" if not recovered else "no consumer yet"
-                )
-            return web.json(body, status=200 if ok else 503)
+        return body, 200 if ok else 503
 
     async def check_kafka(self) -> None:
-        """While not ready, check the Kafka connection and keep the reason it fails, if any."""
-        recovery = self.app.tables.recovery  # type: ignore[attr-defined]  # as in /health/ready
-        if recovery.completed.is_set():
-            self.kafka_problem = None
-            return
+        """Check the Kafka connection; keep the one-line reason it fails for ``/health/ready``.
+
+        Faust starts timers and the web server only after table recovery, so this covers a
+        worker that was up and lost its connection (a rotated password, an expired
+        certificate); a worker that cannot connect at start stops before Faust does.
+        """
         timeout = min(self.settings.kafka_connect_timeout, self.settings.lag_interval)
         try:
             await asyncio.to_thread(check_connection, self.conn, timeout)
@@ -229,6 +237,8 @@ class Worker:
                 logger.error("cannot connect to Kafka: %s", exc)
             self.kafka_problem = str(exc)
         else:
+            if self.kafka_problem is not None:
+                logger.info("connected to Kafka again")
             self.kafka_problem = None
 
     async def measure_lag(self) -> None:

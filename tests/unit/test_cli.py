@@ -218,3 +218,91 @@ def test_huge_duration_is_one_error_line(
     assert _one_error_line(capsys.readouterr().err).startswith(
         "leadstream: error: LEADSTREAM_PENDING_WAIT: "
     )
+
+
+# --- Kafka connection configuration (issue 12) -------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["lag"], ["dead-letters"]])
+def test_commands_that_need_kafka_stop_fast_when_it_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_CONNECT_TIMEOUT", "1")
+
+    assert main(command) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("leadstream: error: cannot reach the broker 127.0.0.1:9: check ")
+    assert "LEADSTREAM_KAFKA_BOOTSTRAP" in line
+
+
+def test_the_worker_stops_fast_when_kafka_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_TIKTOK_ACCESS_TOKEN", "token")
+    monkeypatch.setenv("LEADSTREAM_TIKTOK_PIXEL_CODE", "PIXEL1")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_CONNECT_TIMEOUT", "1")
+
+    assert main(["worker"]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("leadstream: error: cannot reach the broker 127.0.0.1:9: ")
+
+
+def test_produce_checks_kafka_before_producing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = tmp_path / "x.jsonl"
+    data.write_text("{}\n", encoding="utf-8")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_CONNECT_TIMEOUT", "1")
+
+    assert main(["produce", "leads.form-submitted", str(data)]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert "cannot reach the broker 127.0.0.1:9" in line
+
+
+def test_an_unknown_leadstream_variable_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SASL_PASWORD", "typo")
+
+    assert main(["lag"]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("leadstream: error: unknown setting LEADSTREAM_KAFKA_SASL_PASWORD; ")
+    assert "LEADSTREAM_KAFKA_SASL_PASSWORD" in line  # the known names are listed
+    assert "typo" not in line
+
+
+def test_an_incomplete_sasl_setting_names_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SASL_USERNAME", "svc")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SASL_PASSWORD", "s3cret")
+
+    assert main(["lag"]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == (
+        "leadstream: error: LEADSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs "
+        "LEADSTREAM_KAFKA_SASL_MECHANISM"
+    )
+
+
+def test_a_missing_ca_file_is_named_before_anything_connects(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("LEADSTREAM_KAFKA_SSL_CA_LOCATION", str(tmp_path / "ca.pem"))
+
+    assert main(["lag"]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == (
+        f"leadstream: error: LEADSTREAM_KAFKA_SSL_CA_LOCATION: no such file: {tmp_path / 'ca.pem'}"
+    )
