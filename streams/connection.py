@@ -197,6 +197,7 @@ _THREAD = re.compile(r"^\[thrd:[^\]]*\]:\s*")  # librdkafka log lines start with
 _BROKER = re.compile(r"(?:[a-z_]+://)?(\[[^\]]+\]:\d+|[^\s/,]+:\d+)(?:/[\w-]+)?:")
 
 _NOT_TLS = (
+    "plaintext broker listener",  # librdkafka's own hint
     "wrong version number",
     "packet length too long",
     "unexpected eof",
@@ -204,6 +205,9 @@ _NOT_TLS = (
     "http request",
     "unknown protocol",
 )
+
+
+_CLIENT_CERT_REFUSED = ("certificate required", "bad certificate", "handshake failure")
 
 
 def _broker_of(conn: KafkaConnection, reason: str) -> str:
@@ -244,7 +248,10 @@ def diagnose(conn: KafkaConnection, code: int, reason: str) -> Diagnosis | None:
     if code == KafkaError._SSL:
         return _ssl_diagnosis(conn, broker, reason)
     if code in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN):
-        if conn.uses_tls and ("certificate required" in text or "handshake failure" in text):
+        if conn.uses_tls and (
+            "ssl handshake failed" in text
+            or any(marker in text for marker in (*_NOT_TLS, *_CLIENT_CERT_REFUSED))
+        ):
             return _ssl_diagnosis(conn, broker, reason)
         if "in state ssl_handshake" in text and "timed out" in text:
             return Diagnosis(
@@ -313,7 +320,7 @@ def _ssl_diagnosis(conn: KafkaConnection, broker: str, reason: str) -> Diagnosis
             f"the certificate of the broker {broker} is not signed by {CA} ({_tail(reason)})",
             decisive=True,
         )
-    if "certificate required" in text or "handshake failure" in text or "bad certificate" in text:
+    if any(marker in text for marker in _CLIENT_CERT_REFUSED):
         return Diagnosis(
             f"the broker {broker} refused the client certificate: check {CLIENT_CERT} "
             f"({_tail(reason)})",
@@ -345,6 +352,8 @@ def config_error(conn: KafkaConnection, exc: KafkaException) -> ConfigError:
         setting = CA
     elif "key" in lowered and "password" in lowered or "bad decrypt" in lowered:
         setting = KEY_PASSWORD
+    elif "ssl.key" in lowered and conn.ssl_key_password is not None:
+        setting = f"{KEY_PASSWORD} (or {CLIENT_CERT})"  # a wrong password reads as "PEM lib"
     elif "ssl.key" in lowered or "ssl.certificate" in lowered or "private key" in lowered:
         setting = CLIENT_CERT
     elif "sasl" in lowered:

@@ -278,6 +278,30 @@ def test_a_plaintext_client_at_a_tls_listener_is_told_to_check_the_protocol() ->
     assert "[thrd:" not in d.message
 
 
+@pytest.mark.parametrize(
+    ("reason", "setting"),
+    [
+        (  # Apache Kafka 4.1's plaintext port, as librdkafka 2.16 reports it
+            "[thrd:ssl://k1:9092/bootstrap]: ssl://k1:9092/bootstrap: SSL handshake failed: "
+            "Disconnected: SSL connection closed by peer: connecting to a PLAINTEXT broker "
+            "listener? (after 2ms in state SSL_HANDSHAKE)",
+            "LEADSTREAM_KAFKA_SECURITY_PROTOCOL=SSL",
+        ),
+        (  # Apache Kafka 4.1's mTLS listener, no client certificate given
+            "[thrd:ssl://k1:9092/bootstrap]: ssl://k1:9092/bootstrap: Receive failed: "
+            "error:0A000412:SSL routines::ssl/tls alert bad certificate: SSL alert number 42 "
+            "(after 4ms in state APIVERSION_QUERY)",
+            "LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION/LEADSTREAM_KAFKA_SSL_KEY_LOCATION",
+        ),
+    ],
+)
+def test_tls_failures_reported_as_transport_errors_are_decisive(reason: str, setting: str) -> None:
+    d = _diag(KafkaConnection("k1:9092", "SSL"), KafkaError._TRANSPORT, reason)
+    assert d.decisive
+    assert setting in d.message
+    assert "the broker k1:9092" in d.message
+
+
 def test_a_tls_handshake_a_plaintext_port_never_answers_is_decisive() -> None:
     d = _diag(
         KafkaConnection("k1:9092", "SSL"),
@@ -396,6 +420,21 @@ def test_a_client_certificate_that_does_not_match_its_key_is_a_config_error(pki:
     )
     with pytest.raises(ConfigError, match="LEADSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION"):
         check_connection(conn, timeout=2)
+
+
+def test_a_wrong_key_password_is_named_when_librdkafka_loads_the_key(pki: Pki) -> None:
+    conn = KafkaConnection(
+        "127.0.0.1:9",
+        "SSL",
+        ssl_ca_location=pki.ca_cert,
+        ssl_certificate_location=pki.client_cert,
+        ssl_key_location=pki.client_key_encrypted,
+        ssl_key_password="not-it",  # noqa: S106 - test value
+    )
+    with pytest.raises(ConfigError) as info:
+        check_connection(conn, timeout=2)
+    assert str(info.value).startswith("LEADSTREAM_KAFKA_SSL_KEY_PASSWORD (or ")
+    assert "not-it" not in str(info.value)
 
 
 # --- end offsets are confirmed only when asked ------------------------------------------------
