@@ -229,9 +229,10 @@ class Worker:
         worker that was up and lost its connection (a rotated password, an expired
         certificate); a worker that cannot connect at start stops before Faust does.
         """
-        timeout = min(self.settings.kafka_connect_timeout, self.settings.lag_interval)
-        try:
-            await asyncio.to_thread(check_connection, self.conn, timeout)
+        try:  # the full connect timeout: a busy broker is not a lost one
+            await asyncio.to_thread(
+                check_connection, self.conn, self.settings.kafka_connect_timeout
+            )
         except LeadstreamError as exc:
             if self.kafka_problem is None:
                 logger.error("cannot connect to Kafka: %s", exc)
