@@ -410,7 +410,8 @@ def check_connection(conn: KafkaConnection, timeout: float = 15.0) -> None:
     except KafkaException as exc:
         raise config_error(conn, exc) from None
     deadline = time.monotonic() + timeout
-    last: Diagnosis | None = None
+    last: Diagnosis | None = None  # the latest broker-specific reason
+    summary: Diagnosis | None = None  # "1/1 brokers are down", "Failed to get metadata"
     seen = 0
     try:
         while True:
@@ -420,7 +421,7 @@ def check_connection(conn: KafkaConnection, timeout: float = 15.0) -> None:
             except KafkaException as exc:
                 err = exc.args[0] if exc.args else None
                 if isinstance(err, KafkaError):
-                    errors.append((err.code(), err.str()))
+                    summary = diagnose(conn, err.code(), err.str()) or summary
             else:
                 logger.debug("connected to Kafka: %s", conn.describe())
                 return
@@ -431,13 +432,16 @@ def check_connection(conn: KafkaConnection, timeout: float = 15.0) -> None:
                     continue
                 if diagnosis.decisive:
                     raise ConfigError(diagnosis.message)
-                if last is None or code != KafkaError._TIMED_OUT:
+                if code in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT):
+                    summary = diagnosis
+                else:
                     last = diagnosis
             seen = len(errors)
             if time.monotonic() >= deadline:
                 break
     finally:
         client.flush(0)
+    last = last or summary
     if last is not None:
         msg = f"{last.message}; no answer within {timeout:g}s"
     else:
