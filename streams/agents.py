@@ -66,7 +66,10 @@ class Agents:
         self.pipeline = pipeline
         self.delivery = delivery
         self.metrics = metrics
-        self.outputs = outputs
+        # Each agent waits for exactly its own outputs (streams/outputs.py): one Outputs per agent.
+        self.outputs = outputs  # the lead agent's
+        self.booking_outputs = outputs.sibling()
+        self.identity_outputs = outputs.sibling()
         self.due = due
         self._in_counters: dict[str, Any] = {}
         self._record_for_topic = {
@@ -216,18 +219,18 @@ class Agents:
                 self._events_in(raw.topic)
                 item = await self._decode(raw, "BookingCreated", pl.utcnow())
                 if isinstance(item, pl.DeadLetterOut):
-                    self.outputs.send_dead(item, raw.partition)
+                    self.booking_outputs.send_dead(item, raw.partition)
                     continue
                 assert isinstance(item, Booking)  # noqa: S101 - the decoder's contract
-                self._route_booking(item, redrive=raw.redrive)
-            await self.outputs.flush()
+                self._route_booking(self.booking_outputs, item, redrive=raw.redrive)
+            await self.booking_outputs.flush()
 
     def _route_booking(
-        self, booking: Booking, tried: str | None = None, redrive: bool = False
+        self, outputs: Outputs, booking: Booking, tried: str | None = None, redrive: bool = False
     ) -> None:
         headers = [(pl.REDRIVE_HEADER, b"1")] if redrive else None
         if booking.lead_id:
-            self.outputs.send(
+            outputs.send(
                 self.topics.bookings_by_lead.get_topic_name(),
                 booking.lead_id.encode(),
                 self.pipeline.encode_input(booking),
@@ -236,7 +239,7 @@ class Agents:
             return
         lookup = matching.next_lookup(booking, tried)
         if lookup is not None:
-            self.outputs.send(
+            outputs.send(
                 self.topics.bookings_by_identity.get_topic_name(),
                 lookup.encode(),
                 self.pipeline.encode_input(booking),
@@ -246,7 +249,7 @@ class Agents:
         # No lead found by any key: it waits, and is sent with its own keys, under its own id.
         synthetic = dataclasses.replace(booking, lead_id=SYNTHETIC_LEAD_PREFIX + booking.booking_id)
         self.metrics.core.labels("booking_unmatched_identity").inc()
-        self._route_booking(synthetic, redrive=redrive)
+        self._route_booking(outputs, synthetic, redrive=redrive)
 
     async def identity(self, stream: StreamT) -> None:
         """Keep the hash -> lead index and resolve bookings that came without a lead_id."""
@@ -261,21 +264,25 @@ class Agents:
                 if raw.topic == index_topic:
                     # The first lead to claim a key keeps it.
                     if raw.value and self.tables.identity.data.get(key) is None:
-                        self.outputs.table_set(self.tables.identity, key, raw.value, raw.partition)
+                        self.identity_outputs.table_set(
+                            self.tables.identity, key, raw.value, raw.partition
+                        )
                     continue
                 item = await self._decode(raw, "BookingCreated", pl.utcnow())
                 if isinstance(item, pl.DeadLetterOut):
-                    self.outputs.send_dead(item, raw.partition)
+                    self.identity_outputs.send_dead(item, raw.partition)
                     continue
                 assert isinstance(item, Booking)  # noqa: S101
                 lead = self.tables.identity.data.get(key)
                 if lead:
                     self.metrics.core.labels("booking_matched_" + key[:1].decode()).inc()
                     matched = dataclasses.replace(item, lead_id=lead.decode())
-                    self._route_booking(matched, redrive=raw.redrive)
+                    self._route_booking(self.identity_outputs, matched, redrive=raw.redrive)
                 else:
-                    self._route_booking(item, tried=key.decode(), redrive=raw.redrive)
-            await self.outputs.flush()
+                    self._route_booking(
+                        self.identity_outputs, item, tried=key.decode(), redrive=raw.redrive
+                    )
+            await self.identity_outputs.flush()
 
     # -- delivery --------------------------------------------------------------------------------
 

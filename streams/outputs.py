@@ -14,12 +14,19 @@ read again after the restart and skipped as a duplicate, and the conversion lost
 caught it). :meth:`Outputs.flush` therefore flushes the outputs first and only then produces
 and flushes the batch's changelog writes: a crash in between leaves outputs without state, the
 input is processed again, and the repeated output carries the same deterministic ``event_id``.
+
+Each agent writes through its own :class:`Outputs` (:meth:`Outputs.sibling` shares the one
+producer): an agent's flush waits for exactly the records that agent queued, counted down by their
+own delivery reports, and writes only that agent's changelog. A shared pending count reset by
+whichever flush finished last let an agent acknowledge a batch whose outputs were still in flight
+(issue 13).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Sequence
@@ -39,6 +46,7 @@ from streams.topics import Topics
 logger = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]] | None
+_FLUSH_STEP = 0.1  # seconds per shared-producer flush while waiting for this agent's records
 
 
 def producer_for(conn: KafkaConnection) -> Producer:
@@ -62,25 +70,44 @@ def in_event(event: EventT) -> None:
 
 
 class Outputs:
-    """Produces records and table changes for one worker; flush before acknowledging a batch."""
+    """Produces one agent's records and table changes; flush before acknowledging its batch."""
 
-    def __init__(self, topics: Topics, tables: Tables, metrics: Metrics, producer: Any) -> None:
+    def __init__(
+        self,
+        topics: Topics,
+        tables: Tables,
+        metrics: Metrics,
+        producer: Any,
+        *,
+        flush_timeout: float = 60.0,
+    ) -> None:
         """Bind the topics, tables and metrics.
 
-        ``producer`` is a confluent_kafka.Producer (:func:`producer_for`); tests pass a fake with
-        the same ``produce``/``poll``/``flush``.
+        ``producer`` is a confluent_kafka.Producer (:func:`producer_for`), shared by every agent's
+        Outputs; tests pass a fake with the same ``produce``/``poll``/``flush``.
         """
         self.topics = topics
         self.tables = tables
         self.metrics = metrics
         self.producer = producer
+        self.flush_timeout = flush_timeout
+        self._lock = threading.Lock()  # delivery reports arrive on whichever thread polls
         self._errors: list[str] = []
-        self._pending = 0
+        self._unacked = 0  # this Outputs' records not yet acknowledged (or failed) by Kafka
+        self._queued = 0
         self._changelog: list[tuple[str, bytes, bytes | None, int]] = []
 
+    def sibling(self) -> Outputs:
+        """Another agent's Outputs on the same producer, with its own pending records."""
+        return Outputs(
+            self.topics, self.tables, self.metrics, self.producer, flush_timeout=self.flush_timeout
+        )
+
     def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is not None:
-            self._errors.append(f"{msg.topic()}: {err}")
+        with self._lock:
+            self._unacked -= 1
+            if err is not None:
+                self._errors.append(f"{msg.topic()}: {err}")
 
     def send(
         self,
@@ -96,13 +123,20 @@ class Outputs:
             kwargs["partition"] = partition
         if headers:
             kwargs["headers"] = list(headers)
+        with self._lock:
+            self._unacked += 1  # before produce: a report may arrive on another thread at once
         try:
-            self.producer.produce(topic, **kwargs)
-        except BufferError:
-            self.producer.poll(1.0)  # the local queue is full: let librdkafka drain it
-            self.producer.produce(topic, **kwargs)
-        self._pending += 1
-        if self._pending % 1000 == 0:
+            try:
+                self.producer.produce(topic, **kwargs)
+            except BufferError:
+                self.producer.poll(1.0)  # the local queue is full: let librdkafka drain it
+                self.producer.produce(topic, **kwargs)
+        except BaseException:
+            with self._lock:
+                self._unacked -= 1
+            raise
+        self._queued += 1
+        if self._queued % 1000 == 0:
             self.producer.poll(0)
 
     def table_set(self, table: TableT, key: bytes, value: bytes, partition: int) -> None:
@@ -142,14 +176,24 @@ class Outputs:
             await self._flush_queued()
 
     async def _flush_queued(self) -> None:
-        """Wait until everything queued is acknowledged by Kafka; raise if anything failed."""
-        if self._pending:
-            remaining = await asyncio.to_thread(self.producer.flush, 60.0)
-            self._pending = 0
-            if remaining:
-                msg = f"{remaining} records were not acknowledged by Kafka within 60s"
+        """Wait until Kafka acknowledged every record this Outputs queued; raise if one failed.
+
+        The producer is shared, so its ``flush`` also waits for other agents' records: it is
+        called in short steps and the wait ends as soon as this Outputs' own records are done.
+        """
+        deadline = time.monotonic() + self.flush_timeout
+        while self._unacked > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                msg = (
+                    f"{self._unacked} records were not acknowledged by Kafka "
+                    f"within {self.flush_timeout:g}s"
+                )
                 raise BrokerError(msg)
+            await asyncio.to_thread(self.producer.flush, min(left, _FLUSH_STEP))
+        self._queued = 0
         if self._errors:
-            errors, self._errors = self._errors, []
+            with self._lock:
+                errors, self._errors = self._errors, []
             msg = f"Kafka rejected {len(errors)} records, e.g. {errors[0]}"
             raise BrokerError(msg)

@@ -118,7 +118,7 @@ class Worker:
             self.topics,
             self.tables,
             self.metrics,
-            self.outputs,
+            self.outputs.sibling(),  # the deliver agent's own outputs
         )
         self.agents = Agents(
             self.app,

@@ -69,16 +69,31 @@ class FakeProducer:
     def __init__(self, *topics: FakeTopic) -> None:
         self.topics = {t.name: t for t in topics}
         self.flushes = 0
+        self.reports: list[Any] = []  # delivery callbacks, called (acknowledged) by flush/poll
 
-    def produce(self, topic: str, *, key: bytes | None = None, value: bytes, **_: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        *,
+        key: bytes | None = None,
+        value: bytes,
+        on_delivery: Any = None,
+        **_: Any,
+    ) -> None:
         if topic in self.topics:
             self.topics[topic].messages.append((key, value))
+        if on_delivery is not None:
+            self.reports.append(on_delivery)
 
     def poll(self, timeout: float) -> int:
-        return 0
+        reports, self.reports = self.reports, []
+        for report in reports:
+            report(None, None)
+        return len(reports)
 
     def flush(self, timeout: float) -> int:
         self.flushes += 1
+        self.poll(timeout)
         return 0
 
 

@@ -86,16 +86,28 @@ class RecordingProducer:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None]] = []
+        self.reports: list[Any] = []  # delivery callbacks, called (acknowledged) by flush
 
     def produce(
-        self, topic: str, *, key: bytes | None = None, value: bytes | None, **_: Any
+        self,
+        topic: str,
+        *,
+        key: bytes | None = None,
+        value: bytes | None,
+        on_delivery: Any = None,
+        **_: Any,
     ) -> None:
         self.records.append((topic, key, value))
+        if on_delivery is not None:
+            self.reports.append(on_delivery)
 
     def poll(self, timeout: float) -> int:
         return 0
 
     def flush(self, timeout: float) -> int:
+        reports, self.reports = self.reports, []
+        for report in reports:
+            report(None, None)
         return 0
 
 
@@ -136,7 +148,14 @@ async def built(registry: RegistryServer, serde: AvroSerde) -> Built:
     app.conf.store = "memory://"
     app.flow_control.resume()
     producer = RecordingProducer()
-    worker.outputs.producer = producer
+    agents = worker.agents
+    for outputs in (
+        worker.outputs,
+        agents.booking_outputs,
+        agents.identity_outputs,
+        worker.delivery.outputs,
+    ):
+        outputs.producer = producer  # every agent's own Outputs
     return Built(worker, destination, serde, producer)
 
 
