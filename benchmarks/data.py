@@ -2,7 +2,8 @@
 
 Each lead ``n`` gets one ``FormSubmitted`` (full click context: ttclid, _ttp, IP, user agent,
 page, granted consent, email and phone) and one ``LeadStatusChanged`` to ``qualified``, which
-Leadstream turns into one ``QualifiedLead`` conversion, event id ``<form event_id>:QualifiedLead``.
+Leadstream turns into one ``ApplicationApproval`` conversion (web route), event id
+``<form event_id>:ApplicationApproval``.
 Values are Avro in the Confluent wire format, encoded once per record with the topic's registered
 schema; the backlog is produced with a batching librdkafka producer and Faust's partitioner
 (murmur2_random), so a lead's form and status change land in the same partition.
@@ -25,7 +26,7 @@ from streams.serde.avro import AvroSerde
 KeyValue = tuple[bytes, bytes]
 
 QUALIFIED = "qualified"
-"""A status in the default stage map's qualified set: becomes ``QualifiedLead``."""
+"""A status in the default stage map's qualified set: becomes ``ApplicationApproval``."""
 
 
 def lead_id(prefix: str, n: int) -> str:
@@ -34,13 +35,13 @@ def lead_id(prefix: str, n: int) -> str:
 
 
 def form_event_id(prefix: str, n: int) -> str:
-    """The form submit's event id of lead ``n`` (the conversion id is ``<this>:QualifiedLead``)."""
+    """The form submit's event id of lead ``n`` (its conversion: ``<this>:ApplicationApproval``)."""
     return f"{prefix}-evt-{n:07d}"
 
 
 def conversion_event_id(prefix: str, n: int) -> str:
     """The event id the sandbox records for lead ``n``'s qualified-lead conversion."""
-    return f"{form_event_id(prefix, n)}:QualifiedLead"
+    return f"{form_event_id(prefix, n)}:ApplicationApproval"
 
 
 def form_record(prefix: str, n: int, now: datetime) -> dict[str, Any]:

@@ -274,7 +274,7 @@ def run_saturation(
             stop_profile()
             stop_profile = None
         stats = _check_exact(stack, leads, "saturation run")
-        events = stack.sandbox.events(event="QualifiedLead")
+        events = stack.sandbox.events(event="ApplicationApproval")
     finally:
         if stop_profile is not None:
             stop_profile()
@@ -387,7 +387,7 @@ def run_latency(
             raise BenchError(msg)
         wait_accepted(stack, worker, count, first_within=60, stall=60, what="latency run")
         _check_exact(stack, count, "latency run")
-        events = stack.sandbox.events(event="QualifiedLead")
+        events = stack.sandbox.events(event="ApplicationApproval")
     finally:
         worker.stop()
     received = {e["event_id"]: _epoch(e["received_at"]) for e in events}

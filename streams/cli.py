@@ -16,7 +16,8 @@ logger = logging.getLogger("streams")
 
 DESCRIPTION = """\
 Leadstream joins CRM lead status changes and bookings back to the original TikTok ad click and
-sends QualifiedLead, Purchase and Schedule conversions to the TikTok Events API, once each.
+sends qualified-lead (ApplicationApproval on the web, QualifiedLead on CRM event sets), Purchase
+and Schedule conversions to the TikTok Events API, once each.
 Configuration comes from LEADSTREAM_* environment variables (README, "Configuration")."""
 
 

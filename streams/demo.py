@@ -160,7 +160,7 @@ def _summary(
         f"Sent to the Events API (sandbox ledger: {stats['accepted']} unique events accepted, "
         f"{stats['deduplicated']} duplicate copies merged, {stats['rejected_total']} rejected):\n"
     )
-    w(f"  {'EVENT':<14} {'SOURCE':<6} {'EVENT_ID':<28} {'EMAIL (SHA-256)':<18} {'TTCLID / LEAD'}\n")
+    w(f"  {'EVENT':<19} {'SOURCE':<6} {'EVENT_ID':<34} {'EMAIL (SHA-256)':<18} {'TTCLID / LEAD'}\n")
     for e in sorted(events, key=lambda e: (e["event"], e["event_id"])):
         user = e.get("user", {})
         email = user.get("email")
@@ -171,9 +171,16 @@ def _summary(
         if "value" in props:
             extra = f"  value {props['value']} {props.get('currency', '')}"
         w(
-            f"  {e['event']:<14} {e['event_source']:<6} {e['event_id']:<28} {email[:12] + '…':<18} "
+            f"  {e['event']:<19} {e['event_source']:<6} {e['event_id']:<34} {email[:12] + '…':<18} "
             f"{click}{extra}\n"
         )
+    w("\nEvent names per route (stage maps, domain.md §4):\n")
+    rules = settings.rules()
+    for route, stage_map in (("web", rules.stage_map_web), ("crm", rules.stage_map_crm)):
+        sent = Counter(e["event"] for e in events if e["event_source"] == route)
+        names = ", ".join(f"{status} -> {event}" for status, event in stage_map.items())
+        w(f"  {route:<4} stage map: {names}; booking -> {rules.booking_event}\n")
+        w(f"  {route:<4} sent: {', '.join(f'{n} x{c}' for n, c in sorted(sent.items())) or '-'}\n")
     w("\nDeduplicated by Leadstream:\n")
     w(f"  redelivered inputs processed once   {int(core.get('duplicate_input', 0))}\n")
     w(

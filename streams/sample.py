@@ -93,6 +93,12 @@ def sample_traffic(now: datetime) -> Traffic:
             "page_url": "https://shop.example.com/book",
         },
     ]
-    traffic.expected_sent = {"QualifiedLead": 3, "Purchase": 1, "Schedule": 2}
+    # Qualified leads 1 and 4 go on the web route (ApplicationApproval), lead 6 on the CRM route.
+    traffic.expected_sent = {
+        "ApplicationApproval": 2,
+        "QualifiedLead": 1,
+        "Purchase": 1,
+        "Schedule": 2,
+    }
     traffic.expected_dead = {"invalid_value": 1, "invalid_timestamp": 1, "undecodable": 1}
     return traffic

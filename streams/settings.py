@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.connection import KafkaConnection
-from streams.domain.mapping import DEFAULT_STAGE_MAP, parse_stage_map
+from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM, DEFAULT_STAGE_MAP_WEB, parse_stage_map
 from streams.domain.types import ConsentPolicy, Rules
 from streams.errors import ConfigError
 
@@ -126,8 +126,14 @@ class Settings(BaseSettings):
     tiktok_timeout: float = Field(10.0, gt=0, description="Seconds per Events API request.")
 
     # Rules
-    stage_map: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=lambda: dict(DEFAULT_STAGE_MAP)
+    stage_map: Annotated[dict[str, str] | None, NoDecode] = Field(
+        None, description="Status -> event for both routes, unless a per-route map is set."
+    )
+    stage_map_web: Annotated[dict[str, str] | None, NoDecode] = Field(
+        None, description="Status -> event on the web route (wins over stage_map)."
+    )
+    stage_map_crm: Annotated[dict[str, str] | None, NoDecode] = Field(
+        None, description="Status -> event on the CRM route (wins over stage_map)."
     )
     consent_policy: ConsentPolicy = ConsentPolicy.GRANTED_ONLY
     lead_retention: timedelta = timedelta(days=90)
@@ -244,20 +250,31 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return self
 
-    @field_validator("stage_map", mode="before")
+    @field_validator("stage_map", "stage_map_web", "stage_map_crm", mode="before")
     @classmethod
-    def _parse_stage_map(cls, value: Any) -> dict[str, str]:
+    def _parse_stage_map(cls, value: Any) -> dict[str, str] | None:
+        if value is None:
+            return None
         if isinstance(value, str):
             return parse_stage_map(value)
         if isinstance(value, dict):
             return parse_stage_map(json.dumps(value))
-        msg = "LEADSTREAM_STAGE_MAP must be a JSON object of status -> event name"
+        msg = "a stage map must be a JSON object of status -> event name"
         raise ValueError(msg)
+
+    def web_stage_map(self) -> dict[str, str]:
+        """Return the web route's stage map: its own, else ``stage_map``, else the default."""
+        return _first_map(self.stage_map_web, self.stage_map, DEFAULT_STAGE_MAP_WEB)
+
+    def crm_stage_map(self) -> dict[str, str]:
+        """Return the CRM route's stage map: its own, else ``stage_map``, else the default."""
+        return _first_map(self.stage_map_crm, self.stage_map, DEFAULT_STAGE_MAP_CRM)
 
     def rules(self) -> Rules:
         """Return the pure core's rules derived from these settings."""
         return Rules(
-            stage_map=self.stage_map,
+            stage_map_web=self.web_stage_map(),
+            stage_map_crm=self.crm_stage_map(),
             consent_policy=self.consent_policy,
             crm_routing=bool(self.tiktok_crm_event_set_id),
             pending_wait=self.pending_wait,
@@ -358,6 +375,10 @@ def describe_validation_error(exc: ValidationError) -> str:
         return message
     name = _env(str(loc[0]))
     return message if message.startswith(name) else f"{name}: {message}"
+
+
+def _first_map(*maps: Mapping[str, str] | None) -> dict[str, str]:
+    return next(dict(m) for m in maps if m is not None)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -12,7 +12,16 @@ Decisions documented here (domain.md leaves them open):
   most restrictive answer (``DENIED`` beats ``GRANTED`` beats ``UNKNOWN``) and ``limited_data_use``
   stays on once set.
 - A status change's conversion is a duplicate when its event was already sent under either of its
-  ids: ``<form event_id>:<event>`` or ``lead-<lead_id>:<event>`` (sent earlier without the form).
+  ids: ``<form event_id>:<event>`` or ``lead-<lead_id>:<event>`` (sent earlier without the form),
+  or when its *stage* was already sent. A stage is the set of statuses that map to one event on
+  the lead's route (default: ``qualified``/``sql``; ``won``/``closed_won``); sending it records
+  ``stage:<status>`` in the ledger and a later change checks every status of its stage, so a
+  change of the stage maps between two
+  status changes (``QualifiedLead`` -> ``ApplicationApproval``) does not send the stage twice. A
+  ledger from before stages were recorded is read by event ids under every name the stage has
+  on either route. An ``order_id``-based Purchase is per order and has no stage entry.
+- The route (web or CRM) picks the stage map, so the event is chosen when the change is sent
+  (after its form, which decides the route); a status mapped on neither route is ignored.
 - Order of checks for an input that maps to an event: ledger (duplicate), no match keys at all
   (``unmatched_lead``, only for inputs sent without their form), consent (withheld), Purchase
   value and currency (``invalid_value``). A withheld or dead-lettered event is not recorded as
@@ -42,7 +51,14 @@ from types import MappingProxyType
 
 from streams.domain.consent import withheld_reason
 from streams.domain.currencies import is_currency
-from streams.domain.mapping import conversion_event_id, event_for_status
+from streams.domain.mapping import (
+    conversion_event_id,
+    event_for_status,
+    stage_event_names,
+    stage_ledger_keys,
+    stage_statuses,
+    status_key,
+)
 from streams.domain.types import (
     Booking,
     Channel,
@@ -253,10 +269,33 @@ def _purchase_problem(change: StatusChange) -> Rejection | None:
     return Rejection("invalid_value", message, "value" if bad_value else "currency")
 
 
-def _send_status(
-    w: _Work, change: StatusChange, event: str, source: SourceRef, counter: str
-) -> None:
+def _stage_sent(
+    w: _Work, change: StatusChange, statuses: frozenset[str], ctx_event: str | None
+) -> bool:
+    """Tell whether the change's stage was already sent, under any name it has on either route."""
+    rules = w.rules
+    if w.already_sent(*stage_ledger_keys(statuses)):
+        return True
+    ids = []
+    for name in stage_event_names(statuses, rules.stage_map_web, rules.stage_map_crm):
+        if name == rules.purchase_event and change.order_id:
+            continue  # an order-based Purchase id is per order, below
+        if ctx_event:
+            ids.append(f"{ctx_event}:{name}")
+        ids.append(f"lead-{w.lead_id}:{name}")
+    return w.already_sent(*ids)
+
+
+def _send_status(w: _Work, change: StatusChange, source: SourceRef, counter: str) -> None:
     rules, ctx = w.rules, w.context
+    channel = _channel(ctx, rules)
+    stage_map = rules.stage_map_for(channel)
+    event = event_for_status(change.status, stage_map)
+    if event is None:
+        w.counts["ignored_status"] += 1
+        return
+    per_order = event == rules.purchase_event and bool(change.order_id)
+    statuses = stage_statuses(change.status, stage_map)
     event_id = conversion_event_id(
         event,
         form_event_id=ctx.event_id if ctx is not None else None,
@@ -271,7 +310,9 @@ def _send_status(
         order_id=change.order_id,
         purchase_event=rules.purchase_event,
     )
-    if w.already_sent(event_id, without_form):
+    if w.already_sent(event_id, without_form) or (
+        not per_order and _stage_sent(w, change, statuses, ctx.event_id if ctx else None)
+    ):
         w.counts["duplicate_conversion"] += 1
         return
     if ctx is None and change.keys.is_empty():
@@ -294,7 +335,7 @@ def _send_status(
             lead_id=w.lead_id,
             source_kind=SourceKind.STATUS_CHANGE,
             source_id=change.change_id,
-            channel=_channel(ctx, rules),
+            channel=channel,
             matched=ctx is not None,
             created_at=w.now,
             keys=_fill_keys(click.keys, change.keys),
@@ -314,6 +355,9 @@ def _send_status(
         ),
         counter,
     )
+    if not per_order:
+        [key] = stage_ledger_keys(frozenset({status_key(change.status)}))
+        w.sent[key] = w.now
 
 
 def _send_booking(w: _Work, booking: Booking, source: SourceRef, counter: str) -> None:
@@ -380,12 +424,14 @@ def _handle(w: _Work, item: StatusChange | Booking, source: SourceRef, *, expire
         if not _parked(w, item, source, expired=expired):
             _send_booking(w, item, source, counter)
         return
-    event = event_for_status(item.status, w.rules.stage_map)
-    if event is None:
+    rules = w.rules
+    if all(
+        event_for_status(item.status, m) is None for m in (rules.stage_map_web, rules.stage_map_crm)
+    ):
         w.counts["ignored_status"] += 1
         return
     if not _parked(w, item, source, expired=expired):
-        _send_status(w, item, event, source, counter)
+        _send_status(w, item, source, counter)  # the route, known with the form, picks the event
 
 
 def _new_context(lead_id: str, form: FormSubmit) -> LeadContext:

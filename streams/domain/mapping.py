@@ -6,7 +6,19 @@ import json
 from collections.abc import Mapping
 from types import MappingProxyType
 
-DEFAULT_STAGE_MAP: Mapping[str, str] = MappingProxyType(
+# Web: TikTok optimises web campaigns only on standard events, so a qualified lead goes out as the
+# Lead-objective standard event ApplicationApproval (domain.md §4).
+DEFAULT_STAGE_MAP_WEB: Mapping[str, str] = MappingProxyType(
+    {
+        "qualified": "ApplicationApproval",
+        "sql": "ApplicationApproval",
+        "won": "Purchase",
+        "closed_won": "Purchase",
+    }
+)
+
+# CRM: event sets take the advertiser's own names, mapped to standard events in Events Manager.
+DEFAULT_STAGE_MAP_CRM: Mapping[str, str] = MappingProxyType(
     {
         "qualified": "QualifiedLead",
         "sql": "QualifiedLead",
@@ -16,12 +28,13 @@ DEFAULT_STAGE_MAP: Mapping[str, str] = MappingProxyType(
 )
 
 
-def _status_key(status: str) -> str:
+def status_key(status: str) -> str:
+    """Normalise a CRM status for matching: trimmed, lower-case."""
     return status.strip().lower()
 
 
 def parse_stage_map(text: str) -> dict[str, str]:
-    """Parse ``LEADSTREAM_STAGE_MAP``: a JSON object of CRM status -> event name.
+    """Parse a stage map (``LEADSTREAM_STAGE_MAP``, ``_WEB``, ``_CRM``): JSON, status -> event name.
 
     Statuses are trimmed and lower-cased (matching is case-insensitive); event names are trimmed
     and kept case-sensitive, as the Events API is.
@@ -47,7 +60,7 @@ def parse_stage_map(text: str) -> dict[str, str]:
         raise ValueError(msg)
     result: dict[str, str] = {}
     for raw_status, raw_event in data.items():
-        status = _status_key(raw_status)
+        status = status_key(raw_status)
         if not status:
             msg = "stage map has a blank status"
             raise ValueError(msg)
@@ -83,16 +96,59 @@ def event_for_status(status: str, stage_map: Mapping[str, str]) -> str | None:
         The event name, or None.
 
     """
-    key = _status_key(status)
+    key = status_key(status)
     if not key:
         return None
     event = stage_map.get(key)
     if event is not None:
         return event
     for raw, candidate in stage_map.items():
-        if _status_key(raw) == key:
+        if status_key(raw) == key:
             return candidate
     return None
+
+
+def stage_statuses(status: str, stage_map: Mapping[str, str]) -> frozenset[str]:
+    """Return the stage of ``status``: every status that maps to the same event, normalised.
+
+    The stage, not the event name, is what a lead must not send twice: with the default maps
+    ``qualified`` and ``sql`` are one stage, whatever event it is named on either route.
+
+    Args:
+        status: The CRM stage, any case.
+        stage_map: Status -> event name.
+
+    Returns:
+        The normalised statuses of the stage (empty when ``status`` is not mapped).
+
+    """
+    event = event_for_status(status, stage_map)
+    if event is None:
+        return frozenset()
+    return frozenset(status_key(raw) for raw, name in stage_map.items() if name == event) | {
+        status_key(status)
+    }
+
+
+def stage_ledger_keys(statuses: frozenset[str]) -> tuple[str, ...]:
+    """Return the conversion ledger keys that mark a stage as sent (``stage:<status>``)."""
+    return tuple(f"stage:{s}" for s in sorted(statuses))
+
+
+def stage_event_names(statuses: frozenset[str], *stage_maps: Mapping[str, str]) -> frozenset[str]:
+    """Return every event name the stage's statuses map to in ``stage_maps``.
+
+    A ledger written before stages were recorded holds only event ids; a stage is also found sent
+    under any name it has on either route (e.g. ``QualifiedLead`` before the web route moved to
+    ``ApplicationApproval``).
+    """
+    names: set[str] = set()
+    for stage_map in stage_maps:
+        for status in statuses:
+            event = event_for_status(status, stage_map)
+            if event is not None:
+                names.add(event)
+    return frozenset(names)
 
 
 def conversion_event_id(

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM, DEFAULT_STAGE_MAP_WEB
+
 
 class Consent(StrEnum):
     """Consent to ad measurement, as recorded with the form submit."""
@@ -206,7 +208,8 @@ class LeadState:
 class Rules:
     """The configurable rules of the core (mapping, consent, windows)."""
 
-    stage_map: Mapping[str, str]
+    stage_map_web: Mapping[str, str] = field(default_factory=lambda: DEFAULT_STAGE_MAP_WEB)
+    stage_map_crm: Mapping[str, str] = field(default_factory=lambda: DEFAULT_STAGE_MAP_CRM)
     consent_policy: ConsentPolicy = ConsentPolicy.GRANTED_ONLY
     crm_routing: bool = False
     pending_wait: timedelta = timedelta(hours=24)
@@ -215,3 +218,7 @@ class Rules:
     input_dedup_window: timedelta = timedelta(days=90)
     purchase_event: str = "Purchase"
     booking_event: str = "Schedule"
+
+    def stage_map_for(self, channel: Channel) -> Mapping[str, str]:
+        """Return the stage map of a route (domain.md §4)."""
+        return self.stage_map_crm if channel is Channel.CRM else self.stage_map_web

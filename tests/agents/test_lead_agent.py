@@ -207,8 +207,8 @@ async def test_form_then_qualified_status_emits_one_conversion(built: Built, lea
     [(key, _)] = built.sends("conversions")
     assert key == KEY
     [conv] = built.decoded("conversions", "Conversion")
-    assert conv["event_id"] == f"{FORM_EVENT_ID}:QualifiedLead"
-    assert conv["event"] == "QualifiedLead"
+    assert conv["event_id"] == f"{FORM_EVENT_ID}:ApplicationApproval"
+    assert conv["event"] == "ApplicationApproval"
     assert conv["lead_id"] == LEAD_ID
     assert conv["channel"] == "WEB"
     assert conv["source_kind"] == "status_change"
@@ -217,7 +217,7 @@ async def test_form_then_qualified_status_emits_one_conversion(built: Built, lea
     assert conv["email_sha256"] == EMAIL_SHA
     assert built.sends("dead_letter") == []
     assert KEY in built.worker.tables.leads
-    assert built.sample("leadstream_conversions_built_total", event="QualifiedLead") == 1
+    assert built.sample("leadstream_conversions_built_total", event="ApplicationApproval") == 1
     assert built.sample("leadstream_events_in_total", topic=topics.status.get_topic_name()) == 1
 
 
@@ -247,7 +247,7 @@ async def test_status_before_its_form_waits_and_is_released_by_the_form(
     await put(leads, topics.form, form_bytes(built))
 
     [conv] = built.decoded("conversions", "Conversion")
-    assert conv["event_id"] == f"{FORM_EVENT_ID}:QualifiedLead"
+    assert conv["event_id"] == f"{FORM_EVENT_ID}:ApplicationApproval"
     assert conv["page_url"] == PAGE_URL
 
 

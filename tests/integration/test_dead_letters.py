@@ -42,7 +42,7 @@ def test_redrive_after_the_late_form_arrives_sends_exactly_once(
         events = wait_until(
             lambda: sandbox_events(stack, p), 60, "the re-driven conversion", worker
         )
-        assert [e["event_id"] for e in events] == [f"{p}-evt-1:QualifiedLead"]
+        assert [e["event_id"] for e in events] == [f"{p}-evt-1:ApplicationApproval"]
         assert events[0]["user"]["ttclid"] == f"E.C.P.{p}click1"
 
         received = stack.sandbox_get("/_sandbox/stats")["events_received"]

@@ -13,7 +13,10 @@ def test_demo_sends_every_expected_conversion_exactly_once(stack: LocalStack) ->
     assert run_demo(stack=stack, out=out, timeout=90) == 0, out.getvalue()
     text = out.getvalue()
     assert "every expected conversion arrived exactly once" in text
-    assert "evt-form-1:QualifiedLead" in text and "evt-form-1:Purchase" in text
+    assert "evt-form-1:ApplicationApproval" in text and "evt-form-1:Purchase" in text
+    assert "evt-form-6:QualifiedLead" in text  # the Instant Form lead, on the CRM route
+    assert "web  stage map: qualified -> ApplicationApproval" in text
+    assert "crm  stage map: qualified -> QualifiedLead" in text
     assert "E.C.P.v3demoClickIdForLead1" in text  # the raw ttclid of the form
     assert "86e0b9e56c17" in text  # jane.doe@example.com, hashed
     assert "undecodable" in text and "invalid_value" in text

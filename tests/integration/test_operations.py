@@ -54,7 +54,7 @@ def test_metrics_of_a_running_worker_have_the_core_series(stack: LocalStack, nam
         worker.stop()
     assert _value(text, 'leadstream_events_in_total{topic="' + names.form) == 2
     assert _value(text, 'leadstream_events_in_total{topic="' + names.status) == 3
-    assert _value(text, 'leadstream_conversions_built_total{event="QualifiedLead"}') == 1
+    assert _value(text, 'leadstream_conversions_built_total{event="ApplicationApproval"}') == 1
     assert _value(text, 'leadstream_core_outcomes_total{outcome="duplicate_input"}') == 1
     assert _value(text, 'leadstream_dead_letters_total{reason="invalid_value"}') == 1
     assert (

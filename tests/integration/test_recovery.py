@@ -87,10 +87,10 @@ def test_restarted_worker_restores_the_tail_of_the_last_changelog_batch(
         events = wait_until(
             lambda: (lambda ev: ev if len(ev) >= leads else None)(sandbox_events(stack, p)),
             60,
-            f"{leads} QualifiedLead events (a forgotten form would make its status wait)",
+            f"{leads} ApplicationApproval events (a forgotten form would make its status wait)",
             second,
         )
     finally:
         second.stop()
     ids = sorted(e["event_id"] for e in events)
-    assert ids == sorted(f"{p}-evt-{n}:QualifiedLead" for n in range(leads))
+    assert ids == sorted(f"{p}-evt-{n}:ApplicationApproval" for n in range(leads))

@@ -123,19 +123,19 @@ def scenario(stack: LocalStack) -> Iterator[Scenario]:
 
 def test_redelivered_status_change_sends_once(scenario: Scenario) -> None:
     ids = [c["event_id"] for c in scenario.conversions()]
-    assert ids.count(f"{scenario.p}-evt-1:QualifiedLead") == 1
-    scenario.by_id(f"{scenario.p}-evt-1:QualifiedLead")
+    assert ids.count(f"{scenario.p}-evt-1:ApplicationApproval") == 1
+    scenario.by_id(f"{scenario.p}-evt-1:ApplicationApproval")
 
 
-def test_flapping_status_sends_one_qualified_lead(scenario: Scenario) -> None:
+def test_flapping_status_sends_one_qualified_lead_event(scenario: Scenario) -> None:
     ids = [c["event_id"] for c in scenario.conversions()]
-    assert ids.count(f"{scenario.p}-evt-2:QualifiedLead") == 1
-    event = scenario.by_id(f"{scenario.p}-evt-2:QualifiedLead")
-    assert event["event"] == "QualifiedLead"
+    assert ids.count(f"{scenario.p}-evt-2:ApplicationApproval") == 1
+    event = scenario.by_id(f"{scenario.p}-evt-2:ApplicationApproval")
+    assert event["event"] == "ApplicationApproval"
 
 
 def test_status_before_its_form_is_sent_enriched_when_the_form_arrives(scenario: Scenario) -> None:
-    event = scenario.by_id(f"{scenario.p}-evt-3:QualifiedLead")
+    event = scenario.by_id(f"{scenario.p}-evt-3:ApplicationApproval")
     assert event["user"]["ttclid"] == f"E.C.P.{scenario.p}click3"
     assert event["page"]["url"] == "https://shop.example.com/quote"
     conv = [c for c in scenario.conversions() if c["lead_id"] == f"{scenario.p}-lead-3"]

@@ -98,7 +98,7 @@ def run(stack: LocalStack) -> Iterator[Run]:
 
 def test_unknown_consent_is_sent_under_unless_denied(run: Run) -> None:
     ids = [e["event_id"] for e in sandbox_events(run.stack, run.names.prefix)]
-    assert f"{run.names.prefix}-evt-1:QualifiedLead" in ids
+    assert f"{run.names.prefix}-evt-1:ApplicationApproval" in ids
 
 
 def test_expired_status_change_goes_with_its_own_keys(run: Run) -> None:
@@ -106,7 +106,7 @@ def test_expired_status_change_goes_with_its_own_keys(run: Run) -> None:
     events = [
         e
         for e in run.stack.sandbox_get("/_sandbox/events")
-        if e["event_id"] == f"lead-{p}-lead-2:QualifiedLead"
+        if e["event_id"] == f"lead-{p}-lead-2:ApplicationApproval"
     ]
     assert len(events) == 1
     user = events[0]["user"]

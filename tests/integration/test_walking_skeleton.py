@@ -1,4 +1,4 @@
-"""Issue 2: JSON lines via `leadstream produce` reach the sandbox as one QualifiedLead."""
+"""Issue 2: JSON lines via `leadstream produce` reach the sandbox as one ApplicationApproval."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def test_form_and_qualified_status_arrive_as_exactly_one_qualified_lead(
         worker.stop()
     assert len(events) == 1
     event = events[0]
-    assert event["event"] == "QualifiedLead"
-    assert event["event_id"] == f"{p}-evt-1:QualifiedLead"
+    assert event["event"] == "ApplicationApproval"
+    assert event["event_id"] == f"{p}-evt-1:ApplicationApproval"
     assert event["event_source"] == "web"
     expected_email = hashlib.sha256(f"lead1.{p}@example.com".encode()).hexdigest()
     assert event["user"]["email"] in (expected_email, [expected_email])

@@ -6,7 +6,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams.domain.mapping import DEFAULT_STAGE_MAP
 from streams.domain.matchkeys import sha256_hex
 from streams.domain.types import (
     Booking,
@@ -142,7 +141,7 @@ def make_form_submit(**overrides: Any) -> FormSubmit:
 
 
 def make_status_change(**overrides: Any) -> StatusChange:
-    """A validated status change that maps to QualifiedLead."""
+    """A validated status change that maps to ApplicationApproval (web) or QualifiedLead (CRM)."""
     change = StatusChange(
         change_id="c-1",
         lead_id=LEAD_ID,
@@ -200,7 +199,7 @@ def make_context(**overrides: Any) -> LeadContext:
 
 def make_rules(**overrides: Any) -> Rules:
     """The default rules."""
-    return replace(Rules(stage_map=DEFAULT_STAGE_MAP), **overrides)
+    return replace(Rules(), **overrides)
 
 
 def make_state(**overrides: Any) -> LeadState:

@@ -48,7 +48,7 @@ from tests.unit.factories import (
 )
 
 RULES = make_rules()
-QL_ID = f"{FORM_EVENT_ID}:QualifiedLead"
+QL_ID = f"{FORM_EVENT_ID}:ApplicationApproval"
 MINUTE = timedelta(minutes=1)
 
 
@@ -160,7 +160,7 @@ def test_status_before_form_waits_then_is_sent_enriched() -> None:
     assert conv.event_id == QL_ID and conv.matched is True
     assert conv.keys == FULL_KEYS  # the form's keys win over the change's own
     assert outcome.state is not None and outcome.state.pending == ()
-    assert outcome.state.sent == {QL_ID: NOW}
+    assert outcome.state.sent == {QL_ID: NOW, "stage:qualified": NOW}
 
 
 def test_form_releases_waiting_inputs_in_arrival_order() -> None:
@@ -179,13 +179,13 @@ def test_form_releases_waiting_inputs_in_arrival_order() -> None:
             state = on_status_change(state, item, SOURCE, RULES, at).state
     assert state is not None and len(state.pending) == 3  # "contacted" never waits
     outcome = on_form(state, make_form_submit(), RULES, NOW)
-    assert [c.event for c in outcome.conversions] == ["Schedule", "Purchase", "QualifiedLead"]
+    assert [c.event for c in outcome.conversions] == ["Schedule", "Purchase", "ApplicationApproval"]
     assert outcome.counts == {"form_stored": 1, "emitted": 3}
 
 
 def test_waiting_status_whose_stage_was_unmapped_meanwhile_is_ignored() -> None:
     waiting = on_status_change(None, make_status_change(), SOURCE, RULES, NOW - MINUTE)
-    rules = make_rules(stage_map={"won": "Purchase"})
+    rules = make_rules(stage_map_web={"won": "Purchase"}, stage_map_crm={"won": "Purchase"})
     outcome = on_form(waiting.state, make_form_submit(), rules, NOW)
     assert outcome.conversions == ()
     assert outcome.counts == {"form_stored": 1, "ignored_status": 1}
@@ -203,7 +203,7 @@ def test_qualified_status_becomes_an_enriched_conversion() -> None:
     assert outcome.dead == ()
     assert only(outcome) == Conversion(
         event_id=QL_ID,
-        event="QualifiedLead",
+        event="ApplicationApproval",
         event_time=NOW - MINUTE,
         lead_id=LEAD_ID,
         source_kind=SourceKind.STATUS_CHANGE,
@@ -225,7 +225,7 @@ def test_qualified_status_becomes_an_enriched_conversion() -> None:
     )
     assert outcome.state == replace(
         state,
-        sent={QL_ID: NOW},
+        sent={QL_ID: NOW, "stage:qualified": NOW},
         seen={**state.seen, "s:c-1": NOW},
         updated_at=NOW,
     )
@@ -272,7 +272,9 @@ def test_status_flapping_sends_one_qualified_lead() -> None:
 
 
 def test_event_sent_without_the_form_is_not_sent_again_with_it() -> None:
-    state = replace(stored(), sent={f"lead-{LEAD_ID}:QualifiedLead": NOW - timedelta(hours=1)})
+    state = replace(
+        stored(), sent={f"lead-{LEAD_ID}:ApplicationApproval": NOW - timedelta(hours=1)}
+    )
     outcome = on_status_change(state, make_status_change(), SOURCE, RULES, NOW)
     assert outcome.counts == {"duplicate_conversion": 1}
 
@@ -368,10 +370,10 @@ def test_purchase_without_positive_value_and_currency_is_dead_lettered(
 
 
 def test_a_renamed_purchase_event_is_the_one_validated() -> None:
-    rules = make_rules(stage_map={"won": "CompletePayment"}, purchase_event="CompletePayment")
+    rules = make_rules(stage_map_web={"won": "CompletePayment"}, purchase_event="CompletePayment")
     outcome = on_status_change(stored(), make_purchase(value=None), SOURCE, rules, NOW)
     assert outcome.counts == {"invalid_value": 1}
-    rules = make_rules(stage_map={"won": "CompletePayment"})
+    rules = make_rules(stage_map_web={"won": "CompletePayment"})
     outcome = on_status_change(stored(), make_purchase(value=None), SOURCE, rules, NOW)
     assert outcome.counts == {"emitted": 1}
 
@@ -427,6 +429,47 @@ def test_crm_routing(tiktok_lead_id: str | None, crm_routing: bool, channel: Cha
     conv = only(on_status_change(state, make_status_change(), SOURCE, rules, NOW))
     assert conv.channel is channel
     assert conv.tiktok_lead_id == tiktok_lead_id
+
+
+@pytest.mark.parametrize(
+    ("tiktok_lead_id", "event"), [(None, "ApplicationApproval"), ("7312", "QualifiedLead")]
+)
+def test_each_route_has_its_own_stage_map(tiktok_lead_id: str | None, event: str) -> None:
+    rules = make_rules(crm_routing=True)
+    state = stored(make_form_submit(tiktok_lead_id=tiktok_lead_id), rules)
+    conv = only(on_status_change(state, make_status_change(status="SQL"), SOURCE, rules, NOW))
+    assert (conv.event, conv.event_id) == (event, f"{FORM_EVENT_ID}:{event}")
+
+
+def test_a_status_mapped_only_on_the_other_route_is_ignored() -> None:
+    rules = make_rules(stage_map_crm={"demo": "DemoBooked"})
+    outcome = on_status_change(stored(), make_status_change(status="demo"), SOURCE, rules, NOW)
+    assert outcome.conversions == () and outcome.counts == {"ignored_status": 1}
+
+
+def test_a_stage_is_not_sent_twice_when_the_mapping_changes_between_two_changes() -> None:
+    before = make_rules(stage_map_web={"qualified": "Contact", "sql": "Contact"})
+    first = on_status_change(stored(), make_status_change(status="qualified"), SOURCE, before, NOW)
+    assert only(first).event == "Contact"
+    later = NOW + MINUTE
+    change = make_status_change(change_id="chg-2", status="sql")
+    outcome = on_status_change(first.state, change, SOURCE, RULES, later)  # now ApplicationApproval
+    assert outcome.conversions == ()
+    assert outcome.counts == {"duplicate_conversion": 1}
+
+
+def test_a_ledger_from_before_stages_still_stops_the_renamed_event() -> None:
+    """A web lead that sent QualifiedLead (the old default) does not send ApplicationApproval."""
+    state = replace(stored(), sent={f"{FORM_EVENT_ID}:QualifiedLead": NOW - MINUTE})
+    outcome = on_status_change(state, make_status_change(status="sql"), SOURCE, RULES, NOW)
+    assert outcome.counts == {"duplicate_conversion": 1}
+
+
+def test_purchases_of_two_orders_are_two_stages_not_one() -> None:
+    first = on_status_change(stored(), make_purchase(order_id="o-1"), SOURCE, RULES, NOW)
+    second = make_purchase(change_id="chg-9", order_id="o-2")
+    outcome = on_status_change(first.state, second, SOURCE, RULES, NOW + MINUTE)
+    assert only(outcome).event_id == "o-2:Purchase"
 
 
 def test_change_and_booking_ids_do_not_shadow_each_other() -> None:
@@ -565,13 +608,15 @@ def test_expired_status_is_sent_with_its_own_keys_unmatched() -> None:
     outcome = expire(state, UNLESS_DENIED, NOW)
     assert outcome.counts == {"expired_sent": 1}
     conv = only(outcome)
-    assert conv.event_id == f"lead-{LEAD_ID}:QualifiedLead"
+    assert conv.event_id == f"lead-{LEAD_ID}:ApplicationApproval"
     assert conv.matched is False and conv.channel is Channel.WEB
     assert conv.ad_consent is Consent.UNKNOWN
     assert conv.keys == MatchKeys(email_sha256=EMAIL_SHA)
     assert conv.ttclid is None and conv.page_url is None
     assert conv.crm == "hubspot"
-    assert outcome.state == replace(state, pending=(), sent={conv.event_id: NOW}, updated_at=NOW)
+    assert outcome.state == replace(
+        state, pending=(), sent={conv.event_id: NOW, "stage:qualified": NOW}, updated_at=NOW
+    )
 
 
 def test_expired_input_follows_the_consent_policy() -> None:
@@ -648,7 +693,7 @@ def test_expired_purchase_without_value_is_invalid() -> None:
 def test_expired_event_already_sent_is_a_duplicate() -> None:
     state = replace(
         waiting_state(make_status_change(keys=MatchKeys(EMAIL_SHA))),
-        sent={f"lead-{LEAD_ID}:QualifiedLead": NOW - timedelta(days=3)},
+        sent={f"lead-{LEAD_ID}:ApplicationApproval": NOW - timedelta(days=3)},
     )
     outcome = expire(state, UNLESS_DENIED, NOW)
     assert outcome.counts == {"duplicate_conversion": 1}
@@ -656,7 +701,7 @@ def test_expired_event_already_sent_is_a_duplicate() -> None:
 
 def test_expired_status_no_longer_mapped_is_ignored() -> None:
     state = waiting_state(make_status_change(keys=MatchKeys(EMAIL_SHA)))
-    outcome = expire(state, make_rules(stage_map={}), NOW)
+    outcome = expire(state, make_rules(stage_map_web={}, stage_map_crm={}), NOW)
     assert outcome.counts == {"ignored_status": 1}
 
 
@@ -673,7 +718,7 @@ def test_form_arriving_after_the_wait_does_not_resend() -> None:
 
 def test_expire_prunes_old_ledger_and_seen_entries() -> None:
     state = make_state(
-        sent={"old:QualifiedLead": NOW - timedelta(days=90), "new:Purchase": NOW},
+        sent={"old:ApplicationApproval": NOW - timedelta(days=90), "new:Purchase": NOW},
         seen={"s:old": NOW - timedelta(days=91), "s:new": NOW - timedelta(days=89)},
         updated_at=NOW - timedelta(days=10),
     )
@@ -722,7 +767,7 @@ def test_lead_without_context_is_deleted_when_nothing_is_left() -> None:
     outcome = expire(state, RULES, NOW)
     assert outcome.state is None
     assert outcome.counts == {"pruned": 1, "lead_deleted": 1}
-    kept = LeadState(lead_id=LEAD_ID, sent={"lead-x:QualifiedLead": NOW}, updated_at=NOW)
+    kept = LeadState(lead_id=LEAD_ID, sent={"lead-x:ApplicationApproval": NOW}, updated_at=NOW)
     assert expire(kept, RULES, NOW).state is kept
 
 

@@ -84,7 +84,7 @@ def assert_each_event_once(outcomes: list[Outcome]) -> None:
     conversions = [c for o in outcomes for c in o.conversions]
     ids = Counter(c.event_id for c in conversions)
     assert all(n == 1 for n in ids.values()), ids
-    assert sum(c.event == "QualifiedLead" for c in conversions) <= 1
+    assert sum(c.event in ("QualifiedLead", "ApplicationApproval") for c in conversions) <= 1
     assert sum(c.event == "Purchase" and c.order_id is None for c in conversions) <= 1
     for c in conversions:
         assert c.ad_consent != "DENIED"

@@ -7,23 +7,37 @@ import pytest
 from streams.domain.consent import withheld_reason
 from streams.domain.currencies import ISO_4217, is_currency
 from streams.domain.mapping import (
-    DEFAULT_STAGE_MAP,
+    DEFAULT_STAGE_MAP_CRM,
+    DEFAULT_STAGE_MAP_WEB,
     conversion_event_id,
     event_for_status,
     parse_stage_map,
+    stage_statuses,
 )
 from streams.domain.types import Consent, ConsentPolicy
 
 
-def test_default_stage_map() -> None:
-    assert dict(DEFAULT_STAGE_MAP) == {
+def test_default_stage_maps() -> None:
+    assert dict(DEFAULT_STAGE_MAP_WEB) == {
+        "qualified": "ApplicationApproval",
+        "sql": "ApplicationApproval",
+        "won": "Purchase",
+        "closed_won": "Purchase",
+    }
+    assert dict(DEFAULT_STAGE_MAP_CRM) == {
         "qualified": "QualifiedLead",
         "sql": "QualifiedLead",
         "won": "Purchase",
         "closed_won": "Purchase",
     }
     with pytest.raises(TypeError):
-        DEFAULT_STAGE_MAP["lost"] = "Nope"  # type: ignore[index]
+        DEFAULT_STAGE_MAP_WEB["lost"] = "Nope"  # type: ignore[index]
+
+
+def test_a_stage_is_every_status_mapping_to_the_same_event() -> None:
+    assert stage_statuses(" SQL ", DEFAULT_STAGE_MAP_WEB) == {"qualified", "sql"}
+    assert stage_statuses("won", DEFAULT_STAGE_MAP_CRM) == {"won", "closed_won"}
+    assert stage_statuses("lost", DEFAULT_STAGE_MAP_CRM) == frozenset()
 
 
 def test_parse_stage_map_normalises_statuses_not_event_names() -> None:
@@ -72,7 +86,7 @@ def test_parse_stage_map_errors(text: str, match: str) -> None:
     ],
 )
 def test_event_for_status(status: str, event: str | None) -> None:
-    assert event_for_status(status, DEFAULT_STAGE_MAP) == event
+    assert event_for_status(status, DEFAULT_STAGE_MAP_CRM) == event
 
 
 def test_event_for_status_with_a_hand_built_map() -> None:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from streams.connection import KafkaConnection
-from streams.domain.mapping import DEFAULT_STAGE_MAP
+from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM, DEFAULT_STAGE_MAP_WEB
 from streams.domain.types import ConsentPolicy, Rules
 from streams.errors import ConfigError
 from streams.settings import (
@@ -49,7 +49,9 @@ def test_defaults() -> None:
     assert s.tiktok_test_event_code is None
     assert s.web_port == 6066
     assert s.app_id == "leadstream"
-    assert s.stage_map == dict(DEFAULT_STAGE_MAP)
+    assert s.stage_map is None
+    assert s.rules().stage_map_web == dict(DEFAULT_STAGE_MAP_WEB)
+    assert s.rules().stage_map_crm == dict(DEFAULT_STAGE_MAP_CRM)
     assert s.consent_policy is ConsentPolicy.GRANTED_ONLY
     assert s.pending_wait == timedelta(hours=24)
     assert s.lead_retention == timedelta(days=90)
@@ -117,7 +119,8 @@ def test_stage_map_json_with_case_insensitive_keys(monkeypatch: pytest.MonkeyPat
     s = Settings()
 
     assert s.stage_map == {"qualified": "QualifiedLead", "mql": "Lead", "closed won": "Purchase"}
-    assert s.rules().stage_map == s.stage_map
+    assert s.rules().stage_map_web == s.stage_map
+    assert s.rules().stage_map_crm == s.stage_map
 
 
 @pytest.mark.parametrize("text", ["{not json", "[]", '{"won": 5}', '{"a": "X", "A": "Y"}'])
@@ -135,6 +138,42 @@ def test_bad_stage_map_json_message_is_specific(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("LEADSTREAM_STAGE_MAP", '{"won": "Purchase",}')
     with pytest.raises(ValidationError, match="stage map is not valid JSON"):
         Settings()
+
+
+def test_per_route_stage_maps_win_for_their_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADSTREAM_STAGE_MAP", '{"won": "Purchase"}')
+    monkeypatch.setenv("LEADSTREAM_STAGE_MAP_CRM", '{"SQL": "SalesQualified"}')
+
+    rules = Settings().rules()
+
+    assert rules.stage_map_web == {"won": "Purchase"}  # LEADSTREAM_STAGE_MAP: both routes...
+    assert rules.stage_map_crm == {"sql": "SalesQualified"}  # ...unless the route has its own
+
+    monkeypatch.delenv("LEADSTREAM_STAGE_MAP")
+    monkeypatch.setenv("LEADSTREAM_STAGE_MAP_WEB", '{"qualified": "Contact"}')
+    rules = Settings().rules()
+    assert rules.stage_map_web == {"qualified": "Contact"}
+    assert rules.stage_map_crm == {"sql": "SalesQualified"}
+
+
+def test_default_stage_maps_per_route() -> None:
+    rules = Settings().rules()
+    assert rules.stage_map_web["qualified"] == "ApplicationApproval"
+    assert rules.stage_map_web["sql"] == "ApplicationApproval"
+    assert rules.stage_map_crm["qualified"] == "QualifiedLead"
+    assert rules.stage_map_crm["sql"] == "QualifiedLead"
+    for route in (rules.stage_map_web, rules.stage_map_crm):
+        assert route["won"] == route["closed_won"] == "Purchase"
+
+
+@pytest.mark.parametrize("name", ["LEADSTREAM_STAGE_MAP_WEB", "LEADSTREAM_STAGE_MAP_CRM"])
+def test_bad_per_route_stage_map_names_its_field(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "{oops")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert _error_locs(info.value) == [(name.removeprefix("LEADSTREAM_").lower(),)]
 
 
 def test_stage_map_as_dict_override_is_normalised() -> None:
@@ -278,7 +317,8 @@ def test_rules_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
     rules = Settings().rules()
 
     assert rules == Rules(
-        stage_map={"won": "Purchase"},
+        stage_map_web={"won": "Purchase"},
+        stage_map_crm={"won": "Purchase"},
         consent_policy=ConsentPolicy.UNLESS_DENIED,
         crm_routing=True,
         pending_wait=timedelta(hours=2),
