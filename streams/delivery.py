@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import random
 import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +23,13 @@ from faust.types import EventT
 
 from streams import pipeline as pl
 from streams.domain import payload, records
-from streams.domain.delivery import BatchVerdict, Verdict, backoff_seconds, classify
+from streams.domain.delivery import (
+    UNKNOWN_CODE_ATTEMPTS,
+    BatchVerdict,
+    Verdict,
+    backoff_seconds,
+    classify,
+)
 from streams.domain.types import Conversion, Rejection
 from streams.errors import ApiError, SerdeError
 from streams.metrics import Metrics
@@ -33,6 +40,8 @@ from streams.tiktok.client import EventsDestination
 from streams.topics import Topics
 
 logger = logging.getLogger(__name__)
+
+_LOGGED_REQUESTS_MAX = 10_000  # request ids remembered so each rejected request is logged once
 
 
 @dataclass
@@ -94,6 +103,7 @@ class Delivery:
         self.clock = clock
         self.circuits: dict[str, Circuit] = {}
         self._random = random.Random()  # noqa: S311 - jitter, not security
+        self._logged_requests: OrderedDict[str, None] = OrderedDict()
 
     async def handle(self, events: Sequence[EventT]) -> None:
         """Deliver one batch of conversion events; returns when every outcome is durable."""
@@ -158,25 +168,34 @@ class Delivery:
         return self.tables.delivered.data.get(event_id.encode()) is not None
 
     async def _send_group(self, dest: payload.Destination, items: list[Item]) -> list[Result]:
-        """Send ``items`` to ``dest`` until each has a final outcome."""
+        """Send ``items`` to ``dest`` until each has a final outcome.
+
+        The work is a queue of requests (chunks of items). A rejection that names no event
+        bisects its request; 40061 and HTTP 413 halve it; the answers that pause the destination
+        (auth, configuration) or are retried resend the same request.
+        """
         name = self.destination.name
         circuit = self.circuits.setdefault(f"{dest.event_source}:{dest.event_source_id}", Circuit())
         horizon = self.settings.retry_horizon.total_seconds()
         size = self.settings.delivery_batch_max
-        queue = list(items)
+        work: deque[list[Item]] = deque(items[i : i + size] for i in range(0, len(items), size))
         results: list[Result] = []
         retrying_since: float | None = None  # the horizon runs from the first retryable failure
         attempt = 0
-        while queue:
-            chunk, rest = queue[:size], queue[size:]
+        unknown_tries = 0
+        while work:
+            chunk = work.popleft()
             verdict, request_id = await self._post(dest, chunk)
             for it in chunk:
                 it.attempts += 1
             self.metrics.requests.labels(name, verdict.verdict.value).inc()
             if verdict.verdict is not Verdict.RETRY:
                 retrying_since = None
-            if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED):
+            if verdict.verdict is not Verdict.UNKNOWN:
+                unknown_tries = 0
+            if verdict.verdict not in (Verdict.AUTH, Verdict.CONFIG):
                 self._close(circuit, dest)
+            if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED):
                 attempt = 0
                 again = []
                 for idx, it in enumerate(chunk):
@@ -189,23 +208,61 @@ class Delivery:
                         results.append(Result(it, True, verdict.code, verdict.message, request_id))
                     else:
                         again.append(it)
-                queue = again + rest
-            elif verdict.verdict is Verdict.SPLIT and len(chunk) == 1:
+                if again:
+                    work.appendleft(again)
+            elif verdict.verdict in (Verdict.SPLIT, Verdict.BISECT) and len(chunk) == 1:
                 # "Too many events" for a single event cannot be fixed by splitting: permanent.
-                msg = f"rejected as too many events even alone: {verdict.message}"
+                msg = (
+                    f"rejected as too large even alone: {verdict.message}"
+                    if verdict.verdict is Verdict.SPLIT
+                    else verdict.message
+                )
                 results.append(
                     Result(chunk[0], False, verdict.code, msg, request_id, "api_rejected")
                 )
-                queue = rest
-            elif verdict.verdict is Verdict.SPLIT:
-                size = max(1, len(chunk) // 2)
-                logger.warning(
-                    "%s: %d events rejected as too many; splitting to %d", name, len(chunk), size
-                )
-            elif verdict.verdict is Verdict.AUTH:
+            elif verdict.verdict in (Verdict.SPLIT, Verdict.BISECT):
+                half = len(chunk) // 2
+                work.appendleft(chunk[half:])
+                work.appendleft(chunk[:half])
+                if verdict.verdict is Verdict.SPLIT:
+                    size = max(1, half)
+                    logger.warning(
+                        "%s: %d events rejected as too many (code=%s); splitting to %d",
+                        name,
+                        len(chunk),
+                        verdict.code,
+                        size,
+                    )
+                else:
+                    logger.warning(
+                        "%s: %d events rejected without naming the bad ones (code=%s: %s); "
+                        "bisecting to isolate them",
+                        name,
+                        len(chunk),
+                        verdict.code,
+                        verdict.message,
+                    )
+            elif verdict.verdict in (Verdict.AUTH, Verdict.CONFIG):
                 self._open(circuit, dest, verdict)
                 await self.sleep(self.settings.circuit_probe_interval)
                 circuit.probes += 1
+                work.appendleft(chunk)
+            elif verdict.verdict is Verdict.UNKNOWN:
+                unknown_tries += 1
+                if unknown_tries >= UNKNOWN_CODE_ATTEMPTS:
+                    msg = (
+                        f"unknown Events API code {verdict.code} after {unknown_tries} "
+                        f"attempts: {verdict.message}"
+                    )
+                    unknown_tries = 0
+                    results += [
+                        Result(it, False, verdict.code, msg, request_id, "api_rejected")
+                        for it in chunk
+                    ]
+                    continue
+                await self._back_off(name, chunk, verdict, attempt)
+                attempt += 1
+                work.appendleft(chunk)
             else:  # RETRY
                 if retrying_since is None:
                     retrying_since = time.monotonic()
@@ -218,26 +275,31 @@ class Delivery:
                         Result(it, False, verdict.code, msg, request_id, "retry_exhausted")
                         for it in chunk
                     ]
-                    queue = rest
                     continue
-                delay = backoff_seconds(
-                    attempt,
-                    self.settings.retry_backoff_initial,
-                    self.settings.retry_backoff_max,
-                    self._random.random(),
-                )
+                await self._back_off(name, chunk, verdict, attempt)
                 attempt += 1
-                self.metrics.retries.labels(name, str(verdict.code or "http")).inc()
-                logger.warning(
-                    "%s: retrying %d events in %.2fs (code=%s: %s)",
-                    name,
-                    len(chunk),
-                    delay,
-                    verdict.code,
-                    verdict.message,
-                )
-                await self.sleep(delay)
+                work.appendleft(chunk)
         return results
+
+    async def _back_off(
+        self, name: str, chunk: list[Item], verdict: BatchVerdict, attempt: int
+    ) -> None:
+        delay = backoff_seconds(
+            attempt,
+            self.settings.retry_backoff_initial,
+            self.settings.retry_backoff_max,
+            self._random.random(),
+        )
+        self.metrics.retries.labels(name, str(verdict.code or "http")).inc()
+        logger.warning(
+            "%s: retrying %d events in %.2fs (code=%s: %s)",
+            name,
+            len(chunk),
+            delay,
+            verdict.code,
+            verdict.message,
+        )
+        await self.sleep(delay)
 
     async def _post(
         self, dest: payload.Destination, chunk: list[Item]
@@ -249,25 +311,64 @@ class Delivery:
             resp = await asyncio.to_thread(self.destination.track, request)
         except ApiError as exc:
             verdict = classify(exc.status_code, exc.code, str(exc), {}, len(chunk))
-            request_id = exc.request_id
+            request_id, status, body = exc.request_id, exc.status_code, exc.body
         else:
             verdict = classify(resp.http_status, resp.code, resp.message, resp.data, len(chunk))
-            request_id = resp.request_id
+            request_id, status, body = resp.request_id, resp.http_status, resp.body
         finally:
             self.metrics.request_seconds.labels(self.destination.name).observe(
                 time.perf_counter() - started
             )
+        if verdict.verdict is not Verdict.DELIVERED or verdict.rejected:
+            self._log_rejected(dest, chunk, verdict, request_id, status, body)
         return verdict, request_id
+
+    def _log_rejected(
+        self,
+        dest: payload.Destination,
+        chunk: list[Item],
+        verdict: BatchVerdict,
+        request_id: str | None,
+        status: int | None,
+        body: str,
+    ) -> None:
+        """WARNING with the full answer of a request not wholly accepted, once per request id.
+
+        The answer is logged, not the request: the request carries IPs and user agents, and the
+        token is never in either. Transport failures (no answer) are logged by the retry path.
+        """
+        if status is None or verdict.verdict is Verdict.RETRY and not body:
+            return
+        if request_id is not None:
+            if request_id in self._logged_requests:
+                return
+            self._logged_requests[request_id] = None
+            if len(self._logged_requests) > _LOGGED_REQUESTS_MAX:
+                self._logged_requests.popitem(last=False)
+        logger.warning(
+            "%s %s/%s: request %s (%d events: %s) answered HTTP %s, %s: %s",
+            self.destination.name,
+            dest.event_source,
+            dest.event_source_id,
+            request_id,
+            len(chunk),
+            ", ".join(it.conv.event_id for it in chunk[:20]) + (", ..." if len(chunk) > 20 else ""),
+            status,
+            verdict.verdict.value,
+            body,
+        )
 
     def _open(self, circuit: Circuit, dest: payload.Destination, verdict: BatchVerdict) -> None:
         if not circuit.open:
             circuit.open, circuit.opened_at = True, time.monotonic()
+            kind = "auth error" if verdict.verdict is Verdict.AUTH else "configuration error"
             logger.error(
-                "%s %s/%s: auth error %s (%s); delivery paused, probing every %.0fs",
+                "%s %s/%s: %s %s (%s); delivery paused, probing every %.0fs",
                 self.destination.name,
                 dest.event_source,
                 dest.event_source_id,
-                verdict.code,
+                kind,
+                verdict.code if verdict.code is not None else "-",
                 verdict.message,
                 self.settings.circuit_probe_interval,
             )

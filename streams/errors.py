@@ -33,6 +33,7 @@ class ApiError(LeadstreamError):
         status_code: HTTP status, or None when no answer arrived (timeout, connection error).
         code: the API's body ``code``, when there was a body.
         request_id: the API's ``request_id``, for support tickets.
+        body: the answer's body as text, when there was one (logged for a rejected request).
 
     """
 
@@ -43,11 +44,13 @@ class ApiError(LeadstreamError):
         status_code: int | None = None,
         code: int | None = None,
         request_id: str | None = None,
+        body: str = "",
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.code = code
         self.request_id = request_id
+        self.body = body
 
 
 class BrokerError(LeadstreamError):

@@ -1,7 +1,16 @@
 """Delivery decisions: classify an Events API answer into per-event verdicts (pure).
 
 Errors usually come back as HTTP 200 with a non-zero body ``code``; the HTTP status and the body
-are read together (events-api.md, "Response").
+are read together (events-api.md, "Response"; domain.md §7):
+
+- a rejection that names its events (``data.N``, ``Batch.N``, any case, or ``failed_events``)
+  rejects those only; one that names none is bisected (:attr:`Verdict.BISECT`) until the bad
+  events are alone in their requests, so good events are never dead-lettered with a bad one;
+- ``40050`` (duplicated request) is delivered; ``40061`` and HTTP 413 split the request;
+- HTTP 401/403/404, or any other 4xx without the API's JSON envelope, is a configuration error
+  (:attr:`Verdict.CONFIG`): the destination pauses like on an auth error, nothing is dead-lettered;
+- a ``4xxxx`` code this module does not know is retried :data:`UNKNOWN_CODE_ATTEMPTS` times
+  (:attr:`Verdict.UNKNOWN`), then dead-lettered with the code kept.
 """
 
 from __future__ import annotations
@@ -16,12 +25,18 @@ OK = 0
 PARTIAL = 20001
 INVALID = frozenset({40000, 40002})
 NO_PERMISSION = 40001
+DUPLICATED_REQUEST = 40050
 TOO_MANY_EVENTS = 40061
 NOT_HASHED = 40062
 THROTTLED = frozenset({40100, 40132})
 AUTH = frozenset({40001, 40102, 40104, 40105})
+REJECTIONS = INVALID | {NOT_HASHED}  # permanent, about the events sent
+CONFIG_HTTP = frozenset({401, 403, 404})
+TOO_LARGE_HTTP = 413
+UNKNOWN_CODE_ATTEMPTS = 3  # tries of a request answered with an unknown 4xxxx code
 
-_EVENT_PATH = re.compile(r"\bdata\.(\d+)(?:\.[\w.]+)?")
+# ``data.3.properties.value``, ``Batch.0.user.email``, ``DATA[2]``: the index of an event.
+_EVENT_PATH = re.compile(r"\b(?:data|batch)(?:\.(\d+)|\[(\d+)\])(?:\.[\w.]+)?", re.IGNORECASE)
 
 
 class Verdict(StrEnum):
@@ -30,8 +45,11 @@ class Verdict(StrEnum):
     DELIVERED = "delivered"  # accepted (or some rejected, see BatchVerdict.rejected)
     RETRY = "retry"  # transient: resend the same events after a backoff
     AUTH = "auth"  # credentials or permission: pause the destination, keep the events
-    SPLIT = "split"  # too many events in one request: halve and resend
+    CONFIG = "config"  # wrong URL, token or permission (HTTP 401/403/404, no envelope): pause too
+    SPLIT = "split"  # too many events (or bytes) in one request: halve and resend
     REJECTED = "rejected"  # the named events are permanently invalid; resend the others
+    BISECT = "bisect"  # a rejection naming no event: halve until the bad events are alone
+    UNKNOWN = "unknown"  # an unknown 4xxxx code: retry a few times, then dead-letter (code kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +86,7 @@ def rejected_events(message: str, data: Mapping[str, Any], n: int) -> dict[int, 
                     out[idx] = f"{path}: {reason}" if path and str(path) not in reason else reason
     for part in re.split(r"[;\n]", message):
         for m in _EVENT_PATH.finditer(part):
-            idx = int(m.group(1))
+            idx = int(m.group(1) or m.group(2))
             if 0 <= idx < n and idx not in out:
                 out[idx] = part.strip() or message
     return out
@@ -93,14 +111,17 @@ def classify(
     """
     if http_status is None or http_status >= 500 or http_status in (408, 429):
         return BatchVerdict(Verdict.RETRY, code, message)
-    if http_status in (401, 403):
-        return BatchVerdict(Verdict.AUTH, code, message)
+    if http_status == TOO_LARGE_HTTP:
+        return BatchVerdict(Verdict.SPLIT, code, message)
+    if http_status in CONFIG_HTTP:
+        return BatchVerdict(Verdict.AUTH if code in AUTH else Verdict.CONFIG, code, message)
     if code is None:
         if 200 <= http_status < 300:
             return BatchVerdict(Verdict.RETRY, code, message or "answer without a JSON envelope")
-        # Another 4xx without an envelope: nothing names an event; treat the batch as rejected.
-        return BatchVerdict(Verdict.REJECTED, code, message, dict.fromkeys(range(n), message))
-    if code == OK:
+        # Another 4xx without the API's envelope did not come from the Events API (a proxy, a
+        # wrong base URL): nothing is wrong with the events.
+        return BatchVerdict(Verdict.CONFIG, code, message)
+    if code in (OK, DUPLICATED_REQUEST):
         return BatchVerdict(Verdict.DELIVERED, code, message)
     if code == PARTIAL:
         return BatchVerdict(Verdict.DELIVERED, code, message, rejected_events(message, data, n))
@@ -111,10 +132,13 @@ def classify(
     if is_retryable_code(code):
         return BatchVerdict(Verdict.RETRY, code, message)
     named = rejected_events(message, data, n)
-    if not named:
-        # 40062 or an invalid request that names no event: every event is rejected as sent.
-        named = dict.fromkeys(range(n), message)
-    return BatchVerdict(Verdict.REJECTED, code, message, named)
+    if named:
+        return BatchVerdict(Verdict.REJECTED, code, message, named)
+    if code in REJECTIONS:
+        if n == 1:
+            return BatchVerdict(Verdict.REJECTED, code, message, {0: message})
+        return BatchVerdict(Verdict.BISECT, code, message)
+    return BatchVerdict(Verdict.UNKNOWN, code, message)
 
 
 def backoff_seconds(attempt: int, initial: float, maximum: float, rand: float) -> float:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -25,13 +26,17 @@ TRACK_PATH = "/open_api/v1.3/event/track/"
 
 @dataclass(frozen=True, slots=True)
 class TrackResponse:
-    """An HTTP 2xx answer of the track endpoint: the envelope, not yet classified."""
+    """An answer of the track endpoint in the API's JSON envelope (any HTTP status), unclassified.
+
+    ``body`` is the answer as received, for the WARNING log of a rejected request.
+    """
 
     http_status: int
     code: int
     message: str
     request_id: str | None
     data: Mapping[str, Any] = field(default_factory=dict)
+    body: str = field(default="", compare=False, repr=False)
 
 
 class EventsDestination(Protocol):
@@ -60,6 +65,7 @@ class TikTokEventsClient:
     ) -> None:
         """Create the client; the session keeps connections alive between batches."""
         self._url = base_url.rstrip("/") + TRACK_PATH
+        self._path = urlsplit(self._url).path
         self._token = access_token
         self._timeout = timeout
         self._session = session or requests.Session()
@@ -71,9 +77,12 @@ class TikTokEventsClient:
     def track(self, payload: Mapping[str, Any]) -> TrackResponse:
         """POST one batch (1 to 1,000 events) and return the envelope.
 
+        An answer in the API's JSON envelope is returned whatever its HTTP status (a 4xx keeps
+        the API's own message and ``data``); the caller classifies it.
+
         Raises:
-            ApiError: timeout or connection error (``status_code`` None), an HTTP status other
-                than 2xx, or a 2xx body that is not the documented JSON envelope.
+            ApiError: timeout or connection error (``status_code`` None), or an answer that is not
+                the documented JSON envelope (its message names the HTTP status and URL path).
 
         """
         body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
@@ -91,6 +100,7 @@ class TikTokEventsClient:
             msg = f"Events API unreachable: {type(exc).__name__}"
             raise ApiError(msg) from exc
         request_id = resp.headers.get("X-Tt-Logid")
+        text = resp.text
         envelope: Any = None
         try:
             envelope = resp.json()
@@ -98,18 +108,19 @@ class TikTokEventsClient:
             envelope = None
         if isinstance(envelope, dict):
             request_id = str(envelope.get("request_id") or request_id or "") or None
-        if not 200 <= resp.status_code < 300:
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("code"), int):
             code = envelope.get("code") if isinstance(envelope, dict) else None
-            msg = f"Events API answered HTTP {resp.status_code}"
+            msg = (
+                f"Events API answered HTTP {resp.status_code} at {self._path} "
+                "without a JSON envelope"
+            )
             raise ApiError(
                 msg,
                 status_code=resp.status_code,
                 code=code if isinstance(code, int) else None,
                 request_id=request_id,
+                body=text,
             )
-        if not isinstance(envelope, dict) or not isinstance(envelope.get("code"), int):
-            msg = f"Events API answered HTTP {resp.status_code} without a JSON envelope"
-            raise ApiError(msg, status_code=resp.status_code, request_id=request_id)
         data = envelope.get("data")
         return TrackResponse(
             http_status=resp.status_code,
@@ -117,6 +128,7 @@ class TikTokEventsClient:
             message=str(envelope.get("message", "")),
             request_id=request_id,
             data=data if isinstance(data, dict) else {},
+            body=text,
         )
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
@@ -23,6 +23,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 import streams.delivery as delivery_module
 from streams.delivery import Delivery
 from streams.domain import payload, records
+from streams.domain.delivery import UNKNOWN_CODE_ATTEMPTS
 from streams.domain.types import Channel, Conversion
 from streams.errors import ApiError
 from streams.metrics import Metrics
@@ -117,10 +118,14 @@ class FakeDestination:
     payloads: list[dict[str, Any]] = field(default_factory=list)
     name: str = "tiktok"
     by_source: dict[str, Answer] = field(default_factory=dict)
+    # Answers that depend on the request (an API that rejects requests carrying a bad event).
+    by_request: Callable[[Mapping[str, Any]], Answer | None] | None = None
 
     def track(self, request: Mapping[str, Any]) -> TrackResponse:
         self.payloads.append(copy.deepcopy(dict(request)))
-        answer = self.by_source.get(request["event_source"])
+        answer = self.by_request(request) if self.by_request else None
+        if answer is None:
+            answer = self.by_source.get(request["event_source"])
         if answer is None:
             answer = self.answers.pop(0) if self.answers else OK
         if isinstance(answer, ApiError):
@@ -550,6 +555,25 @@ AUTH = [
     pytest.param(TrackResponse(200, 40102, "Access token expired", "req-a"), id="40102"),
     pytest.param(TrackResponse(200, 40104, "Access token is empty", "req-a"), id="40104"),
     pytest.param(ApiError("Events API answered HTTP 401", status_code=401), id="http-401"),
+    pytest.param(
+        ApiError(
+            "Events API answered HTTP 404 at /open_api/v1.3/event/track/ without a JSON envelope",
+            status_code=404,
+            body="<html>404 Not Found</html>",
+        ),
+        id="http-404",
+    ),
+    pytest.param(
+        ApiError(
+            "Events API answered HTTP 403 at /open_api/v1.3/event/track/ without a JSON envelope",
+            status_code=403,
+        ),
+        id="http-403",
+    ),
+    pytest.param(
+        ApiError("Events API answered HTTP 400 at /x/ without a JSON envelope", status_code=400),
+        id="http-400-no-envelope",
+    ),
 ]
 
 
@@ -569,13 +593,17 @@ async def test_auth_error_opens_the_circuit_probes_then_resumes(
     assert rig.dead() == []
     assert set(rig.outcomes().values()) == {"DELIVERED"}
     assert {r["attempts"] for r in rig.receipts()} == {4}
-    assert sample(rig.metrics, "leadstream_api_requests_total", verdict="auth") == 3
+    verdict = "config" if isinstance(answer, ApiError) else "auth"
+    assert sample(rig.metrics, "leadstream_api_requests_total", verdict=verdict) == 3
 
     ours = [r for r in caplog.records if r.name == "streams.delivery"]
     errors = [r.getMessage() for r in ours if r.levelno == logging.ERROR]
     assert len(errors) == 1  # once when the circuit opens, not once per probe
     assert f"web/{PIXEL}" in errors[0]
     assert "delivery paused" in errors[0]
+    if isinstance(answer, ApiError) and " at /" in str(answer):
+        assert "configuration error" in errors[0]
+        assert str(answer).split(" at ")[1].split()[0] in errors[0]  # the URL path
     resumed = [r.getMessage() for r in ours if "resumed" in r.getMessage()]
     assert len(resumed) == 1
     assert "test-token" not in caplog.text
@@ -734,3 +762,108 @@ async def test_time_paused_by_the_auth_circuit_is_not_charged_to_the_retry_horiz
 
     # Paused for 4 x 30 s (longer than the 60 s horizon), then one 50000, then OK.
     assert rig.outcomes() == {"evt-0:QualifiedLead": "DELIVERED"}
+
+
+# --- the API's real answers (issue 13 §3) -------------------------------------------------------
+
+
+def _rejects_requests_with(*bad: str, code: int = 40002, message: str = "") -> Any:
+    """An API that rejects a whole request carrying a bad event, without naming it."""
+    text = message or "Invalid parameters: properties.value: Not a valid number"
+
+    def answer(request: Mapping[str, Any]) -> Answer | None:
+        ids = {e["event_id"] for e in request["data"]}
+        if ids & set(bad):
+            return TrackResponse(400, code, text, f"req-{len(ids)}-{min(ids)}")
+        return None
+
+    return answer
+
+
+async def test_a_rejection_naming_no_event_is_bisected_to_the_bad_events(make_rig: Any) -> None:
+    rig: Rig = make_rig()
+    bad = {"evt-2:QualifiedLead", "evt-5:QualifiedLead"}
+    rig.destination.by_request = _rejects_requests_with(*bad)
+    await rig.handle(*(conv(n) for n in range(8)))
+
+    outcomes = rig.outcomes()
+    assert {i for i, o in outcomes.items() if o == "DEAD_LETTERED"} == bad
+    assert {i for i, o in outcomes.items() if o == "DELIVERED"} == {
+        f"evt-{n}:QualifiedLead" for n in (0, 1, 3, 4, 6, 7)
+    }
+    dead = {d["event_id"]: d for d in rig.dead()}
+    assert set(dead) == bad
+    for event_id, d in dead.items():
+        assert d["reason"] == "api_rejected"
+        assert "properties.value: Not a valid number" in d["message"]
+        assert "(code 40002)" in d["message"]
+        assert event_id in d["message"]
+    # Every bad event ends alone in a request; no good event is ever dead-lettered.
+    singles = [ids for ids in rig.sent_ids() if len(ids) == 1]
+    assert all(ids[0] in bad or outcomes[ids[0]] == "DELIVERED" for ids in singles)
+    assert rig.sleeps.delays == []
+    assert len(rig.destination.payloads) <= 2 * 8
+
+
+async def test_batch_n_index_rejects_only_that_event(make_rig: Any) -> None:
+    message = "Batch.1.properties.contents.0.content_id: Not a valid string"
+    rig: Rig = make_rig([TrackResponse(200, 40002, message, "req-b"), OK])
+    await rig.handle(conv(0), conv(1), conv(2))
+    assert [d["event_id"] for d in rig.dead()] == ["evt-1:QualifiedLead"]
+    assert rig.sent_ids()[1] == ["evt-0:QualifiedLead", "evt-2:QualifiedLead"]
+
+
+async def test_duplicated_request_40050_counts_as_delivered(make_rig: Any) -> None:
+    rig: Rig = make_rig([TrackResponse(200, 40050, "Duplicated request", "req-dup")])
+    await rig.handle(conv(0), conv(1))
+    assert set(rig.outcomes().values()) == {"DELIVERED"}
+    assert {r["api_code"] for r in rig.receipts()} == {40050}
+    assert rig.dead() == []
+    assert sorted(rig.delivered) == [b"evt-0:QualifiedLead", b"evt-1:QualifiedLead"]
+
+
+async def test_http_413_splits_the_request(make_rig: Any) -> None:
+    too_large = ApiError(
+        "Events API answered HTTP 413 at /open_api/v1.3/event/track/ without a JSON envelope",
+        status_code=413,
+    )
+    rig: Rig = make_rig()
+    rig.destination.by_request = lambda r: too_large if len(r["data"]) > 2 else None
+    await rig.handle(*(conv(n) for n in range(5)))
+    assert [len(p["data"]) for p in rig.destination.payloads] == [5, 2, 3, 1, 2]
+    assert set(rig.outcomes().values()) == {"DELIVERED"}
+    assert rig.dead() == []
+
+
+async def test_unknown_code_is_retried_a_few_times_then_dead_lettered_with_the_code(
+    make_rig: Any,
+) -> None:
+    unknown = TrackResponse(200, 41234, "Something new", "req-u")
+    rig: Rig = make_rig([unknown] * 10)
+    await rig.handle(conv(0), conv(1))
+
+    assert len(rig.destination.payloads) == UNKNOWN_CODE_ATTEMPTS
+    assert len(rig.sleeps.delays) == UNKNOWN_CODE_ATTEMPTS - 1  # backed off between tries
+    assert set(rig.outcomes().values()) == {"DEAD_LETTERED"}
+    assert {r["api_code"] for r in rig.receipts()} == {41234}
+    for d in rig.dead():
+        assert d["reason"] == "api_rejected"
+        assert "41234" in d["message"] and "Something new" in d["message"]
+    assert sample(rig.metrics, "leadstream_api_requests_total", verdict="unknown") == 3
+
+
+async def test_each_rejected_request_is_logged_in_full_once_without_the_token(
+    make_rig: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = '{"code":40002,"message":"properties.value: Not a valid number","request_id":"r-9"}'
+    rejected = TrackResponse(200, 40002, "properties.value: Not a valid number", "r-9", body=body)
+    rig: Rig = make_rig([rejected, rejected, OK, OK])
+    caplog.set_level(logging.WARNING, logger="streams")
+    await rig.handle(conv(0), conv(1))
+
+    logged = [r.getMessage() for r in caplog.records if body in r.getMessage()]
+    assert len(logged) == 1  # the same request id answered twice: logged once
+    assert logged[0].startswith("tiktok web/")
+    assert "r-9" in logged[0] and "evt-0:QualifiedLead" in logged[0]
+    assert all(r.levelno == logging.WARNING for r in caplog.records if body in r.getMessage())
+    assert "test-token" not in caplog.text

@@ -75,11 +75,43 @@ def test_invalid_naming_an_event_rejects_only_that_event(code: int) -> None:
     assert dict(verdict.rejected) == {2: "data.2.event_time: is older than the accepted window"}
 
 
-@pytest.mark.parametrize("code", [40000, 40002])
-def test_invalid_naming_no_event_rejects_every_event(code: int) -> None:
-    verdict = _classify(code, "event_source_id: is required")
+@pytest.mark.parametrize("code", [40000, 40002, 40062])
+def test_a_rejection_naming_no_event_bisects_the_request(code: int) -> None:
+    """Never dead-letter a whole batch for a rejection that does not say which event is bad."""
+    verdict = _classify(code, "properties.value: Not a valid number")
+    assert verdict == BatchVerdict(Verdict.BISECT, code, "properties.value: Not a valid number")
+
+
+@pytest.mark.parametrize("code", [40000, 40002, 40062])
+def test_a_rejection_of_a_single_event_rejects_it(code: int) -> None:
+    verdict = _classify(code, "properties.value: Not a valid number", n=1)
     assert verdict.verdict is Verdict.REJECTED
-    assert dict(verdict.rejected) == dict.fromkeys(range(N), "event_source_id: is required")
+    assert dict(verdict.rejected) == {0: "properties.value: Not a valid number"}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Batch.2.properties.contents.0.content_id: Not a valid string",
+        "batch.2.event: bad",
+        "DATA.2.event: bad",
+        "data[2].event: bad",
+    ],
+)
+def test_index_forms_of_the_api_and_its_peers(message: str) -> None:
+    verdict = _classify(40002, message)
+    assert verdict.verdict is Verdict.REJECTED
+    assert set(verdict.rejected) == {2}
+    assert verdict.rejected[2] == message
+
+
+def test_duplicated_request_is_delivered() -> None:
+    verdict = _classify(40050, "Duplicated request")
+    assert verdict == BatchVerdict(Verdict.DELIVERED, 40050, "Duplicated request")
+
+
+def test_http_413_splits() -> None:
+    assert _classify(None, "Request Entity Too Large", http=413).verdict is Verdict.SPLIT
 
 
 def test_invalid_with_failed_events_prefers_their_reasons() -> None:
@@ -96,12 +128,6 @@ def test_too_many_events_is_split() -> None:
     verdict = _classify(40061, "data: contains 1001 events", n=1001)
     assert verdict.verdict is Verdict.SPLIT
     assert verdict.rejected == {}
-
-
-def test_not_hashed_naming_no_event_rejects_all() -> None:
-    verdict = _classify(40062, "personal data is not hashed")
-    assert verdict.verdict is Verdict.REJECTED
-    assert set(verdict.rejected) == set(range(N))
 
 
 def test_not_hashed_naming_an_event_rejects_it() -> None:
@@ -137,10 +163,11 @@ def test_http_5xx_wins_over_a_body_code() -> None:
     assert _classify(40002, "data.0.event: bad", http=503).verdict is Verdict.RETRY
 
 
-@pytest.mark.parametrize("http", [401, 403])
-def test_http_auth_statuses_are_auth(http: int) -> None:
-    assert _classify(None, "Unauthorized", http=http).verdict is Verdict.AUTH
-    assert _classify(0, "OK", http=http).verdict is Verdict.AUTH
+@pytest.mark.parametrize("http", [401, 403, 404])
+def test_http_401_403_404_are_configuration_errors(http: int) -> None:
+    assert _classify(None, "Not Found", http=http).verdict is Verdict.CONFIG
+    assert _classify(0, "OK", http=http).verdict is Verdict.CONFIG
+    assert _classify(40105, "Invalid access token", http=http).verdict is Verdict.AUTH
 
 
 @pytest.mark.parametrize("http", [200, 201, 204])
@@ -151,17 +178,26 @@ def test_2xx_without_envelope_is_retry(http: int) -> None:
     assert _classify(None, "odd body", http=http).message == "odd body"
 
 
-@pytest.mark.parametrize("http", [400, 404, 405, 413, 422])
-def test_other_4xx_without_envelope_rejects_all(http: int) -> None:
+@pytest.mark.parametrize("http", [400, 405, 410, 422])
+def test_other_4xx_without_envelope_is_a_configuration_error(http: int) -> None:
     verdict = _classify(None, "Bad Request", http=http)
-    assert verdict.verdict is Verdict.REJECTED
-    assert dict(verdict.rejected) == dict.fromkeys(range(N), "Bad Request")
+    assert verdict == BatchVerdict(Verdict.CONFIG, None, "Bad Request")
 
 
-def test_unknown_code_rejects_as_sent() -> None:
-    verdict = _classify(41234, "unexpected")
-    assert verdict.verdict is Verdict.REJECTED
-    assert set(verdict.rejected) == set(range(N))
+def test_4xx_with_the_envelope_is_read_by_its_code() -> None:
+    verdict = _classify(40002, "data.1.event: bad", http=400)
+    assert verdict.verdict is Verdict.REJECTED and set(verdict.rejected) == {1}
+
+
+@pytest.mark.parametrize("code", [41234, 40006, 49999, 12345])
+def test_unknown_code_is_retried_then_dead_lettered_by_the_shell(code: int) -> None:
+    verdict = _classify(code, "unexpected")
+    assert verdict == BatchVerdict(Verdict.UNKNOWN, code, "unexpected")
+
+
+def test_unknown_code_naming_an_event_rejects_it() -> None:
+    verdict = _classify(41234, "data.3.user.locale: unexpected")
+    assert verdict.verdict is Verdict.REJECTED and set(verdict.rejected) == {3}
 
 
 @pytest.mark.parametrize(

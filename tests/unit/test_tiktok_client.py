@@ -308,19 +308,24 @@ def test_2xx_with_non_integer_code_raises() -> None:
 
 
 @responses.activate
-def test_4xx_with_envelope_keeps_code_and_request_id() -> None:
+def test_4xx_with_envelope_is_returned_with_the_api_message() -> None:
     responses.post(
         FAKE + TRACK_PATH,
         json={"code": 40002, "message": "bad", "request_id": "REQ-1", "data": {}},
         status=400,
     )
-    with pytest.raises(ApiError) as info:
+    resp = TikTokEventsClient(FAKE, TOKEN).track(_body(_event()))
+    assert resp == TrackResponse(400, 40002, "bad", "REQ-1", {})  # the message, not "HTTP 400"
+    assert '"message": "bad"' in resp.body
+
+
+@responses.activate
+def test_4xx_without_envelope_names_status_and_path_and_keeps_the_body() -> None:
+    responses.post(FAKE + TRACK_PATH, body="<html>404 Not Found</html>", status=404)
+    with pytest.raises(ApiError, match=r"HTTP 404 at /open_api/v1.3/event/track/") as info:
         TikTokEventsClient(FAKE, TOKEN).track(_body(_event()))
-    assert (info.value.status_code, info.value.code, info.value.request_id) == (
-        400,
-        40002,
-        "REQ-1",
-    )
+    assert (info.value.status_code, info.value.code) == (404, None)
+    assert info.value.body == "<html>404 Not Found</html>"
 
 
 @responses.activate
