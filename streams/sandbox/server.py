@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import random
+import re
 import signal
 import socket
 import threading
@@ -59,6 +60,7 @@ CODE_PARTIAL_OK: Final = 20001
 CODE_INVALID_PARAMS: Final = 40000
 CODE_PARAM_ERROR: Final = 40002
 CODE_PERMISSION_ERROR: Final = 40001
+CODE_DUPLICATED_REQUEST: Final = 40050
 CODE_TOO_MANY_REQUESTS: Final = 40100
 CODE_TOKEN_EXPIRED: Final = 40102
 CODE_TOKEN_EMPTY: Final = 40104
@@ -67,6 +69,13 @@ CODE_SYSTEM_ERROR: Final = 50000
 
 # Probabilistic faults, in the order their shares are stacked on one uniform draw.
 SHARE_FAULTS: Final = ("timeout", "http_502", "http_503", "server_error", "throttle")
+# How a request carrying invalid events is answered: ``named`` (partial success, each rejected
+# event named as data.N), ``batch`` (the whole request rejected, events named as Batch.N, as
+# peers have seen) or ``unnamed`` (the whole request rejected, the bad event not named).
+REJECTION_STYLES: Final = ("named", "batch", "unnamed")
+# HTTP statuses the sandbox can answer every track request with, without the JSON envelope.
+HTTP_ERRORS: Final = (401, 403, 404)
+_EVENT_INDEX: Final = re.compile(r"^data\.(\d+)")
 
 _JSON: Final = "application/json"
 _HTML: Final = "text/html; charset=utf-8"
@@ -91,6 +100,13 @@ class FaultSettings:
         auth_error: When True every track request answers 40105.
         latency_seconds: Every track request waits this long before it is handled (a slow API).
         seed: Seed of the fault random generator (None: not reproducible).
+        rejection_style: How invalid events are answered (see ``REJECTION_STYLES``).
+        duplicated_request: Share of accepted requests answered 40050 (events still recorded,
+            as when the first copy of a request was accepted and its answer lost).
+        max_events_413: Requests with more events than this answer HTTP 413 (no envelope).
+        http_error: When set (401, 403 or 404), every track request answers that HTTP status
+            with an HTML page, as a wrong URL, proxy or token does.
+        unknown_code: When set, every track request answers this body code (nothing recorded).
 
     """
 
@@ -104,6 +120,11 @@ class FaultSettings:
     auth_error: bool = False
     latency_seconds: float = 0.0
     seed: int | None = None
+    rejection_style: Literal["named", "batch", "unnamed"] = "named"
+    duplicated_request: float = 0.0
+    max_events_413: int | None = None
+    http_error: int | None = None
+    unknown_code: int | None = None
 
     def __post_init__(self) -> None:
         """Reject shares outside [0, 1] or summing to more than 1."""
@@ -125,6 +146,21 @@ class FaultSettings:
             raise ValueError(msg)
         if self.timeout_mode not in ("504", "close"):
             msg = "timeout_mode must be '504' or 'close'"
+            raise ValueError(msg)
+        if self.rejection_style not in REJECTION_STYLES:
+            msg = f"rejection_style must be one of {', '.join(REJECTION_STYLES)}"
+            raise ValueError(msg)
+        if not 0.0 <= self.duplicated_request <= 1.0:
+            msg = "duplicated_request must be between 0 and 1"
+            raise ValueError(msg)
+        if self.max_events_413 is not None and self.max_events_413 < 1:
+            msg = "max_events_413 must be >= 1"
+            raise ValueError(msg)
+        if self.http_error is not None and self.http_error not in HTTP_ERRORS:
+            msg = f"http_error must be one of {', '.join(map(str, HTTP_ERRORS))}"
+            raise ValueError(msg)
+        if self.unknown_code is not None and self.unknown_code <= 0:
+            msg = "unknown_code must be a positive code, e.g. 41234"
             raise ValueError(msg)
 
     def to_json(self) -> dict[str, Any]:
@@ -285,6 +321,10 @@ class _Engine:
 
     def _draw_fault(self) -> str | None:
         faults = self._faults
+        if faults.http_error is not None:
+            return f"http_{faults.http_error}"
+        if faults.unknown_code is not None:
+            return "unknown_code"
         if faults.auth_error:
             return "auth_error"
         shares = [getattr(faults, name) for name in SHARE_FAULTS]
@@ -329,6 +369,10 @@ class _Engine:
         with self._lock:
             self._stats.requests_by_code[fault] += 1
             settings = self._faults
+        if fault == "unknown_code" and settings.unknown_code is not None:
+            return self._answer(request_id, settings.unknown_code, "Unknown error (injected)")
+        if fault in ("http_401", "http_403", "http_404"):
+            return _html_reply(HTTPStatus(int(fault.removeprefix("http_"))))
         if fault == "http_502":
             return _html_reply(HTTPStatus.BAD_GATEWAY)
         if fault == "http_503":
@@ -350,6 +394,13 @@ class _Engine:
             payload = json.loads(body, parse_constant=_reject_constant)
         except (ValueError, RecursionError) as exc:
             return self._answer(request_id, CODE_INVALID_PARAMS, f"body: invalid JSON ({exc})")
+        limit = self._faults.max_events_413
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if limit is not None and isinstance(data, list) and len(data) > limit:
+            with self._lock:
+                self._stats.faults["http_413"] += 1
+                self._stats.requests_by_code["http_413"] += 1
+            return _html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         parsed = validate_request(payload)
         if isinstance(parsed, Rejection):
             data = payload.get("data") if isinstance(payload, dict) else None
@@ -378,6 +429,18 @@ class _Engine:
                 valid.append(event)
             else:
                 failures.append(failure)
+        style = self._faults.rejection_style
+        if failures and style != "named":
+            # The whole request is rejected and nothing is recorded, as the live API sometimes
+            # does: with ``Batch.N`` paths, or without saying which event is bad.
+            first = failures[0]
+            if style == "batch":
+                message = "; ".join(_EVENT_INDEX.sub(r"Batch.\1", f.message) for f in failures)
+            else:
+                message = _EVENT_INDEX.sub("", first.message, count=1).lstrip(".: ") or first.reason
+            with self._lock:
+                self._stats.faults[f"rejection_{style}"] += 1
+            return self._reject_all(request_id, first, count, message)
         failed = [
             {"index": f.index, "path": f.path, "reason": f.reason, "code": f.code} for f in failures
         ]
@@ -392,6 +455,15 @@ class _Engine:
             return self._finish(
                 request_id, CODE_PARTIAL_OK, message, {"failed_events": failed}, count, failures
             )
+        if self._faults.duplicated_request:
+            with self._lock:
+                duplicated = self._rng.random() < self._faults.duplicated_request
+                if duplicated:
+                    self._stats.faults["duplicated_request"] += 1
+            if duplicated:
+                return self._finish(
+                    request_id, CODE_DUPLICATED_REQUEST, "Duplicated request", {}, count, []
+                )
         return self._finish(request_id, CODE_OK, "OK", {}, count, [])
 
     def _allowed_ids(self, event_source: str) -> frozenset[str]:
@@ -622,6 +694,21 @@ def _check_fault_types(updates: Mapping[str, Any]) -> None:
             raise ValueError(msg)
         elif name == "timeout_mode" and value not in ("504", "close"):
             msg = "timeout_mode must be '504' or 'close'"
+            raise ValueError(msg)
+        elif name == "rejection_style" and value not in REJECTION_STYLES:
+            msg = f"rejection_style must be one of {', '.join(REJECTION_STYLES)}"
+            raise ValueError(msg)
+        elif name == "duplicated_request" and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            msg = "duplicated_request must be a number"
+            raise ValueError(msg)
+        elif (
+            name in ("max_events_413", "http_error", "unknown_code")
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int))
+        ):
+            msg = f"{name} must be an integer or null"
             raise ValueError(msg)
 
 
@@ -952,6 +1039,40 @@ def _build_parser() -> argparse.ArgumentParser:
         "--fault-auth-error", action="store_true", help="answer every request 40105"
     )
     faults.add_argument("--fault-seed", type=int, default=None, help="seed for reproducible faults")
+    faults.add_argument(
+        "--fault-rejection-style",
+        choices=REJECTION_STYLES,
+        default="named",
+        help="answer invalid events by name (data.N, partial success), reject the request "
+        "naming them Batch.N, or reject it without naming them (default %(default)s)",
+    )
+    faults.add_argument(
+        "--fault-duplicated-request",
+        type=float,
+        default=0.0,
+        help="share of accepted requests answered 40050 (events still recorded)",
+    )
+    faults.add_argument(
+        "--fault-max-events-413",
+        type=int,
+        default=None,
+        metavar="N",
+        help="answer HTTP 413 to requests with more than N events",
+    )
+    faults.add_argument(
+        "--fault-http-error",
+        type=int,
+        choices=HTTP_ERRORS,
+        default=None,
+        help="answer every track request with this HTTP status, without the JSON envelope",
+    )
+    faults.add_argument(
+        "--fault-unknown-code",
+        type=int,
+        default=None,
+        metavar="CODE",
+        help="answer every track request with this body code (e.g. 41234)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
     return parser
 
@@ -987,6 +1108,11 @@ def main(argv: list[str] | None = None) -> int:
             timeout_mode=args.fault_timeout_mode,
             auth_error=args.fault_auth_error,
             seed=args.fault_seed,
+            rejection_style=args.fault_rejection_style,
+            duplicated_request=args.fault_duplicated_request,
+            max_events_413=args.fault_max_events_413,
+            http_error=args.fault_http_error,
+            unknown_code=args.fault_unknown_code,
         )
         config = SandboxConfig(
             access_tokens=frozenset(args.token or [DEFAULT_TOKEN]),

@@ -669,6 +669,11 @@ def test_faults_endpoint_shape_and_validation(api: Api) -> None:
         "auth_error": False,
         "latency_seconds": 0.0,
         "seed": None,
+        "rejection_style": "named",
+        "duplicated_request": 0.0,
+        "max_events_413": None,
+        "http_error": None,
+        "unknown_code": None,
         "expired_tokens": [],
     }
     for bad in (
@@ -853,3 +858,114 @@ def test_sandbox_context_manager_and_url() -> None:
         assert sandbox.url.startswith("http://127.0.0.1:")
         response = requests.get(sandbox.url + "/_sandbox/stats", timeout=5)
         assert response.json()["requests"] == 0
+
+
+# -- the API's other answers, injected (issue 13 §3) ----------------------------------------
+
+
+def _bad_value(api: Api, n: int) -> dict[str, Any]:
+    return api.web_event(event_id=f"e-{n}", properties={"value": "abc", "currency": "GBP"})
+
+
+def test_unnamed_rejection_rejects_the_request_without_naming_the_event(api: Api) -> None:
+    assert api.faults(rejection_style="unnamed").status_code == 200
+    body = web_body(
+        api.web_event(event_id="e-0"), _bad_value(api, 1), api.web_event(event_id="e-2")
+    )
+    envelope = api.send(body)
+    assert envelope["code"] == 40002
+    assert "properties.value" in envelope["message"]
+    assert (
+        "data." not in envelope["message"].lower() and "batch." not in envelope["message"].lower()
+    )
+    assert envelope["data"] == {}
+    assert api.events() == []  # nothing of a rejected request is recorded
+    # Good events alone are accepted; the bad one alone is rejected.
+    assert api.send(web_body(api.web_event(event_id="e-0")))["code"] == 0
+    assert api.send(web_body(_bad_value(api, 1)))["code"] == 40002
+
+
+def test_batch_style_rejection_names_events_as_batch_n(api: Api) -> None:
+    api.faults(rejection_style="batch")
+    envelope = api.send(web_body(api.web_event(event_id="e-0"), _bad_value(api, 1)))
+    assert envelope["code"] == 40002
+    assert envelope["message"].startswith("Batch.1.properties.value: ")
+    assert api.events() == []
+
+
+def test_duplicated_request_answers_40050_and_records_the_events(api: Api) -> None:
+    api.faults(duplicated_request=1.0)
+    envelope = api.send(web_body(api.web_event(event_id="e-0")))
+    assert (envelope["code"], envelope["message"]) == (40050, "Duplicated request")
+    assert [e["event_id"] for e in api.events()] == ["e-0"]
+    assert api.stats()["faults_by_kind"] == {"duplicated_request": 1}
+
+
+def test_too_many_events_for_the_payload_limit_answers_413_without_envelope(api: Api) -> None:
+    api.faults(max_events_413=2)
+    response = api.track(web_body(*(api.web_event(event_id=f"e-{n}") for n in range(3))))
+    assert response.status_code == 413
+    assert "json" not in response.headers["Content-Type"]
+    assert api.send(web_body(*(api.web_event(event_id=f"e-{n}") for n in range(2))))["code"] == 0
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_http_error_answers_without_the_envelope(api: Api, status: int) -> None:
+    api.faults(http_error=status)
+    response = api.track(web_body(api.web_event()))
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert api.events() == []
+    api.faults(http_error=None)
+    assert api.send(web_body(api.web_event()))["code"] == 0
+
+
+def test_unknown_code_answers_every_request(api: Api) -> None:
+    api.faults(unknown_code=41234)
+    envelope = api.send(web_body(api.web_event()))
+    assert envelope["code"] == 41234
+    assert api.events() == []
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"rejection_style": "loud"},
+        {"duplicated_request": 2},
+        {"duplicated_request": "half"},
+        {"max_events_413": 0},
+        {"http_error": 500},
+        {"http_error": "404"},
+        {"unknown_code": -1},
+    ],
+)
+def test_bad_answer_injection_settings_are_refused(api: Api, settings: dict[str, Any]) -> None:
+    response = api.faults(**settings)
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+def test_cli_flags_set_the_answer_injection() -> None:
+    from streams.sandbox.server import _build_parser
+
+    args = _build_parser().parse_args(
+        [
+            "--fault-rejection-style",
+            "unnamed",
+            "--fault-duplicated-request",
+            "0.5",
+            "--fault-max-events-413",
+            "10",
+            "--fault-http-error",
+            "404",
+            "--fault-unknown-code",
+            "41234",
+        ]
+    )
+    assert (
+        args.fault_rejection_style,
+        args.fault_duplicated_request,
+        args.fault_max_events_413,
+        args.fault_http_error,
+        args.fault_unknown_code,
+    ) == ("unnamed", 0.5, 10, 404, 41234)
