@@ -11,6 +11,7 @@ import phonenumbers
 from streams.domain.types import MatchKeys
 
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+_LEADING_PUNCTUATION = re.compile(r"^[\s(\[{]+")
 
 
 class PhoneHashRule(StrEnum):
@@ -90,8 +91,10 @@ def normalise_phone(raw: str, default_region: str | None) -> str | None:
     """Normalise a phone number to E.164 with the leading ``+``.
 
     The number is parsed with ``default_region`` (ISO 3166-1 alpha-2, any case; an unknown region
-    counts as None). Without a region only international numbers parse: ones starting with ``+``
-    or with the ``00`` international prefix. A number must be a *possible* number for its country
+    counts as None). A number that carries its own ``+`` country code, even inside brackets as in
+    TikTok's example ``(+1)2133734253``, is parsed without the region, so the lead's country
+    cannot misread it. Without a region only international numbers parse: ones with ``+`` or
+    with the ``00`` international prefix. A number must be a *possible* number for its country
     (right length, not local-only); validity against the numbering plan is not required, because
     stale metadata would otherwise drop real numbers and fictional ranges are used in tests.
 
@@ -107,13 +110,18 @@ def normalise_phone(raw: str, default_region: str | None) -> str | None:
     text = raw.strip()
     if not text:
         return None
+    # A number that carries its own country code wins over the lead's country: "+1 213-373-4253",
+    # TikTok's own example "(+1)2133734253", "[+44] 7700 900123".
+    own = _LEADING_PUNCTUATION.sub("", text)
+    if own.startswith("+"):
+        return _parse_e164(own, None)
     region = _region(default_region)
-    if text.startswith("+") or region is not None:
+    if region is not None:
         parsed = _parse_e164(text, region)
         if parsed is not None:
             return parsed
-    if text.startswith("00"):
-        return _parse_e164("+" + text[2:], None)
+    if own.startswith("00"):
+        return _parse_e164("+" + own[2:], None)
     return None
 
 

@@ -165,3 +165,59 @@ def test_hash_of_hash_is_the_hash(raw: str, region: str | None, rule: PhoneHashR
             assert hash_email(hashed) == hashed
             assert hash_phone(hashed, region, rule) == hashed
             assert hash_external_id(hashed) == hashed
+
+
+# --- TikTok's published vectors and numbers with their own country code (issue 13 §4) ---------
+
+# The examples of TikTok's Events API 2.0 reference ("user" parameters), as mirrored in the
+# bububa/tiktok-business SDK doc comments and in TikTok's own Advanced Matching sample.
+TIKTOK_EMAIL = (
+    " ALICE_abc@gmail.com ",
+    "848a771458438fc2ec420560d769fb9b9b86851ee338ec56517baabd79d3bb4f",
+)
+TIKTOK_PHONE = (
+    "(+1)2133734253",
+    "9f7ec22d72092cd3c0b58726ed9c2d91b92e51a3f29837508fb2948bb22dd2fd",
+)
+TIKTOK_EXTERNAL_ID = (
+    "user_123",
+    "80fba0ae1c48e3978e43e4efc365e14e12ea0c830ba8ba5b9a2dafc7e3f2ab8b",
+)
+
+
+def test_tiktok_published_vectors() -> None:
+    assert hash_email(TIKTOK_EMAIL[0]) == TIKTOK_EMAIL[1]
+    assert hash_phone(TIKTOK_PHONE[0], None) == TIKTOK_PHONE[1]
+    assert hash_phone("+12133734253", None) == TIKTOK_PHONE[1]
+    assert hash_external_id(TIKTOK_EXTERNAL_ID[0]) == TIKTOK_EXTERNAL_ID[1]
+    keys = match_keys(TIKTOK_EMAIL[0], TIKTOK_PHONE[0], TIKTOK_EXTERNAL_ID[0], None)
+    assert (keys.email_sha256, keys.phone_sha256, keys.external_id_sha256) == (
+        TIKTOK_EMAIL[1],
+        TIKTOK_PHONE[1],
+        TIKTOK_EXTERNAL_ID[1],
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "(+1)2133734253",
+        "(+1) 213-373-4253",
+        "+1 213-373-4253",
+        "+1(213)373-4253",
+        " ( +1 ) 213 373 4253",
+        "[+1]2133734253",
+        "001 213 373 4253",
+    ],
+)
+@pytest.mark.parametrize("region", [None, "GB", "US", "de", "XX"])
+def test_a_number_with_its_own_country_code_parses_whatever_the_lead_country(
+    raw: str, region: str | None
+) -> None:
+    assert normalise_phone(raw, region) == "+12133734253"
+
+
+def test_the_lead_country_still_reads_national_numbers() -> None:
+    assert normalise_phone("07700 900123", "GB") == "+447700900123"
+    assert normalise_phone("07700 900123", None) is None
+    assert normalise_phone("(+)", None) is None
