@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NoReturn
+from urllib.parse import parse_qsl, urlsplit
 
 from streams.domain.currencies import is_currency
 from streams.domain.matchkeys import hash_email, hash_external_id, hash_phone
@@ -264,6 +265,34 @@ class _Reader:
         return None  # only the phone's default region: drop it, keep the record
 
 
+def ttclid_from_url(url: str | None) -> str | None:
+    """Return the ``ttclid`` query parameter of a landing page URL, as Segment's action does.
+
+    TikTok appends ``ttclid`` to the ad's landing page; when the form did not capture it, the
+    page URL still carries it. A value that is blank, longer than the ``ttclid`` limit or holds
+    control characters is ignored (the form is not rejected for its URL).
+
+    Args:
+        url: The page URL, or None.
+
+    Returns:
+        The click id, or None.
+
+    """
+    if not url or "ttclid" not in url.lower():
+        return None
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return None
+    for name, value in parse_qsl(query, keep_blank_values=False):
+        if name.lower() == "ttclid":
+            text = value.strip()
+            if text and len(text) <= MAX_CHARS["ttclid"] and not _CONTROL.search(text):
+                return text
+    return None
+
+
 def form_from_record(rec: Mapping[str, Any], now: datetime) -> FormSubmit | Rejection:
     """Validate a ``FormSubmitted`` record and hash its match keys.
 
@@ -276,7 +305,7 @@ def form_from_record(rec: Mapping[str, Any], now: datetime) -> FormSubmit | Reje
         email, an invalid IP and a country that is not two letters are dropped, not rejected.
 
     """
-    r = _Reader(rec, "FormSubmitted", "event_id", now)
+    r = _Reader(rec, "FormSubmitted", "event_id", now)  # ttclid: the form's, else page_url's
     try:
         event_id = r.required("event_id")
         lead_id = r.required("lead_id")
@@ -284,7 +313,7 @@ def form_from_record(rec: Mapping[str, Any], now: datetime) -> FormSubmit | Reje
         page_url = r.required("page_url")
         form_id = r.text("form_id")
         referrer_url = r.text("referrer_url")
-        ttclid = r.text("ttclid")
+        ttclid = r.text("ttclid") or ttclid_from_url(page_url)
         ttp = r.text("ttp")
         tiktok_lead_id = r.text("tiktok_lead_id")
         email = r.text("email")

@@ -545,3 +545,32 @@ def test_state_times_keep_millisecond_precision_only() -> None:
         milliseconds=1
     )
     assert replace(state, updated_at=NOW) != state
+
+
+# --- ttclid from the landing page (issue 13 §4) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("page_url", "ttclid"),
+    [
+        ("https://shop.example.com/quote?utm_source=tiktok&ttclid=E.C.P.fromUrl", "E.C.P.fromUrl"),
+        ("https://shop.example.com/quote?TTCLID=E.C.P.upper#form", "E.C.P.upper"),
+        ("https://shop.example.com/quote?ttclid=E.C.P.a%2Bb", "E.C.P.a+b"),
+        ("https://shop.example.com/quote?ttclid=", None),
+        ("https://shop.example.com/quote?xttclid=nope", None),
+        ("https://shop.example.com/ttclid/quote", None),
+        ("https://shop.example.com/quote?ttclid=" + "x" * 600, None),
+    ],
+)
+def test_ttclid_comes_from_the_page_url_when_the_form_has_none(
+    page_url: str, ttclid: str | None
+) -> None:
+    form = form_from_record(make_form_record(ttclid=None, page_url=page_url), NOW)
+    assert isinstance(form, FormSubmit)
+    assert form.ttclid == ttclid
+
+
+def test_the_form_own_ttclid_wins_over_the_page_url() -> None:
+    record = make_form_record(ttclid="E.C.P.form", page_url="https://x.example/?ttclid=E.C.P.url")
+    form = form_from_record(record, NOW)
+    assert isinstance(form, FormSubmit) and form.ttclid == "E.C.P.form"
