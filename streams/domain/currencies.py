@@ -1,46 +1,30 @@
-"""ISO 4217 currency codes a conversion value may be given in."""
+"""The currencies a conversion value may be given in: the ones TikTok's Events API accepts.
+
+TikTok does not take every ISO 4217 code. Its own Business SDK lists the supported ones
+(``TTContentsEventConstants.Currency`` in tiktok/tiktok-business-android-sdk; the same list, without
+the last five, is in TikTok's Events API parameter reference as mirrored by Segment's
+``tiktok-conversions`` action: "List of currencies currently supported"). A value in any other
+currency would be rejected by the API, so it is dead-lettered at intake (``unknown_currency``).
+
+The sandbox (``streams/sandbox/validation.py``) keeps its own copy of this list, because it must
+not import the code it checks; a unit test keeps the two equal.
+"""
 
 from __future__ import annotations
 
-# Active alphabetic codes of ISO 4217 List One (currencies and funds). Left out on purpose:
-# precious metals (XAU, XAG, XPD, XPT), bond-market units (XBA-XBD), XDR, XSU, XUA, and the
-# testing / no-currency codes XTS and XXX: a sale is never priced in them. Kept although
-# recently replaced, because CRMs still send them during the changeover: ANG (by XCG, 2025),
-# SLL (by SLE, 2022-2024) and ZWL (by ZWG, 2024).
-ISO_4217: frozenset[str] = frozenset(
+TIKTOK_CURRENCIES: frozenset[str] = frozenset(
     """
-    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN
-    BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
-    CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK
-    DJF DKK DOP DZD
-    EGP ERN ETB EUR
-    FJD FKP
-    GBP GEL GHS GIP GMD GNF GTQ GYD
-    HKD HNL HTG HUF
-    IDR ILS INR IQD IRR ISK
-    JMD JOD JPY
-    KES KGS KHR KMF KPW KRW KWD KYD KZT
-    LAK LBP LKR LRD LSL LYD
-    MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN
-    NAD NGN NIO NOK NPR NZD
-    OMR
-    PAB PEN PGK PHP PKR PLN PYG
-    QAR
-    RON RSD RUB RWF
-    SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL
-    THB TJS TMT TND TOP TRY TTD TWD TZS
-    UAH UGX USD USN UYI UYU UYW UZS
-    VED VES VND VUV
-    WST
-    XAF XCD XCG XOF XPF
-    YER
-    ZAR ZMW ZWG ZWL
+    AED ARS AUD BDT BGN BHD BIF BOB BRL CAD CHF CLP CNY COP CRC CZK DKK DZD EGP EUR GBP GTQ HKD
+    HNL HUF IDR ILS INR IQD ISK JOD JPY KES KHR KRW KWD KZT LBP MAD MOP MXN MYR NGN NIO NOK NZD
+    OMR PEN PHP PKR PLN PYG QAR RON RUB SAR SEK SGD THB TRY TWD TZS UAH USD VES VND ZAR
     """.split()
 )
 
+ISO_4217 = TIKTOK_CURRENCIES  # the former name, kept for importers
+
 
 def is_currency(code: str) -> bool:
-    """Tell whether ``code`` is an ISO 4217 currency a value can be given in.
+    """Tell whether ``code`` is a currency TikTok accepts a value in.
 
     The check is exact: callers normalise first (trim, upper-case), so ``"eur"`` is not a
     currency here but ``"EUR"`` is.
@@ -49,7 +33,7 @@ def is_currency(code: str) -> bool:
         code: Three upper-case letters.
 
     Returns:
-        True when the code is in :data:`ISO_4217`.
+        True when the code is in :data:`TIKTOK_CURRENCIES`.
 
     """
-    return code in ISO_4217
+    return code in TIKTOK_CURRENCIES

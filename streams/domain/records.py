@@ -222,7 +222,11 @@ class _Reader:
         if not code:
             return None
         if not is_currency(code):
-            self.fail("unknown_currency", name, f"is {code[:16]!r}, not an ISO 4217 currency")
+            self.fail(
+                "unknown_currency",
+                name,
+                f"is {code[:16]!r}, not an ISO 4217 currency TikTok accepts (README, Currencies)",
+            )
         return code
 
     def consent(self, name: str) -> Consent:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.domain.consent import withheld_reason
-from streams.domain.currencies import ISO_4217, is_currency
+from streams.domain.currencies import TIKTOK_CURRENCIES, is_currency
 from streams.domain.mapping import (
     DEFAULT_STAGE_MAP_CRM,
     DEFAULT_STAGE_MAP_WEB,
@@ -15,6 +15,7 @@ from streams.domain.mapping import (
     stage_statuses,
 )
 from streams.domain.types import Consent, ConsentPolicy
+from streams.sandbox.validation import ISO_4217_CURRENCIES as SANDBOX_CURRENCIES
 
 
 def test_default_stage_maps() -> None:
@@ -141,16 +142,26 @@ def test_withheld_reason(consent: Consent, policy: ConsentPolicy, reason: str | 
     assert withheld_reason(consent, policy) == reason
 
 
-@pytest.mark.parametrize("code", ["EUR", "USD", "GBP", "JPY", "CHF", "XCG", "ZWG", "SLE", "VES"])
+@pytest.mark.parametrize("code", ["EUR", "USD", "GBP", "JPY", "CHF", "VES", "BGN", "TZS", "AED"])
 def test_currencies(code: str) -> None:
     assert is_currency(code)
 
 
-@pytest.mark.parametrize("code", ["eur", "EURO", "", " EUR", "XXX", "XTS", "XAU", "HRK", "DEM"])
+@pytest.mark.parametrize(
+    "code",
+    ["eur", "EURO", "", " EUR", "XXX", "XTS", "XAU", "HRK", "DEM", "XCG", "GHS", "CHE", "SLL"],
+)
 def test_not_currencies(code: str) -> None:
     assert not is_currency(code)
 
 
 def test_currency_codes_are_three_upper_case_letters() -> None:
-    assert 150 < len(ISO_4217) < 200
-    assert all(len(c) == 3 and c.isascii() and c.isalpha() and c.isupper() for c in ISO_4217)
+    assert len(TIKTOK_CURRENCIES) == 67
+    assert all(
+        len(c) == 3 and c.isascii() and c.isalpha() and c.isupper() for c in TIKTOK_CURRENCIES
+    )
+
+
+def test_the_sandbox_accepts_exactly_the_currencies_leadstream_accepts() -> None:
+    """One list (issue 13 §4); the sandbox keeps its own copy because it must stay standalone."""
+    assert set(SANDBOX_CURRENCIES) == set(TIKTOK_CURRENCIES)
