@@ -228,6 +228,7 @@ class _Click:
     tiktok_lead_id: str | None = None
     ad_consent: Consent = Consent.UNKNOWN
     limited_data_use: bool = False
+    locale: str | None = None
 
 
 def _click(ctx: LeadContext | None) -> _Click:
@@ -244,6 +245,7 @@ def _click(ctx: LeadContext | None) -> _Click:
         tiktok_lead_id=ctx.tiktok_lead_id,
         ad_consent=ctx.ad_consent,
         limited_data_use=ctx.limited_data_use,
+        locale=ctx.locale,
     )
 
 
@@ -352,6 +354,7 @@ def _send_status(w: _Work, change: StatusChange, source: SourceRef, counter: str
             order_id=change.order_id,
             ad_consent=click.ad_consent,
             limited_data_use=click.limited_data_use,
+            locale=click.locale,
         ),
         counter,
     )
@@ -399,6 +402,7 @@ def _send_booking(w: _Work, booking: Booking, source: SourceRef, counter: str) -
             currency=currency,
             ad_consent=click.ad_consent,
             limited_data_use=click.limited_data_use,
+            locale=click.locale,
         ),
         counter,
     )
@@ -449,6 +453,7 @@ def _new_context(lead_id: str, form: FormSubmit) -> LeadContext:
         user_agent=form.user_agent,
         ad_consent=form.ad_consent,
         limited_data_use=form.limited_data_use,
+        locale=form.locale,
     )
 
 
@@ -467,6 +472,7 @@ def _merge_context(ctx: LeadContext, form: FormSubmit) -> LeadContext:
         user_agent=keep(ctx.user_agent, form.user_agent),
         ad_consent=_stricter_consent(ctx.ad_consent, form.ad_consent),
         limited_data_use=ctx.limited_data_use or form.limited_data_use,
+        locale=keep(ctx.locale, form.locale),
     )
 
 

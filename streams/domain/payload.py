@@ -98,7 +98,13 @@ def build_event(conv: Conversion, event_source: str) -> dict[str, Any]:
     )
     if web:
         user.update(
-            _present(ttclid=conv.ttclid, ttp=conv.ttp, ip=conv.ip, user_agent=conv.user_agent)
+            _present(
+                ttclid=conv.ttclid,
+                ttp=conv.ttp,
+                ip=conv.ip,
+                user_agent=conv.user_agent,
+                locale=conv.locale,
+            )
         )
     if user:
         event["user"] = user

@@ -52,6 +52,7 @@ MAX_CHARS: Mapping[str, int] = MappingProxyType(
         "page_url": 4096,
         "referrer_url": 4096,
         "user_agent": 1024,
+        "locale": 35,
         "ttclid": 512,
         "ttp": 512,
         "ip": 64,
@@ -229,6 +230,13 @@ class _Reader:
             )
         return code
 
+    def locale(self, name: str) -> str | None:
+        """Read a BCP 47 language tag (``en-GB``, ``pt_BR``); drop a malformed one, never reject."""
+        text = self.text(name)
+        if text is None or _LOCALE.fullmatch(text) is None:
+            return None
+        return text
+
     def consent(self, name: str) -> Consent:
         value = self._rec.get(name)
         if value is None:
@@ -326,6 +334,7 @@ def form_from_record(rec: Mapping[str, Any], now: datetime) -> FormSubmit | Reje
         ip = r.ip("ip")
         user_agent = r.text("user_agent")
         country = r.country("country")
+        locale = r.locale("locale")
         ad_consent = r.consent("ad_consent")
         limited_data_use = r.flag("limited_data_use")
     except _Invalid as invalid:
@@ -348,6 +357,7 @@ def form_from_record(rec: Mapping[str, Any], now: datetime) -> FormSubmit | Reje
         country=country,
         ad_consent=ad_consent,
         limited_data_use=limited_data_use,
+        locale=locale,
     )
 
 
@@ -473,6 +483,7 @@ def to_record(item: FormSubmit | Booking | StatusChange) -> dict[str, Any]:
             "country": item.country,
             "ad_consent": item.ad_consent.value,
             "limited_data_use": item.limited_data_use,
+            "locale": item.locale,
         }
     if isinstance(item, Booking):
         return {
@@ -543,6 +554,7 @@ def conversion_to_record(c: Conversion) -> dict[str, Any]:
         "ad_consent": c.ad_consent.value,
         "limited_data_use": c.limited_data_use,
         "created_at": c.created_at,
+        "locale": c.locale,
     }
 
 
@@ -596,6 +608,7 @@ def conversion_from_record(rec: Mapping[str, Any]) -> Conversion:
         order_id=rec.get("order_id"),
         ad_consent=Consent(rec.get("ad_consent") or Consent.UNKNOWN),
         limited_data_use=bool(rec.get("limited_data_use", False)),
+        locale=rec.get("locale"),
     )
 
 
@@ -660,6 +673,8 @@ _DECODE: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
     }
 )
 
+_LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
+
 _Fields = tuple[tuple[str, str, str], ...]  # (attribute, JSON key, kind)
 
 _CONTEXT_FIELDS: _Fields = (
@@ -676,6 +691,7 @@ _CONTEXT_FIELDS: _Fields = (
     ("user_agent", "a", "str"),
     ("ad_consent", "ac", "consent"),
     ("limited_data_use", "ld", "bool"),
+    ("locale", "lo", "str"),
 )
 _STATUS_FIELDS: _Fields = (
     ("change_id", "i", "str"),

@@ -84,6 +84,7 @@ class FormSubmit:
     country: str | None = None
     ad_consent: Consent = Consent.UNKNOWN
     limited_data_use: bool = False
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ class LeadContext:
     user_agent: str | None = None
     ad_consent: Consent = Consent.UNKNOWN
     limited_data_use: bool = False
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,7 @@ class Conversion:
     order_id: str | None = None
     ad_consent: Consent = Consent.UNKNOWN
     limited_data_use: bool = False
+    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

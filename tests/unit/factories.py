@@ -69,6 +69,7 @@ def make_form_record(**overrides: Any) -> dict[str, Any]:
         "country": "gb",
         "ad_consent": "GRANTED",
         "limited_data_use": False,
+        "locale": "en-GB",
     }
     rec.update(overrides)
     return rec
@@ -136,6 +137,7 @@ def make_form_submit(**overrides: Any) -> FormSubmit:
         country="GB",
         ad_consent=Consent.GRANTED,
         limited_data_use=False,
+        locale="en-GB",
     )
     return replace(form, **overrides)
 
@@ -193,6 +195,7 @@ def make_context(**overrides: Any) -> LeadContext:
         user_agent=USER_AGENT,
         ad_consent=Consent.GRANTED,
         limited_data_use=False,
+        locale="en-GB",
     )
     return replace(ctx, **overrides)
 

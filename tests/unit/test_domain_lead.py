@@ -222,6 +222,7 @@ def test_qualified_status_becomes_an_enriched_conversion() -> None:
         crm="hubspot",
         ad_consent=Consent.GRANTED,
         limited_data_use=False,
+        locale="en-GB",
     )
     assert outcome.state == replace(
         state,
@@ -523,6 +524,7 @@ def test_booking_becomes_a_schedule_with_its_own_click_data_first() -> None:
         currency="GBP",
         ad_consent=Consent.GRANTED,
         limited_data_use=True,
+        locale="en-GB",
     )
     assert outcome.state is not None
     assert outcome.state.sent["pixel-schedule-1"] == NOW

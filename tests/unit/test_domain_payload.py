@@ -153,3 +153,10 @@ def test_request_body() -> None:
     body = build_request(Destination("crm", "SET1", "TEST123"), events)
     assert body["test_event_code"] == "TEST123"
     assert body["data"] is not events and body["data"][0] is not events[0]
+
+
+def test_locale_is_sent_plain_on_web_events_only() -> None:
+    conv = make_conversion(locale="en-GB")
+    assert build_event(conv, "web")["user"]["locale"] == "en-GB"
+    assert "locale" not in build_event(conv, "crm")["user"]
+    assert "locale" not in build_event(make_conversion(), "web")["user"]

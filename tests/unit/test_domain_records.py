@@ -574,3 +574,17 @@ def test_the_form_own_ttclid_wins_over_the_page_url() -> None:
     record = make_form_record(ttclid="E.C.P.form", page_url="https://x.example/?ttclid=E.C.P.url")
     form = form_from_record(record, NOW)
     assert isinstance(form, FormSubmit) and form.ttclid == "E.C.P.form"
+
+
+@pytest.mark.parametrize(
+    ("raw", "locale"),
+    [("en-GB", "en-GB"), (" pt_BR ", "pt_BR"), ("de", "de"), ("en GB", None), ("12", None)],
+)
+def test_form_locale_is_kept_when_it_is_a_language_tag(raw: str, locale: str | None) -> None:
+    form = form_from_record(make_form_record(locale=raw), NOW)
+    assert isinstance(form, FormSubmit) and form.locale == locale
+
+
+def test_conversion_record_carries_the_locale() -> None:
+    conv = make_conversion(locale="fr-FR")
+    assert conversion_from_record(conversion_to_record(conv)) == conv

@@ -232,3 +232,39 @@ def test_evolved_reader_decodes_data_written_with_the_old_schema(
     # The evolved schema registers as version 2 of the same subject (BACKWARD allows it).
     reader.register(topic, record_name)
     assert client.get_versions(f"{topic}-value") == [1, 2]
+
+
+# --- issue 13 §4: user.locale, added backward-compatibly ---------------------------------------
+
+ADDED_IN_ISSUE_13 = {"FormSubmitted": "locale", "Conversion": "locale"}
+
+
+@pytest.mark.parametrize(("record_name", "field"), sorted(ADDED_IN_ISSUE_13.items()))
+def test_the_new_optional_fields_evolve_the_registered_schema_and_old_records_still_decode(
+    record_name: str,
+    field: str,
+    client: SchemaRegistryClient,
+    registry: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    """The schema before the field is version 1; the current one registers as version 2."""
+    before_dir = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, before_dir)
+    before = _schema_json(record_name)
+    [added] = [f for f in before["fields"] if f["name"] == field]
+    assert added["type"] == ["null", "string"] and added["default"] is None  # optional
+    before["fields"] = [f for f in before["fields"] if f["name"] != field]
+    (before_dir / RECORD_FILES[record_name]).write_text(json.dumps(before), encoding="utf-8")
+    old_serde = AvroSerde(SchemaRegistryClient({"url": registry.url}), before_dir)
+    topic = f"schemas.issue13.{record_name}"
+    old_value = {k: v for k, v in _realistic(record_name).items() if k != field}
+    old_bytes = old_serde.encode(topic, record_name, old_value)  # written before the field
+
+    current = AvroSerde(SchemaRegistryClient({"url": registry.url}), SCHEMAS)
+    subject = f"{topic}-value"
+    assert client.test_compatibility(
+        subject, Schema(current.schema_text(record_name), schema_type="AVRO")
+    )
+    current.register(topic, record_name)
+    assert client.get_versions(subject) == [1, 2]
+    assert current.decode(old_bytes, record_name) == {**old_value, field: None}

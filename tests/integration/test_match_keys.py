@@ -1,0 +1,51 @@
+"""Issue 13 §4 end to end: phones with their own country code, ttclid from the page, locale."""
+
+from __future__ import annotations
+
+import time
+
+from streams.local import LocalStack
+from tests.conftest import Names
+from tests.integration.helpers import form, produce, sandbox_events, status, wait_events
+
+TIKTOK_PHONE_SHA = "9f7ec22d72092cd3c0b58726ed9c2d91b92e51a3f29837508fb2948bb22dd2fd"
+
+
+def _one(value: object) -> object:
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def test_phones_with_their_own_country_code_ttclid_from_the_page_and_locale(
+    stack: LocalStack, names: Names
+) -> None:
+    env, p = names.env(), names.prefix
+    forms = [
+        form(p, 1, phone="(+1)2133734253", country="GB", locale="en-US"),  # TikTok's example
+        form(p, 2, phone="+1 213-373-4253", country=None),
+        form(p, 3, phone="001 213 373 4253", country="DE"),
+        form(
+            p,
+            4,
+            phone="(+1) 213 373 4253",
+            ttclid=None,
+            page_url=f"https://shop.example.com/quote?utm_source=tiktok&ttclid=E.C.P.{p}url4",
+        ),
+    ]
+    worker = stack.start_worker(p, **env)
+    try:
+        worker.wait_ready()
+        produce(stack, env, names.form, *forms)
+        produce(
+            stack, env, names.status, *(status(p, n, f"c{n}", "qualified") for n in range(1, 5))
+        )
+        wait_events(stack, p, 4, worker)
+        time.sleep(1)
+        events = {e["event_id"]: e for e in sandbox_events(stack, p)}
+    finally:
+        worker.stop()
+    assert len(events) == 4
+    for n in range(1, 5):
+        user = events[f"{p}-evt-{n}:ApplicationApproval"]["user"]
+        assert _one(user["phone"]) == TIKTOK_PHONE_SHA, n
+    assert events[f"{p}-evt-1:ApplicationApproval"]["user"]["locale"] == "en-US"
+    assert events[f"{p}-evt-4:ApplicationApproval"]["user"]["ttclid"] == f"E.C.P.{p}url4"
