@@ -124,7 +124,11 @@ ALL_ON: dict[str, Any] = {
         "ingressNamespaceSelector": {"matchLabels": {"team": "sre"}},
         "ingressPodSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
     },
-    "rules": {"stageMap": {"mql": "QualifiedLead", "won": "Purchase"}},
+    "rules": {
+        "stageMap": {"mql": "QualifiedLead", "won": "Purchase"},
+        "stageMapWeb": {"mql": "Contact"},
+        "stageMapCrm": {"sql": "SalesQualified"},
+    },
     "extraEnv": [{"name": "EXTRA_ONE", "value": "1"}],
     "commonLabels": {"team": "growth"},
     "commonAnnotations": {"owner": "data-eng"},
