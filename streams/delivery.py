@@ -193,8 +193,8 @@ class Delivery:
                 retrying_since = None
             if verdict.verdict is not Verdict.UNKNOWN:
                 unknown_tries = 0
-            if verdict.verdict not in (Verdict.AUTH, Verdict.CONFIG):
-                self._close(circuit, dest)
+            if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED, Verdict.BISECT):
+                self._close(circuit, dest)  # the API read the events: the credentials work
             if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED):
                 attempt = 0
                 again = []
@@ -335,10 +335,10 @@ class Delivery:
         """WARNING with the full answer of a request not wholly accepted, once per request id.
 
         The answer is logged, not the request: the request carries IPs and user agents, and the
-        token is never in either. Transport failures (no answer) are logged by the retry path.
+        token is never in either. Retryable answers are logged by the retry path instead.
         """
-        if status is None or verdict.verdict is Verdict.RETRY and not body:
-            return
+        if status is None or verdict.verdict is Verdict.RETRY:
+            return  # transient: the retry path logs it
         if request_id is not None:
             if request_id in self._logged_requests:
                 return

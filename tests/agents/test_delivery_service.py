@@ -867,3 +867,14 @@ async def test_each_rejected_request_is_logged_in_full_once_without_the_token(
     assert "r-9" in logged[0] and "evt-0:QualifiedLead" in logged[0]
     assert all(r.levelno == logging.WARNING for r in caplog.records if body in r.getMessage())
     assert "test-token" not in caplog.text
+
+
+async def test_a_transient_failure_while_paused_does_not_resume_the_destination(
+    make_rig: Any,
+) -> None:
+    auth = TrackResponse(200, 40105, "Access token is invalid", "req-a")
+    gateway = ApiError("Events API answered HTTP 503", status_code=503)
+    rig: Rig = make_rig([auth, gateway, OK])
+    await rig.handle(conv(0))
+    assert rig.sleeps.gauge == [1.0, 1.0]  # still paused during the 503's backoff
+    assert set(rig.outcomes().values()) == {"DELIVERED"}
