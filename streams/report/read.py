@@ -33,6 +33,7 @@ _INPUT_FIELDS = {
     "LeadStatusChanged": ("change_id", "lead_id", "status", "changed_at", "crm"),
 }
 _STALL_SECONDS = 30.0
+_METADATA_TIMEOUT = 10.0
 # librdkafka's own log lines (connection refused, retrying...) go here, not to stderr: a failure
 # surfaces once, as the one-line error of the exception it ends in.
 _CLIENT_LOG = logging.getLogger(f"{__name__}.librdkafka")
@@ -126,7 +127,7 @@ def topic_bounds(
     consumer: Consumer, topic: str, since: datetime, until: datetime
 ) -> dict[int, tuple[int, int]]:
     """Return the (start, end) offsets to read per partition of ``topic`` ({} when missing)."""
-    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    meta = consumer.list_topics(topic, timeout=_METADATA_TIMEOUT).topics.get(topic)
     if meta is None or meta.error is not None:
         logger.info("topic %s does not exist; counted as empty", topic)
         return {}

@@ -47,8 +47,8 @@ def run_report(
     until: str | None,
     as_json: bool,
     html: str | None,
-    out: IO[str] = sys.stdout,
-    err: IO[str] = sys.stderr,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
     now: datetime | None = None,
 ) -> int:
     """Run ``leadstream report``; return 0, or 1 when Kafka or the registry cannot be read.
@@ -57,6 +57,8 @@ def run_report(
         ConfigError: bad options (the caller exits 2).
 
     """
+    out = out or sys.stdout
+    err = err or sys.stderr
     start, end = time_range(since, until, now or datetime.now(tz=UTC))
     target = Path(html) if html else None
     if target is not None and not target.parent.is_dir():
