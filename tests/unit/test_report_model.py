@@ -393,3 +393,27 @@ def test_parse_time() -> None:
     assert parse_time("2026-11-13", T) == datetime(2026, 11, 13, tzinfo=UTC)  # naive is UTC
     with pytest.raises(ValueError, match="neither an ISO 8601 time"):
         parse_time("last week", T)
+
+
+def test_percentile_rounds_the_rank_up() -> None:
+    assert percentile([1.0, 2.0, 3.0, 4.0, 5.0], 0.5) == 3.0
+
+
+def test_an_event_dead_lettered_then_accepted_counts_as_accepted_only() -> None:
+    h = known_history()
+    redriven = receipt("e-L2:QL", QL, T)  # the dead-lettered L2 event, re-driven and accepted
+    r = aggregate(
+        History(h.forms, h.bookings, h.status_changes, h.conversions, [*h.receipts, redriven], ()),
+        RULES,
+        T,
+        T,
+    )
+    assert (r.delivery.accepted, r.delivery.rejected) == (6, 1)
+    assert r.delivery.rejected_by_code == {"no_answer": 1}
+
+
+def test_a_later_granting_form_does_not_undo_a_denial() -> None:
+    h = known_history()
+    forms = [*h.forms, form("L4", T - 4.5 * H, "GRANTED")]
+    r = aggregate(History(forms, h.bookings, h.status_changes, h.conversions), RULES, T, T)
+    assert r.delivery.withheld_by_consent == {"consent_denied": 2, "consent_unknown": 1}
