@@ -1,8 +1,8 @@
 """Read the six topics for a time range, by Kafka record timestamp, and decode them.
 
 Each partition is sought to the first offset at or after ``since`` (``offsets_for_times``) and
-read up to the end offsets taken when reading starts (or the first offset at ``until``, when
-that comes earlier), so a busy topic does not keep the report reading forever. A broker that
+read up to the end offsets of all six topics taken before reading starts, so a busy topic does
+not keep the report reading forever and a receipt is not read without its conversion. A broker that
 cannot look offsets up by time is read from its first offset and filtered by timestamp.
 Records whose timestamp falls outside ``[since, until)`` are skipped.
 """
@@ -19,6 +19,7 @@ from typing import IO, Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.errors import LeadstreamError, SerdeError
+from streams.offsets import fetched_end_offsets
 from streams.report.model import History
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
@@ -98,40 +99,57 @@ def _ms(dt: datetime) -> int:
 
 
 def _bounds(
-    consumer: Consumer, topic: str, partitions: list[int], since_ms: int, until_ms: int
+    consumer: Consumer, topic: str, partitions: list[int], since_ms: int
 ) -> dict[int, tuple[int, int]]:
-    """Return (start, end) offsets per partition; end is exclusive, taken now."""
+    """Return (start, end) offsets per partition; end is exclusive: the log end, taken now.
+
+    The end is not looked up by ``until``'s time: a broker that answers time lookups loosely
+    (Tansu answers offset 0 for any time) would end the read before it began. Records after
+    ``until`` are skipped by their timestamp instead.
+    """
     marks = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=_METADATA_TIMEOUT)
+        for p in partitions
     }
     try:
         starts = consumer.offsets_for_times(
-            [TopicPartition(topic, p, since_ms) for p in partitions], timeout=10
-        )
-        stops = consumer.offsets_for_times(
-            [TopicPartition(topic, p, until_ms) for p in partitions], timeout=10
+            [TopicPartition(topic, p, since_ms) for p in partitions], timeout=_METADATA_TIMEOUT
         )
     except KafkaException as exc:
         logger.warning("%s: no offsets by time (%s); reading from the start", topic, exc)
         return {p: marks[p] for p in partitions}
     out = {}
-    for start_tp, stop_tp in zip(starts, stops, strict=True):
-        low, high = marks[start_tp.partition]
-        start = high if start_tp.offset < 0 else max(low, start_tp.offset)
-        end = high if stop_tp.offset < 0 else min(high, stop_tp.offset)
-        out[start_tp.partition] = (start, end)
+    for tp in starts:
+        low, high = marks[tp.partition]
+        # -1: no record at or after since; an error: read the partition and filter by time.
+        start = low if tp.error is not None else high if tp.offset < 0 else max(low, tp.offset)
+        out[tp.partition] = (start, high)
     return out
 
 
-def topic_bounds(
-    consumer: Consumer, topic: str, since: datetime, until: datetime
-) -> dict[int, tuple[int, int]]:
+def topic_bounds(consumer: Consumer, topic: str, since: datetime) -> dict[int, tuple[int, int]]:
     """Return the (start, end) offsets to read per partition of ``topic`` ({} when missing)."""
     meta = consumer.list_topics(topic, timeout=_METADATA_TIMEOUT).topics.get(topic)
     if meta is None or meta.error is not None:
-        logger.info("topic %s does not exist; counted as empty", topic)
+        logger.debug("topic %s does not exist; counted as empty", topic)
         return {}
-    return _bounds(consumer, topic, sorted(meta.partitions), _ms(since), _ms(until))
+    return _bounds(consumer, topic, sorted(meta.partitions), _ms(since))
+
+
+def _confirm_ends(
+    settings: Settings, bounds: dict[str, dict[int, tuple[int, int]]]
+) -> dict[str, dict[int, tuple[int, int]]]:
+    """Raise each listed end to the end a fetch sees (:mod:`streams.offsets`).
+
+    Kafka lists ends exactly and this reads one record per partition; Tansu lists short ends
+    after multi-record batches, and a report that trusted them would miss records.
+    """
+    listed = {(t, p): end for t, parts in bounds.items() for p, (_, end) in parts.items()}
+    ends = fetched_end_offsets(settings.kafka_bootstrap, listed)
+    return {
+        t: {p: (start, ends[(t, p)] or end) for p, (start, end) in parts.items()}
+        for t, parts in bounds.items()
+    }
 
 
 def read_topic(
@@ -231,10 +249,11 @@ def read_history(
     decoded: list[list[dict[str, Any]]] = []
     try:
         try:
-            bounds = {topic: topic_bounds(consumer, topic, since, until) for topic, _, _ in plan}
+            bounds = {topic: topic_bounds(consumer, topic, since) for topic, _, _ in plan}
         except KafkaException as exc:
             text = f"cannot reach Kafka at {settings.kafka_bootstrap}: {_reason(exc)}"
             raise ReadError(text) from exc
+        bounds = _confirm_ends(settings, bounds)
         for topic, record_name, fields in plan:
 
             def decode(data: bytes | None, name: str = record_name) -> dict[str, Any]:
