@@ -72,7 +72,7 @@ TOP_MESSAGES = 10
 NOTES = (
     "Withheld by consent is derived from the input topics for leads whose form is in range; "
     "inputs withheld after their wait expired (consent unknown) are counted only in the "
-    "worker's metrics (leadstream_withheld_total).",
+    'worker\'s metrics (leadstream_core_outcomes_total{outcome=~"withheld_.*"}).',
     "Retries are counted per event from the receipts' attempts; retries of batches still in "
     "flight, circuit-open time and request latency are metrics only.",
     "Inputs the worker deduplicated by id beyond the range, or a ledger entry older than the "

@@ -67,20 +67,19 @@ class _Progress:
 
     def start(self, topic: str) -> None:
         self.topic, self.count, self.shown_at = topic, 0, 0.0
-        self.show(force=True)
+        self.show()
 
     def tick(self) -> None:
         self.count += 1
         if time.monotonic() - self.shown_at > 0.2:
             self.show()
 
-    def show(self, *, force: bool = False) -> None:
+    def show(self) -> None:
         if self.out is None:
             return
         self.shown_at = time.monotonic()
         self.out.write(f"\rreading {self.topic}: {self.count} records")
         self.out.flush()
-        del force
 
     def done(self) -> None:
         if self.out is not None:

@@ -78,14 +78,18 @@ def _counts(mapping: Mapping[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in mapping.items()) or "none"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+def _table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1
+) -> list[str]:
+    """Align a table: the first ``text_columns`` columns to the left, numbers to the right."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for row in [header, *rows]:
-        cells = [row[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        cells = [
+            c.ljust(w) if i < text_columns else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ]
-        lines.append((indent + "  ".join(cells)).rstrip())
+        lines.append(("  " + "  ".join(cells)).rstrip())
     return lines
 
 
@@ -140,6 +144,7 @@ def render_text(report: Report) -> str:
                 )
                 for e in r.events
             ],
+            text_columns=2,
         )
     else:
         out.append("  no conversions or receipts in range")
@@ -212,9 +217,16 @@ def _empty(chart_id: str, title: str) -> str:
 
 
 def hbar_chart(
-    chart_id: str, title: str, rows: Sequence[tuple[str, float, str]], scale: float | None = None
+    chart_id: str,
+    title: str,
+    rows: Sequence[tuple[str, float, str]],
+    scale: float | None = None,
+    period: int = 0,
 ) -> str:
-    """Horizontal bars: (label, value, value text) per row; ``scale`` is the full-width value."""
+    """Horizontal bars: (label, value, value text) per row; ``scale`` is the full-width value.
+
+    With ``period``, colours repeat every ``period`` rows (the same stage of each route).
+    """
     top = max((v for _, v, _ in rows), default=0.0)
     full = scale if scale is not None else top
     if not rows or full <= 0:
@@ -224,7 +236,7 @@ def hbar_chart(
     for i, (label, value, text) in enumerate(rows):
         y = 8 + i * row_h
         w = max(0.0, bar_w * value / full)
-        color = _PALETTE[i % len(_PALETTE)]
+        color = _PALETTE[(i % period if period else i) % len(_PALETTE)]
         body.append(
             f'<text x="{label_w - 8}" y="{y + 15}" text-anchor="end">{_e(label)}</text>'
             f'<rect x="{label_w}" y="{y + 2}" width="{w:.1f}" height="{row_h - 6}" '
@@ -295,7 +307,9 @@ def charts(report: Report) -> dict[str, str]:
             ),
             (f"{f.route} won", float(f.won), f"{f.won} ({percent(f.won_rate)})"),
         ]
-    out["funnel"] = hbar_chart("funnel", "Funnel: forms, qualified, won per route", funnel_rows)
+    out["funnel"] = hbar_chart(
+        "funnel", "Funnel: forms, qualified, won per route", funnel_rows, period=3
+    )
     latency_rows = []
     for e in r.events:
         if e.status_to_accepted.count:
@@ -364,16 +378,24 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2re
 max-width:980px;color:#111827;padding:0 1rem}
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #e5e7eb}
 table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .6rem;text-align:right;
-border-bottom:1px solid #f3f4f6}td:first-child,th:first-child{text-align:left}
+border-bottom:1px solid #f3f4f6}.text{text-align:left}
 th{background:#f9fafb}.chart text{font-size:12px;fill:#374151}.chart .muted{fill:#9ca3af}
 .chart .axis{stroke:#9ca3af}figure{margin:1rem 0}figcaption{font-size:.85rem;color:#6b7280}
 .weak{color:#dc2626;font-weight:600}.notes{font-size:.9rem;color:#4b5563}
 """
 
 
-def _html_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+def _html_table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], text_columns: int = 1
+) -> str:
+    def cell(tag: str, i: int, value: object) -> str:
+        align = ' class="text"' if i < text_columns else ""
+        return f"<{tag}{align}>{_e(value)}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -444,6 +466,7 @@ def render_html(report: Report) -> str:
                 )
                 for e in r.events
             ],
+            text_columns=2,
         ),
         _figure(
             svg["status_to_accepted"],
@@ -477,6 +500,7 @@ def render_html(report: Report) -> str:
                 )
                 for e in r.events
             ],
+            text_columns=2,
         ),
         "<h2>Delivery</h2>",
         _html_table(
@@ -501,8 +525,9 @@ def render_html(report: Report) -> str:
         _figure(svg["dead_letters_per_day"], "Dead letters per UTC day, stacked by reason."),
         _html_table(("reason", "count"), list(dl.by_reason.items())),
         _html_table(
-            ("count", "reason", "message"),
-            [(m.count, m.reason, m.message) for m in dl.top_messages],
+            ("reason", "message", "count"),
+            [(m.reason, m.message, m.count) for m in dl.top_messages],
+            text_columns=2,
         ),
         "<h2>What the topics cannot tell</h2>",
         '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in r.notes) + "</ul>",

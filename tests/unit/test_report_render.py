@@ -240,3 +240,53 @@ def test_writes_html_and_prints_summary(
     assert code == 0
     assert target.read_text(encoding="utf-8").count("<svg") == len(CHARTS)
     assert out.getvalue().endswith(f"wrote {target}\n")
+
+
+def test_progress_rewrites_one_line_per_topic() -> None:
+    from streams.report.read import _Progress
+
+    buf = io.StringIO()
+    progress = _Progress(buf)
+    progress.start("leads")
+    progress.tick()
+    progress.tick()
+    progress.done()
+    assert buf.getvalue().startswith("\rreading leads: 0 records")
+    assert buf.getvalue().endswith("\rreading leads: 2 records\n")
+    silent = _Progress(None)
+    silent.start("leads")
+    silent.tick()
+    silent.done()  # no terminal: nothing written, nothing raised
+
+
+def test_progress_goes_to_stderr_only_when_it_is_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from streams.report import run
+    from streams.settings import load_settings
+
+    seen: list[object] = []
+
+    def fake_read(*args: object, progress_out: object = None) -> tuple[History, dict[str, int]]:
+        seen.append(progress_out)
+        return History(), {}
+
+    monkeypatch.setattr(run, "read_history", fake_read)
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for err in (tty, pipe):
+        code = run.run_report(
+            load_settings(),
+            since=None,
+            until=None,
+            as_json=True,
+            html=None,
+            out=io.StringIO(),
+            err=err,
+        )
+        assert code == 0
+    assert seen == [tty, None]
