@@ -417,3 +417,26 @@ def test_a_later_granting_form_does_not_undo_a_denial() -> None:
     forms = [*h.forms, form("L4", T - 4.5 * H, "GRANTED")]
     r = aggregate(History(forms, h.bookings, h.status_changes, h.conversions), RULES, T, T)
     assert r.delivery.withheld_by_consent == {"consent_denied": 2, "consent_unknown": 1}
+
+
+def test_aggregation_and_rendering_need_no_kafka_and_read_no_clock() -> None:
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.unit.test_domain_purity import FORBIDDEN_MODULES, FORBIDDEN_SOURCE
+
+    probe = (
+        "import json, sys, streams.report.model, streams.report.render;"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    leaked = set(json.loads(result.stdout)).intersection(FORBIDDEN_MODULES)
+    assert not leaked, f"the report's pure part pulls in {sorted(leaked)}"
+    folder = Path(__file__).resolve().parents[2] / "streams" / "report"
+    for name in ("model.py", "render.py"):
+        text = (folder / name).read_text(encoding="utf-8")
+        assert not FORBIDDEN_SOURCE.search(text), f"{name} reads the clock or the environment"
