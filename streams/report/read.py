@@ -51,7 +51,7 @@ def _consumer_config(settings: Settings) -> dict[str, Any]:
         "bootstrap.servers": settings.kafka_bootstrap,
         "group.id": f"leadstream-report-{time.time_ns()}",  # never commits; assign() only
         "enable.auto.commit": False,
-        "enable.partition.eof": False,
+        "enable.partition.eof": True,  # a partition ending in markers or gaps ends at EOF
         "auto.offset.reset": "earliest",
     }
 
@@ -183,18 +183,21 @@ def read_topic(
                 raise ReadError(text)
             continue
         err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                continue
-            text = f"{topic}: {err}"
-            raise ReadError(text)
-        last = time.monotonic()
         partition, offset = msg.partition() or 0, msg.offset() or 0
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                text = f"{topic}: {err}"
+                raise ReadError(text)
+            # The log end now is at or past the end taken at start: nothing more to read
+            # (the last offsets may be transaction markers or compacted away).
+            todo.pop(partition, None)
+            continue
+        last = time.monotonic()
         end = todo.get(partition, (0, -1))[1]
+        if offset + 1 >= end:
+            todo.pop(partition, None)
         if offset >= end:
             continue
-        if offset + 1 >= end:
-            del todo[partition]
         kind, stamp = msg.timestamp()
         if kind != 0 and not since_ms <= stamp < until_ms:  # 0: TIMESTAMP_NOT_AVAILABLE
             continue
