@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from streams.errors import LeadstreamError, SerdeError
+from streams.errors import ConfigError, LeadstreamError, SerdeError
 from streams.offsets import fetched_end_offsets
 from streams.report.model import History
 from streams.serde.avro import AvroSerde
@@ -232,9 +232,10 @@ def read_history(
     progress = _Progress(progress_out)
     try:
         consumer = Consumer(_consumer_config(settings), logger=_CLIENT_LOG)
-    except KafkaException as exc:
-        text = f"Kafka client could not be created: {exc}"
-        raise ReadError(text) from exc
+    except (KafkaException, ValueError, TypeError) as exc:  # a setting librdkafka refuses
+        reason = _reason(exc) if isinstance(exc, KafkaException) else str(exc)
+        text = f"Kafka client settings: {reason}"
+        raise ConfigError(text) from None
     plan: list[tuple[str, str, tuple[str, ...] | None]] = [
         (settings.topic_form_submitted, "FormSubmitted", _INPUT_FIELDS["FormSubmitted"]),
         (settings.topic_booking_created, "BookingCreated", _INPUT_FIELDS["BookingCreated"]),

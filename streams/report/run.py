@@ -66,6 +66,10 @@ def run_report(
         raise ConfigError(msg)
     try:
         serde = AvroSerde.connect(settings.schema_registry_url, settings.schema_dir)
+    except ValueError as exc:  # the registry client refuses a malformed URL this way
+        msg = f"LEADSTREAM_SCHEMA_REGISTRY_URL: {exc}"
+        raise ConfigError(msg) from None
+    try:
         history, counts = read_history(
             settings, start, end, serde, progress_out=err if err.isatty() else None
         )

@@ -290,3 +290,26 @@ def test_progress_goes_to_stderr_only_when_it_is_a_terminal(
         )
         assert code == 0
     assert seen == [tty, None]
+
+
+def test_a_malformed_registry_url_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_SCHEMA_REGISTRY_URL", "registry.local")
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    assert err == "leadstream: error: LEADSTREAM_SCHEMA_REGISTRY_URL: Invalid url registry.local\n"
+
+
+def test_a_kafka_setting_librdkafka_refuses_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from streams.report import read
+
+    monkeypatch.setattr(
+        read, "_consumer_config", lambda s: {"bootstrap.servers": "x", "group.id": "g", "nope": 1}
+    )
+    assert main(["report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("leadstream: error: Kafka client settings: ")
+    assert err.count("\n") == 1
