@@ -130,10 +130,15 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Print or write the lead-quality report."""
-    from streams.report.run import run_report
+    from datetime import UTC, datetime
 
+    from streams.report.run import check_options, run_report
+
+    check_options(args.since, args.until, args.html, datetime.now(tz=UTC))  # before connecting
+    settings = _settings()
+    _preflight(settings)
     return run_report(
-        _settings(), since=args.since, until=args.until, as_json=args.json, html=args.html
+        settings, since=args.since, until=args.until, as_json=args.json, html=args.html
     )
 
 
@@ -224,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the input, conversions, deliveries and dead-letter topics for a time "
         "range (by record timestamp) and report, per event and route: forms -> qualified -> won, "
         "time from CRM change to acceptance and from form to qualification, match-key coverage, "
-        "delivery outcomes and dead letters. Exits 1 when Kafka or the registry cannot be read.",
+        "delivery outcomes and dead letters. Exits 2 for a bad option or connection, 1 when "
+        "reading fails midway.",
     )
     p.add_argument(
         "--since", help="start: ISO 8601 time or a duration before now (7d, 36h, PT24H); default 7d"

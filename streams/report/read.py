@@ -47,13 +47,14 @@ class ReadError(LeadstreamError):
 
 def _consumer_config(settings: Settings) -> dict[str, Any]:
     """Return the report's confluent Consumer config; the one place the connection is built."""
-    return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "group.id": f"leadstream-report-{time.time_ns()}",  # never commits; assign() only
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,  # a partition ending in markers or gaps ends at EOF
-        "auto.offset.reset": "earliest",
-    }
+    return settings.kafka_connection().librdkafka(
+        **{
+            "group.id": f"leadstream-report-{time.time_ns()}",  # never commits; assign() only
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,  # a partition ending in markers or gaps ends at EOF
+            "auto.offset.reset": "earliest",
+        }
+    )
 
 
 @dataclass
@@ -144,7 +145,7 @@ def _confirm_ends(
     after multi-record batches, and a report that trusted them would miss records.
     """
     listed = {(t, p): end for t, parts in bounds.items() for p, (_, end) in parts.items()}
-    ends = fetched_end_offsets(settings.kafka_bootstrap, listed)
+    ends = fetched_end_offsets(settings.kafka_connection(), listed)
     return {
         t: {p: (start, ends[(t, p)] or end) for p, (start, end) in parts.items()}
         for t, parts in bounds.items()

@@ -40,6 +40,23 @@ def time_range(since: str | None, until: str | None, now: datetime) -> tuple[dat
     return start, end
 
 
+def check_options(
+    since: str | None, until: str | None, html: str | None, now: datetime
+) -> tuple[datetime, datetime, Path | None]:
+    """Return the range and the HTML path, before anything connects.
+
+    Raises:
+        ConfigError: a time cannot be parsed, the range is empty, or the folder is missing.
+
+    """
+    start, end = time_range(since, until, now)
+    target = Path(html) if html else None
+    if target is not None and not target.parent.is_dir():
+        msg = f"--html: folder {target.parent} does not exist"
+        raise ConfigError(msg)
+    return start, end, target
+
+
 def run_report(
     settings: Settings,
     *,
@@ -51,7 +68,7 @@ def run_report(
     err: IO[str] | None = None,
     now: datetime | None = None,
 ) -> int:
-    """Run ``leadstream report``; return 0, or 1 when Kafka or the registry cannot be read.
+    """Run ``leadstream report``; return 0, or 1 when reading fails midway (Kafka, registry).
 
     Raises:
         ConfigError: bad options (the caller exits 2).
@@ -59,13 +76,9 @@ def run_report(
     """
     out = out or sys.stdout
     err = err or sys.stderr
-    start, end = time_range(since, until, now or datetime.now(tz=UTC))
-    target = Path(html) if html else None
-    if target is not None and not target.parent.is_dir():
-        msg = f"--html: folder {target.parent} does not exist"
-        raise ConfigError(msg)
+    start, end, target = check_options(since, until, html, now or datetime.now(tz=UTC))
     try:
-        serde = AvroSerde.connect(settings.schema_registry_url, settings.schema_dir)
+        serde = AvroSerde.from_settings(settings)
     except ValueError as exc:  # the registry client refuses a malformed URL this way
         msg = f"LEADSTREAM_SCHEMA_REGISTRY_URL: {exc}"
         raise ConfigError(msg) from None

@@ -124,6 +124,22 @@ def test_report_counts_a_known_history(stack: LocalStack, names: Names, tmp_path
     assert dl["by_source_topic"] == {names.status: 1}
     assert [sum(day["by_reason"].values()) for day in dl["by_day"]] == [1]
 
+    # The same report through the SASL_SSL listener: every client is built from the connection.
+    broker: Any = stack.broker
+    if broker.kind == "kafka" and broker.sasl_ssl is not None:
+        secured = {
+            **env,
+            "LEADSTREAM_KAFKA_BOOTSTRAP": broker.sasl_ssl.bootstrap,
+            "LEADSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "LEADSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+            "LEADSTREAM_KAFKA_SASL_USERNAME": broker.scram_user,
+            "LEADSTREAM_KAFKA_SASL_PASSWORD": broker.scram_password,
+            "LEADSTREAM_KAFKA_SSL_CA_LOCATION": str(broker.pki.ca_cert),
+        }
+        over_tls = _report(stack, secured)
+        for key in ("records_read", "funnel", "events", "coverage", "delivery", "dead_letters"):
+            assert over_tls[key] == data[key], key
+
     # A range that ends before the history began reads nothing.
     empty = _report(stack, env, "--since", "30d", "--until", "2h")
     assert set(empty["records_read"].values()) == {0}

@@ -201,27 +201,34 @@ def test_bad_options_exit_2_with_one_line(
     assert message in err
 
 
-def test_unreachable_kafka_exits_1_with_one_line(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+def test_unreachable_kafka_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("LEADSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:1")
-    from streams.report import read
-
-    monkeypatch.setattr(
-        read,
-        "_consumer_config",
-        lambda s: {
-            "bootstrap.servers": s.kafka_bootstrap,
-            "group.id": "g",
-            "socket.timeout.ms": 1000,
-            "reconnect.backoff.max.ms": 100,
-        },
-    )
-    monkeypatch.setattr(read, "_METADATA_TIMEOUT", 1.5)
-    assert main(["report"]) == 1
+    monkeypatch.setenv("LEADSTREAM_KAFKA_CONNECT_TIMEOUT", "2")
+    assert main(["report"]) == 2  # the connection check every Kafka command runs first
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert err.startswith("leadstream: error: cannot reach Kafka at 127.0.0.1:1: ")
+    assert err.startswith("leadstream: error: ")
+    assert "127.0.0.1:1" in err
+
+
+def test_a_read_that_fails_midway_exits_1_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.report import read, run
+    from streams.settings import load_settings
+
+    def broken(*args: object, **kwargs: object) -> None:
+        text = "t: no records for 30s from partitions 0"
+        raise read.ReadError(text)
+
+    monkeypatch.setattr(run, "read_history", broken)
+    out, err = io.StringIO(), io.StringIO()
+    code = run.run_report(
+        load_settings(), since=None, until=None, as_json=False, html=None, out=out, err=err
+    )
+    assert code == 1
+    assert err.getvalue() == "leadstream: error: t: no records for 30s from partitions 0\n"
+    assert out.getvalue() == ""
 
 
 def test_writes_html_and_prints_summary(
@@ -292,24 +299,32 @@ def test_progress_goes_to_stderr_only_when_it_is_a_terminal(
     assert seen == [tty, None]
 
 
-def test_a_malformed_registry_url_is_a_configuration_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("LEADSTREAM_SCHEMA_REGISTRY_URL", "registry.local")
-    assert main(["report"]) == 2
-    err = capsys.readouterr().err
-    assert err == "leadstream: error: LEADSTREAM_SCHEMA_REGISTRY_URL: Invalid url registry.local\n"
+def _run(**env: str) -> int:
+    from streams.report import run
+    from streams.settings import load_settings
+
+    settings = load_settings(**env)
+    return run.run_report(
+        settings, since=None, until=None, as_json=True, html=None, out=io.StringIO()
+    )
+
+
+def test_a_malformed_registry_url_is_a_configuration_error() -> None:
+    from streams.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        _run(schema_registry_url="registry.local")
+    assert str(caught.value) == "LEADSTREAM_SCHEMA_REGISTRY_URL: Invalid url registry.local"
 
 
 def test_a_kafka_setting_librdkafka_refuses_is_a_configuration_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from streams.errors import ConfigError
     from streams.report import read
 
     monkeypatch.setattr(
         read, "_consumer_config", lambda s: {"bootstrap.servers": "x", "group.id": "g", "nope": 1}
     )
-    assert main(["report"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("leadstream: error: Kafka client settings: ")
-    assert err.count("\n") == 1
+    with pytest.raises(ConfigError, match=r"^Kafka client settings: .*nope"):
+        _run()
