@@ -129,6 +129,20 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Print or write the lead-quality report."""
+    from datetime import UTC, datetime
+
+    from streams.report.run import check_options, run_report
+
+    check_options(args.since, args.until, args.html, datetime.now(tz=UTC))  # before connecting
+    settings = _settings()
+    _preflight(settings)
+    return run_report(
+        settings, since=args.since, until=args.until, as_json=args.json, html=args.html
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -209,6 +223,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     p.add_argument("--redrive", action="store_true", help="re-drive the selected records")
     p.set_defaults(func=cmd_dead_letters)
+
+    p = sub.add_parser(
+        "report",
+        help="the lead-quality report for a time range: funnel, timings, match keys, delivery",
+        description="Read the input, conversions, deliveries and dead-letter topics for a time "
+        "range (by record timestamp) and report, per event and route: forms -> qualified -> won, "
+        "time from CRM change to acceptance and from form to qualification, match-key coverage, "
+        "delivery outcomes and dead letters. Exits 2 for a bad option or connection, 1 when "
+        "reading fails midway.",
+    )
+    p.add_argument(
+        "--since", help="start: ISO 8601 time or a duration before now (7d, 36h, PT24H); default 7d"
+    )
+    p.add_argument("--until", help="end (exclusive): ISO 8601 time or duration; default now")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the summary")
+    p.add_argument("--html", metavar="FILE", help="also write one self-contained HTML page")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

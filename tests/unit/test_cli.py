@@ -12,7 +12,7 @@ import pytest
 
 from streams.cli import build_parser, main
 
-COMMANDS = ("worker", "demo", "produce", "sandbox", "registry", "lag", "dead-letters")
+COMMANDS = ("worker", "demo", "produce", "sandbox", "registry", "lag", "dead-letters", "report")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -63,6 +63,7 @@ def test_parser_has_exactly_the_documented_commands() -> None:
         ("demo", "--keep-logs"),
         ("produce", "--record"),
         ("lag", "--max-lag"),
+        ("report", "--since"),
     ],
 )
 def test_subcommand_help(capsys: pytest.CaptureFixture[str], command: str, expected: str) -> None:

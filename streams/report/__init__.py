@@ -1,0 +1,1 @@
+"""``leadstream report``: the lead-quality report (pure aggregation, Kafka reading, rendering)."""
