@@ -481,8 +481,11 @@ def _events(history: History, ix: _Index) -> tuple[tuple[EventRow, ...], Stats, 
     return tuple(rows), stats(all_latency), coverage(all_sent)
 
 
-def _status_event(change: Mapping[str, Any], rules: Rules) -> str | None:
-    return event_for_status(str(change.get("status") or ""), rules.stage_map)
+def _status_event(change: Mapping[str, Any], rules: Rules, ix: _Index) -> str | None:
+    """Map a status change with its lead's route's stage map (web unless its form says crm)."""
+    route = ix.form_route.get(str(change.get("lead_id")), "web")
+    stage_map = rules.stage_map_crm if route == "crm" else rules.stage_map_web
+    return event_for_status(str(change.get("status") or ""), stage_map)
 
 
 def _delivery(history: History, rules: Rules, ix: _Index) -> Delivery:
@@ -515,7 +518,7 @@ def _delivery(history: History, rules: Rules, ix: _Index) -> Delivery:
     ignored = 0
     changes = {str(s["change_id"]): s for s in reversed(history.status_changes)}
     for change_id, s in changes.items():
-        event = _status_event(s, rules)
+        event = _status_event(s, rules, ix)
         if event is None:
             ignored += 1
             continue
@@ -607,7 +610,7 @@ def aggregate(
     for s in history.status_changes:
         if str(s["lead_id"]) not in ix.first_form:
             unmatched.setdefault(str(s["change_id"]), s)
-    by_event = Counter(_status_event(s, rules) or "(not mapped)" for s in unmatched.values())
+    by_event = Counter(_status_event(s, rules, ix) or "(not mapped)" for s in unmatched.values())
     return Report(
         since=since,
         until=until,

@@ -141,8 +141,9 @@ def _confirm_ends(
 ) -> dict[str, dict[int, tuple[int, int]]]:
     """Raise each listed end to the end a fetch sees (:mod:`streams.offsets`).
 
-    Kafka lists ends exactly and this reads one record per partition; Tansu lists short ends
-    after multi-record batches, and a report that trusted them would miss records.
+    Only with ``LEADSTREAM_KAFKA_CONFIRM_END_OFFSETS`` (the Tansu fallback): Kafka lists ends
+    exactly, so nothing extra is read there; Tansu lists short ends after multi-record batches,
+    and a report that trusted them would miss records.
     """
     listed = {(t, p): end for t, parts in bounds.items() for p, (_, end) in parts.items()}
     ends = fetched_end_offsets(settings.kafka_connection(), listed)
@@ -257,7 +258,8 @@ def read_history(
         except KafkaException as exc:
             text = f"cannot reach Kafka at {settings.kafka_bootstrap}: {_reason(exc)}"
             raise ReadError(text) from exc
-        bounds = _confirm_ends(settings, bounds)
+        if settings.kafka_confirm_end_offsets:
+            bounds = _confirm_ends(settings, bounds)
         for topic, record_name, fields in plan:
 
             def decode(data: bytes | None, name: str = record_name) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def test_report_counts_a_known_history(stack: LocalStack, names: Names, tmp_path
         status(p, 1, "c1", "qualified"),  # redelivered: deduplicated by input
         status(p, 1, "c2", "won", value=120.0, currency="EUR"),
         status(p, 2, "c3", "qualified"),
-        status(p, 2, "c4", "sql"),  # QualifiedLead again: deduplicated by the ledger
+        status(p, 2, "c4", "sql"),  # ApplicationApproval again: deduplicated by the ledger
         status(p, 2, "c5", "contacted"),  # not in the stage map: ignored
         status(p, 2, "c6", "won"),  # Purchase without value: dead letter invalid_value
         status(p, 3, "c7", "qualified"),  # consent DENIED: withheld
@@ -84,9 +84,13 @@ def test_report_counts_a_known_history(stack: LocalStack, names: Names, tmp_path
         },
     ]
     assert data["unmatched_status_changes"] == 1
-    assert data["unmatched_by_event"] == {"QualifiedLead": 1}
+    assert data["unmatched_by_event"] == {"ApplicationApproval": 1}  # no form: the web route
     rows = {(e["route"], e["event"]): e for e in data["events"]}
-    assert sorted(rows) == [("crm", "QualifiedLead"), ("web", "Purchase"), ("web", "QualifiedLead")]
+    assert sorted(rows) == [
+        ("crm", "QualifiedLead"),
+        ("web", "ApplicationApproval"),
+        ("web", "Purchase"),
+    ]
     counts = {
         k: (e["conversions"], e["accepted"], e["rejected"], e["sent_without_form"])
         for k, e in rows.items()
@@ -94,7 +98,7 @@ def test_report_counts_a_known_history(stack: LocalStack, names: Names, tmp_path
     assert counts == {
         ("crm", "QualifiedLead"): (1, 1, 0, 0),
         ("web", "Purchase"): (1, 1, 0, 0),
-        ("web", "QualifiedLead"): (2, 2, 0, 0),
+        ("web", "ApplicationApproval"): (2, 2, 0, 0),
     }
     assert data["status_to_accepted"]["count"] == 4
     assert data["status_to_accepted"]["max"] >= data["status_to_accepted"]["p50"] > 0

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from streams.domain.mapping import DEFAULT_STAGE_MAP
+from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM
+
+# One map for both routes (as LEADSTREAM_STAGE_MAP sets): a qualified lead is QualifiedLead.
+SAME_MAP = DEFAULT_STAGE_MAP_CRM
 from streams.domain.types import Rules
 from streams.report.model import (
     Bucket,
@@ -23,7 +26,7 @@ from streams.report.model import (
 )
 
 T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-RULES = Rules(stage_map=DEFAULT_STAGE_MAP, crm_routing=True)
+RULES = Rules(stage_map_web=SAME_MAP, stage_map_crm=SAME_MAP, crm_routing=True)
 H = timedelta(hours=1)
 
 
@@ -199,7 +202,7 @@ def test_funnel_per_route(report: Report) -> None:
 
 
 def test_crm_route_needs_crm_routing() -> None:
-    plain = aggregate(known_history(), Rules(stage_map=DEFAULT_STAGE_MAP), T, T)
+    plain = aggregate(known_history(), Rules(stage_map_web=SAME_MAP, stage_map_crm=SAME_MAP), T, T)
     assert [(f.route, f.forms, f.qualified) for f in plain.funnel] == [("web", 6, 3), ("crm", 0, 0)]
 
 
@@ -287,7 +290,7 @@ def test_delivery(report: Report) -> None:
 def test_unknown_consent_is_sent_under_unless_denied() -> None:
     from streams.domain.types import ConsentPolicy
 
-    rules = Rules(stage_map=DEFAULT_STAGE_MAP, consent_policy=ConsentPolicy.UNLESS_DENIED)
+    rules = Rules(stage_map_web=SAME_MAP, stage_map_crm=SAME_MAP, consent_policy=ConsentPolicy.UNLESS_DENIED)
     d = aggregate(known_history(), rules, T, T).delivery
     assert d.withheld_by_consent == {"consent_denied": 2}
 
