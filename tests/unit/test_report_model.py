@@ -8,9 +8,6 @@ from typing import Any
 import pytest
 
 from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM
-
-# One map for both routes (as LEADSTREAM_STAGE_MAP sets): a qualified lead is QualifiedLead.
-SAME_MAP = DEFAULT_STAGE_MAP_CRM
 from streams.domain.types import Rules
 from streams.report.model import (
     Bucket,
@@ -25,6 +22,8 @@ from streams.report.model import (
     percentile,
 )
 
+# One map for both routes (as LEADSTREAM_STAGE_MAP sets): a qualified lead is QualifiedLead.
+SAME_MAP = DEFAULT_STAGE_MAP_CRM
 T = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 RULES = Rules(stage_map_web=SAME_MAP, stage_map_crm=SAME_MAP, crm_routing=True)
 H = timedelta(hours=1)
@@ -290,7 +289,9 @@ def test_delivery(report: Report) -> None:
 def test_unknown_consent_is_sent_under_unless_denied() -> None:
     from streams.domain.types import ConsentPolicy
 
-    rules = Rules(stage_map_web=SAME_MAP, stage_map_crm=SAME_MAP, consent_policy=ConsentPolicy.UNLESS_DENIED)
+    rules = Rules(
+        stage_map_web=SAME_MAP, stage_map_crm=SAME_MAP, consent_policy=ConsentPolicy.UNLESS_DENIED
+    )
     d = aggregate(known_history(), rules, T, T).delivery
     assert d.withheld_by_consent == {"consent_denied": 2}
 
