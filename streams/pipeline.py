@@ -2,7 +2,9 @@
 
 Everything here is synchronous and free of Faust, so agents stay a few lines long and this layer
 is tested without a broker. Raw PII is hashed before anything leaves this module: a decodable but
-invalid record is dead-lettered with its email/phone/external_id replaced by their SHA-256.
+invalid record is dead-lettered with its email/phone/external_id replaced by their SHA-256, and so
+is a Leadstream record on the wrong topic (read with its writer schema); a foreign record keeps no
+original.
 """
 
 from __future__ import annotations
@@ -132,12 +134,36 @@ class Pipeline:
         try:
             record = self.serde.decode(raw.value, record_name)
         except SerdeError as exc:
+            if exc.reason == "schema_mismatch" and raw.value is not None:
+                original, note = self._scrubbed_as_writer(raw.value)
+                message = f"{exc}; {note}"
+                return self.dead_letter(raw, exc.reason, message, exc.field, original, now)
             return self.dead_letter(raw, exc.reason, str(exc), exc.field, raw.value or b"", now)
         result = _DECODERS[record_name](record, now)
         if isinstance(result, Rejection):
             original = self._scrubbed(record_name, record)
             return self.dead_letter(raw, result.reason, result.message, result.field, original, now)
         return result  # type: ignore[no-any-return]
+
+    def _scrubbed_as_writer(self, value: bytes) -> tuple[bytes, str]:
+        """Scrub a record that decodes, but not as the topic's record: (original, note).
+
+        It is read with its own writer schema. One of Leadstream's input records (say a
+        FormSubmitted produced onto the status topic) is kept re-encoded as itself with its PII
+        hashed, like any rejected input; any other record keeps nothing (its fields are unknown,
+        so none is provably free of PII) and the note says so. A registry outage propagates.
+        """
+        try:
+            writer, own, record = self.serde.decode_as_writer(value)
+        except SerdeError:
+            writer, own, record = "?", None, None
+        if own is None or record is None or own not in self._topics:
+            note = (
+                f"original dropped: writer schema {writer[:200]} is not a Leadstream input "
+                "record, so no field of it is known to be free of PII"
+            )
+            return b"", note
+        return self._scrubbed(own, record), f"original kept as {own} with its PII hashed"
 
     def _scrubbed(self, record_name: str, record: Mapping[str, Any]) -> bytes:
         """Re-encode the record with hashed PII, so a dead letter never holds raw PII.

@@ -177,6 +177,35 @@ class AvroSerde:
             raise SerdeError(msg, reason="schema_mismatch")
         return record
 
+    def decode_as_writer(self, data: bytes) -> tuple[str, str | None, dict[str, Any] | None]:
+        """Read framed Avro as the record its own writer schema names (for scrubbing).
+
+        Returns ``(writer full name, record name, record)``. When the writer names one of
+        Leadstream's records and resolves against it, ``record`` is shaped by Leadstream's reader
+        schema of that record (fields the reader does not know are dropped). Otherwise both are
+        ``None``: a foreign record's fields are unknown, so nothing about them is claimed.
+
+        Raises:
+            SerdeError: not framed, unknown schema id, or corrupt body (see :meth:`decode`).
+            RegistryUnavailableError: the registry could not be asked.
+
+        """
+        schema_id, body = unframe(data)
+        writer = self._writer(schema_id)
+        name = str(writer.get("name", "")) if isinstance(writer, dict) else str(writer)
+        own = next(
+            (rec for rec, parsed in self._parsed.items() if parsed.get("name") == name), None
+        )
+        if own is None:
+            return name, None, None
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(body), writer, self._parsed[own])
+        except Exception:  # noqa: BLE001 - does not resolve or is corrupt: claim nothing
+            return name, None, None
+        if not isinstance(record, dict):
+            return name, None, None
+        return name, own, record
+
     def _writer(self, schema_id: int) -> Any:
         writer = self._writers_by_id.get(schema_id)
         if writer is not None:

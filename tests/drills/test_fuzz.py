@@ -35,6 +35,9 @@ MS_1999 = int(datetime(1999, 6, 1, tzinfo=UTC).timestamp() * 1000)
 MS_FAR_FUTURE = int(datetime(3000, 1, 1, tzinfo=UTC).timestamp() * 1000)
 ISO = {"EUR", "USD", "GBP", "JPY", "CHF"}
 DECODE_REASONS = {"undecodable", "unknown_schema", "schema_mismatch"}
+RAW_EMAIL = b"raw.person"  # every hostile form's email starts so; none may reach a dead letter raw
+RAW_PHONE = "+44 7700 900555"
+RAW_EXTERNAL_IDS = ("crm-raw-1", "crm-raw-2")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ bad_ms = st.one_of(
 KINDS = (
     "raw_bytes",
     "wrong_schema",
+    "form_on_status_topic",
     "form_blank_field",
     "form_bad_time",
     "form_oversize",
@@ -120,6 +124,9 @@ def hostile(draw: st.DrawFn, kind: str) -> Bad:
         return Bad(
             kind, "BookingCreated->FormSubmitted", _booking(i), frozenset({"schema_mismatch"})
         )
+    if kind == "form_on_status_topic":  # a well-formed form, raw PII and all, on the wrong topic
+        fields = _form(i, phone=RAW_PHONE, external_id=draw(st.sampled_from(RAW_EXTERNAL_IDS)))
+        return Bad(kind, "FormSubmitted->LeadStatusChanged", fields, frozenset({"schema_mismatch"}))
     if kind == "form_blank_field":
         field = draw(st.sampled_from(["event_id", "lead_id", "page_url"]))
         fields = _form(i, **{field: draw(blank)})
@@ -244,6 +251,8 @@ def encode(bad: Bad, serde: AvroSerde, names: Names) -> Record:
         return topic, b"fuzz", bad.raw
     if bad.record == "BookingCreated->FormSubmitted":
         return names.form, b"fuzz", serde.encode(names.booking, "BookingCreated", bad.fields)
+    if bad.record == "FormSubmitted->LeadStatusChanged":
+        return names.status, b"fuzz", serde.encode(names.form, "FormSubmitted", bad.fields)
     topic = topics[bad.record]
     key = str(bad.fields.get("lead_id") or bad.fields.get("booking_id") or "fuzz").encode()
     return topic, key, serde.encode(topic, bad.record, bad.fields)
@@ -279,10 +288,8 @@ def test_fuzz_drill(stack: LocalStack, full: bool) -> None:
         )
         time.sleep(2)
         alive = worker.proc is not None and worker.proc.poll() is None
-        dead = [
-            serde.decode(m.value(), "DeadLetter")
-            for m in stack.consume_all(names.dead_letter, idle=1.5)
-        ]
+        dead_raw = [m.value() for m in stack.consume_all(names.dead_letter, idle=1.5)]
+        dead = [serde.decode(v, "DeadLetter") for v in dead_raw]
     finally:
         worker.stop()
     by_source = Counter(
@@ -295,6 +302,11 @@ def test_fuzz_drill(stack: LocalStack, full: bool) -> None:
         and d["reason"] not in bad.reasons
     ]
     missing = [bad.kind for src, bad in expected.items() if src not in by_source]
+    pii = (RAW_EMAIL, RAW_PHONE.encode(), *(x.encode() for x in RAW_EXTERNAL_IDS))
+    leaked = [v[:60] for v in dead_raw if any(needle in v for needle in pii)]
+    wrong_topic = [
+        d for d in dead if (bad := _bad_of(expected, d)) and bad.kind == "form_on_status_topic"
+    ]
     ids = delivered_ids(stack, names.prefix)
     figures(
         "fuzz drill",
@@ -306,6 +318,7 @@ def test_fuzz_drill(stack: LocalStack, full: bool) -> None:
         dead_lettered_twice=sum(1 for n in by_source.values() if n > 1),
         missing_dead_letters=len(missing),
         wrong_reason=len(wrong),
+        raw_pii_in_dead_letters=len(leaked),
         good_delivered_once=f"{len(set(ids))} of {n_good} ({len(ids) - len(set(ids))} twice)",
         wall_time=f"{time.monotonic() - started:.1f}s",
     )
@@ -313,7 +326,22 @@ def test_fuzz_drill(stack: LocalStack, full: bool) -> None:
     assert missing == [] and wrong == []
     assert set(by_source) == set(expected) and max(by_source.values()) == 1
     assert all(d["message"] for d in dead)
+    assert leaked == []  # raw email/phone/external_id never reach the dead-letter topic
+    assert wrong_topic, "no form was produced onto the status topic"
+    for d in wrong_topic:  # the scrubbed copy is kept, readable as the record it is
+        original = serde.decode(d["original"], "FormSubmitted")
+        assert len(original["email"]) == 64 and original["phone"] == _phone_sha()
     assert len(ids) == n_good and len(set(ids)) == n_good
+
+
+def _bad_of(expected: dict[tuple[str, int, int], Bad], dead: dict[str, Any]) -> Bad | None:
+    return expected.get((dead["source_topic"], dead["source_partition"], dead["source_offset"]))
+
+
+def _phone_sha() -> str:
+    from streams.domain.matchkeys import hash_phone
+
+    return hash_phone(RAW_PHONE, None) or ""
 
 
 def _dead_count(metrics: str) -> float:

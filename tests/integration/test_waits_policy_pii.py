@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from streams.local import TOKEN, LocalStack, WorkerProcess, wait_until
@@ -21,8 +22,42 @@ from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names
 from tests.integration.helpers import NOW, form, iso, produce, sandbox_events, status
 
-RAW_EMAILS = ("Lead1.{p}@Example.com", "lead1.{p}@example.com", "lonely.{p}@example.com")
-RAW_PHONES = ("07700 900123", "+447700900123", "447700900123", "+44 7700 900456", "447700900456")
+RAW_EMAILS = (
+    "Lead1.{p}@Example.com",
+    "lead1.{p}@example.com",
+    "lonely.{p}@example.com",
+    "Wrong.{p}@Example.com",  # a FormSubmitted produced onto the status topic
+)
+RAW_PHONES = (
+    "07700 900123",
+    "+447700900123",
+    "447700900123",
+    "+44 7700 900456",
+    "447700900456",
+    "07700 900777",
+)
+WRONG_EXTERNAL_ID = "crm-wrong-{p}"
+
+
+def _wrong_schema_record(stack: LocalStack, names: Names, serde: AvroSerde) -> None:
+    """Produce a well-formed FormSubmitted, raw PII and all, onto the status topic."""
+    p = names.prefix
+    record = {
+        "event_id": f"{p}-evt-wrong",
+        "lead_id": f"{p}-lead-wrong",
+        "occurred_at": NOW - timedelta(hours=1),
+        "page_url": "https://shop.example.com/quote",
+        "email": f"Wrong.{p}@Example.com",
+        "phone": "07700 900777",
+        "external_id": WRONG_EXTERNAL_ID.format(p=p),
+        "country": "GB",
+    }
+    value = serde.encode(
+        names.form, "FormSubmitted", record
+    )  # its own subject, as a producer would
+    producer = Producer({"bootstrap.servers": stack.broker.bootstrap})
+    producer.produce(names.status, key=record["lead_id"].encode(), value=value)
+    assert producer.flush(10) == 0
 
 
 @dataclass
@@ -65,6 +100,7 @@ def run(stack: LocalStack) -> Iterator[Run]:
             ),
             status(p, 3, "s3", "qualified"),
         )
+        _wrong_schema_record(stack, names, serde)
         produce(
             stack,
             env,
@@ -90,7 +126,18 @@ def run(stack: LocalStack) -> Iterator[Run]:
             "the expired inputs to be sent",
             worker,
         )
-        time.sleep(3)
+        wait_until(
+            lambda: (
+                {"unmatched_lead", "schema_mismatch"}
+                <= {
+                    serde.decode(m.value(), "DeadLetter")["reason"]
+                    for m in stack.consume_all(names.dead_letter, idle=0.5)
+                }
+            ),
+            60,
+            "the unmatched lead and the wrong-schema record to be dead-lettered",
+            worker,
+        )
         yield Run(stack, names, worker, serde)
     finally:
         worker.stop()
@@ -134,6 +181,26 @@ def test_expired_status_change_without_keys_is_dead_lettered_as_unmatched_lead(r
     assert original["change_id"] == f"{p}-s3"
 
 
+def test_wrong_schema_record_is_dead_lettered_with_its_pii_hashed(run: Run) -> None:
+    p = run.names.prefix
+    dead = [
+        d
+        for d in run.records(run.names.dead_letter, "DeadLetter")
+        if d["reason"] == "schema_mismatch"
+    ]
+    assert len(dead) == 1
+    assert dead[0]["source_topic"] == run.names.status
+    assert "with its PII hashed" in dead[0]["message"]
+    original = run.serde.decode(dead[0]["original"], "FormSubmitted")
+    assert original["lead_id"] == f"{p}-lead-wrong"
+    assert original["email"] == hashlib.sha256(f"wrong.{p}@example.com".encode()).hexdigest()
+    assert original["phone"] == hashlib.sha256(b"+447700900777").hexdigest()
+    assert (
+        original["external_id"]
+        == hashlib.sha256(WRONG_EXTERNAL_ID.format(p=p).encode()).hexdigest()
+    )
+
+
 def test_booking_matching_no_lead_is_sent_with_its_own_keys_after_the_wait(run: Run) -> None:
     p = run.names.prefix
     events = [
@@ -157,7 +224,7 @@ def test_no_raw_pii_or_token_in_any_output_internal_or_changelog_topic_or_log(ru
     ]
     assert run.names.dead_letter in topics and f"{run.names.app_id}-leads-changelog" in topics
     needles = [e.format(p=p).encode() for e in RAW_EMAILS] + [ph.encode() for ph in RAW_PHONES]
-    needles.append(TOKEN.encode())
+    needles += [WRONG_EXTERNAL_ID.format(p=p).encode(), TOKEN.encode()]
     scanned = 0
     for topic in topics:
         for msg in run.stack.consume_all(topic, idle=0.5):
@@ -168,6 +235,8 @@ def test_no_raw_pii_or_token_in_any_output_internal_or_changelog_topic_or_log(ru
     assert scanned > 20
     # The raw values really were in the inputs, so the scan looks for something that exists.
     assert any(needles[0] in (m.value() or b"") for m in run.stack.consume_all(run.names.form))
+    wrong = [e.format(p=p).encode() for e in RAW_EMAILS if e.startswith("Wrong")]
+    assert any(wrong[0] in (m.value() or b"") for m in run.stack.consume_all(run.names.status))
     log = run.worker.log_text().encode()
     assert b"dead letter" in log  # the log does mention the records, just never their PII
     for needle in needles:

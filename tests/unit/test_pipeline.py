@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
-from streams.domain.matchkeys import sha256_hex
+from streams.domain.matchkeys import hash_phone, sha256_hex
 from streams.domain.records import form_from_record
 from streams.domain.types import Booking, FormSubmit, MatchKeys, SourceRef, StatusChange
 from streams.pipeline import DeadLetterOut, Pipeline, Raw, scrub_pii
@@ -274,11 +277,87 @@ def test_unknown_schema_is_dead_lettered(pipeline: Pipeline, serde: AvroSerde) -
     )
 
 
-def test_wrong_record_is_schema_mismatch(pipeline: Pipeline, serde: AvroSerde) -> None:
-    raw = _raw(serde, "FormSubmitted", make_form_record())
-    letter = _dead_letter(serde, pipeline.decode(raw, "LeadStatusChanged", NOW))
+def _assert_no_raw_form_pii(out: Any) -> None:
+    assert isinstance(out, DeadLetterOut)
+    for pii in (*RAW_FORM_PII, PHONE.encode(), EXTERNAL_ID.encode()):
+        assert pii not in out.value, pii
+
+
+def test_wrong_record_is_schema_mismatch_with_its_pii_hashed(
+    pipeline: Pipeline, serde: AvroSerde
+) -> None:
+    # A well-formed FormSubmitted produced onto the status topic, raw PII and all.
+    raw = _raw(serde, "FormSubmitted", make_form_record(), topic=TOPICS["LeadStatusChanged"])
+    assert all(pii in raw.value for pii in RAW_FORM_PII)  # the input does carry it
+
+    out = pipeline.decode(raw, "LeadStatusChanged", NOW)
+
+    letter = _dead_letter(serde, out)
     assert letter["reason"] == "schema_mismatch"
-    assert letter["original"] == raw.value
+    assert "original kept as FormSubmitted with its PII hashed" in letter["message"]
+    _assert_no_raw_form_pii(out)
+    original = serde.decode(letter["original"], "FormSubmitted")  # read as what it is
+    assert (original["email"], original["phone"], original["external_id"]) == (
+        EMAIL_SHA,
+        PHONE_SHA,
+        EXTERNAL_ID_SHA,
+    )
+    assert original["lead_id"] == LEAD_ID  # what is not PII is kept for the operator
+
+
+@pytest.mark.parametrize("record_name", ["BookingCreated", "LeadStatusChanged"])
+def test_every_input_record_on_the_wrong_topic_is_scrubbed(
+    pipeline: Pipeline, serde: AvroSerde, record_name: str
+) -> None:
+    record = {
+        "BookingCreated": make_booking_record,
+        "LeadStatusChanged": make_status_record,
+    }[record_name](email="Raw.Person@Example.com", phone="+44 7700 900999")
+    raw = _raw(serde, record_name, record, topic=TOPICS["FormSubmitted"])
+
+    out = pipeline.decode(raw, "FormSubmitted", NOW)
+
+    letter = _dead_letter(serde, out)
+    assert letter["reason"] == "schema_mismatch"
+    assert isinstance(out, DeadLetterOut)
+    assert b"Raw.Person" not in out.value
+    assert b"7700 900999" not in out.value
+    original = serde.decode(letter["original"], record_name)
+    assert original["email"] == sha256_hex("raw.person@example.com")
+    assert original["phone"] == hash_phone("+44 7700 900999", None)
+
+
+def test_foreign_record_keeps_nothing_and_says_so(
+    pipeline: Pipeline, serde: AvroSerde, registry: RegistryServer
+) -> None:
+    # A record Leadstream does not own: which of its fields hold PII is unknown.
+    foreign = {
+        "type": "record",
+        "name": "Customer",
+        "namespace": "com.example",
+        "fields": [
+            {"name": "lead_id", "type": "string"},
+            {"name": "contact", "type": "string"},
+        ],
+    }
+    schema_id = _client(registry.url).register_schema(
+        "pipe.foreign-value", Schema(json.dumps(foreign), schema_type="AVRO")
+    )
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(
+        buf, fastavro.parse_schema(foreign), {"lead_id": "L1", "contact": "jane@example.com"}
+    )
+    raw = Raw(TOPICS["FormSubmitted"], 0, 7, b"L1", frame(schema_id, buf.getvalue()))
+
+    out = pipeline.decode(raw, "FormSubmitted", NOW)
+
+    letter = _dead_letter(serde, out)
+    assert letter["reason"] == "schema_mismatch"
+    assert letter["original"] == b""
+    assert "original dropped" in letter["message"]
+    assert "com.example.Customer" in letter["message"]
+    assert isinstance(out, DeadLetterOut)
+    assert b"jane@example.com" not in out.value
 
 
 def test_registry_outage_propagates_instead_of_dead_lettering() -> None:
@@ -301,13 +380,18 @@ def test_registry_blip_while_scrubbing_never_leaks_raw_pii(registry: RegistrySer
     raw = _raw(writer, "FormSubmitted", make_form_record(lead_id=""))
     client.fail_subjects.add(f"{TOPICS['FormSubmitted']}-value")
 
-    try:
-        out = pipeline.decode(raw, "FormSubmitted", NOW)
-    except RegistryUnavailableError:
-        return  # retrying later is acceptable
-    assert isinstance(out, DeadLetterOut)
-    for pii in RAW_FORM_PII:
-        assert pii not in out.value
+    # While the registry is down the scrubbed copy cannot be encoded: decoding blocks (the
+    # caller retries) rather than dead-lettering the raw bytes.
+    with pytest.raises(RegistryUnavailableError):
+        pipeline.decode(raw, "FormSubmitted", NOW)
+
+    client.fail_subjects.clear()  # the registry is back: the retry dead-letters, scrubbed
+    out = pipeline.decode(raw, "FormSubmitted", NOW)
+
+    letter = _dead_letter(serde, out)
+    assert letter["reason"] == "missing_field"
+    _assert_no_raw_form_pii(out)
+    assert serde.decode(letter["original"], "FormSubmitted")["email"] == EMAIL_SHA
 
 
 # --- scrub_pii --------------------------------------------------------------------------------
