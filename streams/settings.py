@@ -13,7 +13,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.connection import KafkaConnection
@@ -249,6 +256,37 @@ class Settings(BaseSettings):
             msg = "LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH must be user:password"
             raise ValueError(msg)
         return self
+
+    @field_validator("pending_wait")
+    @classmethod
+    def _wait_not_negative(cls, value: timedelta) -> timedelta:
+        """Reject a negative wait for the form (0 sends at once with the input's own keys)."""
+        if value < timedelta(0):
+            msg = f"must not be negative (got {value.total_seconds():g} seconds)"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("ledger_retention")
+    @classmethod
+    def _ledger_kept(cls, value: timedelta) -> timedelta:
+        """Reject 0: the conversion ledger is what sends each conversion once."""
+        if value <= timedelta(0):
+            msg = (
+                f"must be more than 0 (got {value.total_seconds():g} seconds): the ledger is "
+                "what keeps a conversion from being sent twice"
+            )
+            raise ValueError(msg)
+        return value
+
+    @field_validator("retry_backoff_max")
+    @classmethod
+    def _backoff_max_not_below_initial(cls, value: float, info: ValidationInfo) -> float:
+        """Reject a maximum below the initial delay: the backoff grows up to the maximum."""
+        initial = info.data.get("retry_backoff_initial")
+        if isinstance(initial, float) and value < initial:
+            msg = f"{value:g} is less than LEADSTREAM_RETRY_BACKOFF_INITIAL ({initial:g})"
+            raise ValueError(msg)
+        return value
 
     @field_validator("stage_map", "stage_map_web", "stage_map_crm", mode="before")
     @classmethod

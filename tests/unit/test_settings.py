@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from streams.cli import main
 from streams.connection import KafkaConnection
 from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM, DEFAULT_STAGE_MAP_WEB
 from streams.domain.types import ConsentPolicy, Rules
@@ -569,3 +570,59 @@ def test_low_replication_warns_unless_allowed() -> None:
     assert warning is not None
     assert warning.startswith("LEADSTREAM_TOPIC_REPLICATION=1: ")
     assert replication_warning(Settings(topic_replication=1, allow_low_replication=True)) is None
+
+
+# --- nonsense that would silently change behaviour is rejected at start ------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "name", "says"),
+    [
+        ({"LEADSTREAM_PENDING_WAIT": "-1"}, "LEADSTREAM_PENDING_WAIT", "negative"),
+        ({"LEADSTREAM_PENDING_WAIT": "-PT1H"}, "LEADSTREAM_PENDING_WAIT", "negative"),
+        ({"LEADSTREAM_LEDGER_RETENTION": "0"}, "LEADSTREAM_LEDGER_RETENTION", "sent twice"),
+        ({"LEADSTREAM_LEDGER_RETENTION": "-5"}, "LEADSTREAM_LEDGER_RETENTION", "more than 0"),
+        (
+            {"LEADSTREAM_RETRY_BACKOFF_INITIAL": "10", "LEADSTREAM_RETRY_BACKOFF_MAX": "5"},
+            "LEADSTREAM_RETRY_BACKOFF_MAX",
+            "LEADSTREAM_RETRY_BACKOFF_INITIAL (10)",
+        ),
+        ({"LEADSTREAM_RETRY_BACKOFF_MAX": "0.1"}, "LEADSTREAM_RETRY_BACKOFF_MAX", "(0.5)"),
+    ],
+)
+def test_nonsense_is_rejected_with_exit_2_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    name: str,
+    says: str,
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert _error_locs(info.value) == [(name.removeprefix("LEADSTREAM_").lower(),)]
+
+    monkeypatch.setenv("LEADSTREAM_TIKTOK_ACCESS_TOKEN", "tok")
+    monkeypatch.setenv("LEADSTREAM_TIKTOK_PIXEL_CODE", "PIXEL1")
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"leadstream: error: {name}: ")
+    assert says in err[0]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"LEADSTREAM_PENDING_WAIT": "0"},  # send at once with the input's own keys
+        {"LEADSTREAM_RETRY_BACKOFF_INITIAL": "2", "LEADSTREAM_RETRY_BACKOFF_MAX": "2"},
+        {"LEADSTREAM_LEDGER_RETENTION": "1"},
+    ],
+)
+def test_edge_values_that_make_sense_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    Settings()
