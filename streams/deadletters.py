@@ -37,8 +37,13 @@ class DeadLetterRow:
 
     @property
     def source(self) -> str:
-        """``topic:partition:offset`` of the record that was dead-lettered."""
+        """``topic:partition:offset`` of the record that was dead-lettered.
+
+        An unreadable dead letter has no source; it is named by where it sits instead.
+        """
         r = self.record
+        if "source_topic" not in r:
+            return f"(unreadable at partition {self.partition} offset {self.offset})"
         return f"{r['source_topic']}:{r['source_partition']}:{r['source_offset']}"
 
 
