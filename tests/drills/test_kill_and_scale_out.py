@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 
+import pytest
 import requests
 
 from streams.local import LocalStack, wait_until
 from tests.conftest import Names
 from tests.drills.traffic import (
+    RESEND_WINDOW_SECONDS,
     Supervised,
+    conversions_on_topic,
     delivered_ids,
     figures,
     good_lead,
     produce_in_background,
+    resend_bound,
     serde_for,
     start,
 )
@@ -31,22 +36,32 @@ def _inputs(stack: LocalStack, names: Names, leads: int) -> list:
     return out
 
 
-def test_kill_drill_loses_nothing_and_counts_nothing_twice(stack: LocalStack, full: bool) -> None:
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_kill_drill_loses_nothing_and_counts_nothing_twice(
+    stack: LocalStack, full: bool, store: str
+) -> None:
+    """Memory tables (rebuilt from their changelogs) and the chart's persistence mode: rocksdb://
+    tables in a data dir that survives every restart, as the pod's volume does."""
     leads, kills = (10_000, 10) if full else (2_000, 3)
-    names = Names(prefix=f"kill{int(time.time())}")
+    if store == "rocksdb" and not full:
+        leads = 1_000  # the same kills on half the traffic: the store is what is under test
+    names = Names(prefix=f"kill{store[:4]}{int(time.time())}")
+    rocks = store == "rocksdb"
+    extra = {"LEADSTREAM_STORE": "rocksdb://"} if rocks else {}
     stack.sandbox_post("/_sandbox/reset")
     records = _inputs(stack, names, leads)
     rng = random.Random(2026)
     started = time.monotonic()
-    worker = start(stack, names, "-0")
+    tag = (lambda k: "-rocks") if rocks else (lambda k: f"-{k}")  # rocksdb: one surviving dir
+    worker = start(stack, names, tag(0), **extra)
     rate = len(records) / (kills * 7.0)  # spread the input over the kills
     producer = produce_in_background(stack, records, rate)
     for k in range(1, kills + 1):
         time.sleep(rng.uniform(1.0, 4.0))
         worker.kill()
-        worker = start(stack, names, f"-{k}")
+        worker = start(stack, names, tag(k), **extra)
     producer.join(timeout=600)
-    supervised = Supervised(stack, names, worker, f"-{kills}")
+    supervised = Supervised(stack, names, worker, tag(kills), extra=extra, same_data_dir=rocks)
     try:
         supervised.wait_until(
             lambda: len(delivered_ids(stack, names.prefix)) >= leads,
@@ -59,8 +74,9 @@ def test_kill_drill_loses_nothing_and_counts_nothing_twice(stack: LocalStack, fu
     finally:
         supervised.worker.stop()
     ids = delivered_ids(stack, names.prefix)
+    on_topic = conversions_on_topic(stack, names)
     figures(
-        "kill drill",
+        f"kill drill ({store} tables)",
         inputs=len(records),
         kills=kills,
         conversions_expected=leads,
@@ -68,6 +84,8 @@ def test_kill_drill_loses_nothing_and_counts_nothing_twice(stack: LocalStack, fu
         lost=leads - len(set(ids)),
         counted_twice=len(ids) - len(set(ids)),
         resent_copies_merged_by_platform_dedup=stats["deduplicated"],
+        events_received_more_than_once=stats["duplicates"],
+        conversions_on_topic=f"{sum(on_topic.values())} records, {len(on_topic)} event ids",
         dead_lettered=len(dead),
         liveness_restarts=supervised.restarts or 0,
         wall_time=f"{time.monotonic() - started:.1f}s",
@@ -75,6 +93,24 @@ def test_kill_drill_loses_nothing_and_counts_nothing_twice(stack: LocalStack, fu
     assert len(ids) == leads and len(set(ids)) == leads
     assert stats["accepted"] == leads
     assert dead == []
+    _assert_sent_once_within_the_bound(stats, on_topic, leads, kills, rate)
+    assert supervised.restarts == []  # README: 0 liveness restarts
+    if rocks:  # the tables really were RocksDB files in the one data dir every restart used
+        data = stack.workdir / f"{names.prefix}-rocks-data"
+        assert list(data.rglob("*.db")), sorted(str(p) for p in data.rglob("*"))[:20]
+
+
+def _assert_sent_once_within_the_bound(
+    stats: dict, on_topic: Counter[str], leads: int, kills: int, input_rate: float
+) -> None:
+    """What the platform's dedup merged stays within what SIGKILLs can cause (resend_bound:
+    RESEND_WINDOW_SECONDS of conversions, one per two inputs), and the lead agent wrote each
+    conversion once, plus at most one repeat per kill (its input processed again)."""
+    per_kill = RESEND_WINDOW_SECONDS * input_rate / 2
+    assert stats["deduplicated"] <= resend_bound(kills, per_kill), stats
+    assert stats["duplicates"] <= stats["deduplicated"]
+    assert len(on_topic) == leads
+    assert max(on_topic.values()) <= 1 + kills, on_topic.most_common(3)
 
 
 def _assigned(worker_url: str) -> list[str]:
@@ -142,6 +178,7 @@ def test_scale_out_drill_survivor_takes_over(stack: LocalStack, full: bool) -> N
     finally:
         second.stop()
     ids = delivered_ids(stack, names.prefix)
+    on_topic = conversions_on_topic(stack, names)
     figures(
         "scale-out drill",
         inputs=len(records),
@@ -152,6 +189,8 @@ def test_scale_out_drill_survivor_takes_over(stack: LocalStack, full: bool) -> N
         lost=leads - len(set(ids)),
         counted_twice=len(ids) - len(set(ids)),
         resent_copies_merged_by_platform_dedup=stats["deduplicated"],
+        events_received_more_than_once=stats["duplicates"],
+        conversions_on_topic=f"{sum(on_topic.values())} records, {len(on_topic)} event ids",
         dead_lettered=len(dead),
         liveness_restarts=supervised.restarts or 0,
         wall_time=f"{time.monotonic() - started:.1f}s",
@@ -160,3 +199,5 @@ def test_scale_out_drill_survivor_takes_over(stack: LocalStack, full: bool) -> N
     assert len(ids) == leads and len(set(ids)) == leads
     assert stats["accepted"] == leads
     assert dead == []
+    _assert_sent_once_within_the_bound(stats, on_topic, leads, 1, len(records) / 20.0)
+    assert supervised.restarts == []  # README: 0 liveness restarts

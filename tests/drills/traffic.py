@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,6 +114,28 @@ def delivered_ids(stack: LocalStack, prefix: str) -> list[str]:
     ]
 
 
+def conversions_on_topic(stack: LocalStack, names: Names) -> Counter[str]:
+    """Count the records on the drill's ``leadstream.conversions`` topic by ``event_id``."""
+    serde = serde_for(stack)
+    return Counter(
+        serde.decode(m.value(), "Conversion")["event_id"]
+        for m in stack.consume_all(names.conversions, idle=1.0, timeout=60.0)
+    )
+
+
+# What a SIGKILL can make the platform receive again: only what the worker had sent but not yet
+# committed, i.e. the delivery batch in flight plus what the one-second commit interval
+# (streams/app.py broker_commit_interval) had not covered yet. While a drill streams its input the
+# worker keeps up, so that is less than RESEND_WINDOW_SECONDS of the drill's conversion traffic.
+# A broken ledger or a lost commit resends everything since the start, far above the bound.
+RESEND_WINDOW_SECONDS = 3.0
+
+
+def resend_bound(kills: int, per_kill: float) -> int:
+    """The most copies the platform may receive again after ``kills`` SIGKILLs (see above)."""
+    return int(kills * per_kill)
+
+
 def start(stack: LocalStack, names: Names, tag: str, **extra: str) -> WorkerProcess:
     worker = stack.start_worker(names.prefix + tag, **{**names.env(), **FAST, **extra})
     worker.wait_ready(timeout=90)
@@ -128,6 +151,8 @@ class Supervised:
     worker: WorkerProcess
     tag: str
     restarts: list[str] = field(default_factory=list)
+    extra: dict[str, str] = field(default_factory=dict)  # the worker's own settings, kept
+    same_data_dir: bool = False  # restart on the same data dir (a pod's volume survives)
 
     def restart_if_not_live(self) -> None:
         """SIGKILL and restart the worker when /health/live answers 503 (a partition with lag
@@ -140,7 +165,8 @@ class Supervised:
         if resp.status_code == 503:
             self.restarts.append(str(resp.json().get("stalled")))
             self.worker.kill()
-            self.worker = start(self.stack, self.names, f"{self.tag}-r{len(self.restarts)}")
+            tag = self.tag if self.same_data_dir else f"{self.tag}-r{len(self.restarts)}"
+            self.worker = start(self.stack, self.names, tag, **self.extra)
 
     def wait_until(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
         """:func:`streams.local.wait_until`, restarting the worker whenever its liveness fails."""
