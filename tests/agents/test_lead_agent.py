@@ -170,8 +170,9 @@ async def put(agent: Any, topic: TopicT, value: bytes, key: bytes = KEY) -> Even
     agent.original_channel = topic  # see the module docstring
     event = await asyncio.wait_for(agent.put(key=key, value=value), 5)
     # put() returns once the event is in the agent's take_events buffer; the batch is processed
-    # when its window (LEADSTREAM_AGENT_BATCH_WITHIN, 0.05 s) closes.
-    await asyncio.sleep(0.2)
+    # when its window (LEADSTREAM_AGENT_BATCH_WITHIN, 0.05 s) closes, and acknowledged only
+    # after its outputs were flushed: wait for that acknowledgement, not for a fixed time.
+    await wait_for(lambda: event.message.acked)
     return event  # type: ignore[no-any-return]
 
 
@@ -313,8 +314,8 @@ async def test_deliver_agent_sends_conversions_and_records_them(built: Built) ->
             await agent.put(key=KEY, value=value, wait=False)
         await wait_for(lambda: len(built.sends("deliveries")) == 2)
         # The same conversion again, in a later batch: the delivered table stops it.
-        await agent.put(key=KEY, value=values[0], wait=False)
-        await asyncio.sleep(0.2)
+        again = await agent.put(key=KEY, value=values[0], wait=False)
+        await wait_for(lambda: again.message.acked)  # processed (and skipped), then acked
 
     assert topic.get_topic_name() == settings.topic_conversions
     sent = [[e["event_id"] for e in p["data"]] for p in built.destination.payloads]

@@ -29,6 +29,7 @@ from tests.drills.traffic import (
     serde_for,
     start,
 )
+from tests.integration.helpers import wait_caught_up
 
 NOW = datetime.now(tz=UTC)
 MS_1999 = int(datetime(1999, 6, 1, tzinfo=UTC).timestamp() * 1000)
@@ -286,7 +287,13 @@ def test_fuzz_drill(stack: LocalStack, full: bool) -> None:
         wait_until(
             lambda: _dead_count(worker.metrics()) >= n_bad, 240, f"{n_bad} dead letters", worker
         )
-        time.sleep(2)
+        wait_caught_up(  # committed: a second dead letter for anything would be written by now
+            stack,
+            names.app_id,
+            [names.form, names.status, names.booking, names.conversions],
+            worker,
+            timeout=120,
+        )
         alive = worker.proc is not None and worker.proc.poll() is None
         dead_raw = [m.value() for m in stack.consume_all(names.dead_letter, idle=1.5)]
         dead = [serde.decode(v, "DeadLetter") for v in dead_raw]

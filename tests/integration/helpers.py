@@ -6,6 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
+
+from streams.lag import measure_lag
 from streams.local import LocalStack, WorkerProcess, wait_until
 
 NOW = datetime.now(tz=UTC)
@@ -68,3 +71,60 @@ def wait_events(
         f"{count} events with prefix {prefix} at the sandbox",
         worker,
     )
+
+
+def caught_up(stack: LocalStack, group: str, topics: list[str]) -> bool:
+    """True when ``group`` has committed every record of ``topics`` (each partition with data).
+
+    A worker commits an offset only after everything that record caused is durable (its
+    outputs, receipts and dead letters; a delivery only once the API answered), so this is
+    positive evidence that nothing more is on its way, unlike an idle wait that saw nothing.
+    """
+    rows = measure_lag(stack.broker.bootstrap, group, topics)
+    return bool(rows) and all(
+        r.lag == 0 and (r.committed is not None or r.log_end == 0) for r in rows
+    )
+
+
+def wait_caught_up(
+    stack: LocalStack, group: str, topics: list[str], worker: WorkerProcess, timeout: float = 60
+) -> None:
+    """Wait until ``group`` has committed every record of ``topics`` (see :func:`caught_up`)."""
+    wait_until(
+        lambda: caught_up(stack, group, topics),
+        timeout,
+        f"group {group} to commit every record of {', '.join(topics)}",
+        worker,
+    )
+
+
+def records_on(stack: LocalStack, topic: str) -> int:
+    """How many records ``topic`` holds, from its watermarks (0 when it does not exist).
+
+    Use it for "nothing was written": unlike an idle read it cannot miss a record that is slow
+    to fetch. (On Tansu a multi-record batch counts as fewer records, never as 0.)
+    """
+    consumer = Consumer({"bootstrap.servers": stack.broker.bootstrap, "group.id": "records-on"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0
+        total = 0
+        for partition in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            total += max(0, high - low)
+        return total
+    finally:
+        consumer.close()
+
+
+def metric_value(metrics: str, name: str, **labels: str) -> float:
+    """Sum the samples of ``name`` in a /metrics text whose labels include ``labels``."""
+    total = 0.0
+    for line in metrics.splitlines():
+        if not line.startswith((name + "{", name + " ")):
+            continue
+        sample, value = line.rsplit(" ", 1)
+        if all(f'{k}="{v}"' in sample for k, v in labels.items()):
+            total += float(value)
+    return total

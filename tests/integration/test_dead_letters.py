@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 
 from streams.local import LocalStack, wait_until
 from tests.conftest import Names
-from tests.integration.helpers import form, produce, sandbox_events, status
+from tests.integration.helpers import form, produce, sandbox_events, status, wait_caught_up
 
 
 def test_redrive_after_the_late_form_arrives_sends_exactly_once(
@@ -33,8 +32,8 @@ def test_redrive_after_the_late_form_arrives_sends_exactly_once(
         assert "1 dead letters" in summary.stdout and "unmatched_lead" in summary.stdout
 
         produce(stack, env, names.form, form(p, 1))  # the fix: the form is published late
-        time.sleep(2)
-        assert sandbox_events(stack, p) == []
+        wait_caught_up(stack, names.app_id, [names.form, names.conversions], worker)
+        assert sandbox_events(stack, p) == []  # the form alone sends nothing
 
         redrive = stack.run_cli("dead-letters", "--reason", "unmatched_lead", "--redrive", **env)
         assert redrive.returncode == 0, redrive.stderr
@@ -48,7 +47,9 @@ def test_redrive_after_the_late_form_arrives_sends_exactly_once(
         received = stack.sandbox_get("/_sandbox/stats")["events_received"]
         again = stack.run_cli("dead-letters", "--reason", "unmatched_lead", "--redrive", **env)
         assert again.returncode == 0
-        time.sleep(4)
+        # The second re-drive is on the topic (the command waits for Kafka); once it and any
+        # conversion it caused are committed, whatever it would send has been sent.
+        wait_caught_up(stack, names.app_id, [names.status, names.conversions], worker)
         assert stack.sandbox_get("/_sandbox/stats")["events_received"] == received
         metrics = worker.metrics()
     finally:

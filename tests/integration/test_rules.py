@@ -20,7 +20,21 @@ from streams.local import LocalStack, WorkerProcess, wait_until
 from streams.serde.avro import AvroSerde
 from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names
-from tests.integration.helpers import form, produce, sandbox_events, status, wait_events
+from tests.integration.helpers import (
+    form,
+    metric_value,
+    produce,
+    sandbox_events,
+    status,
+    wait_caught_up,
+    wait_events,
+)
+
+CORE = "leadstream_core_outcomes_total"
+
+
+def _inputs_and_conversions(names: Names) -> list[str]:
+    return [names.form, names.status, names.booking, names.conversions]
 
 
 @dataclass
@@ -69,7 +83,12 @@ def scenario(stack: LocalStack) -> Iterator[Scenario]:
         worker.wait_ready()
         # L3: the status change comes before its form.
         produce(stack, env, names.status, status(p, 3, "l3-a", "qualified"))
-        time.sleep(1.5)
+        wait_until(  # it has arrived first and waits for its form
+            lambda: metric_value(worker.metrics(), CORE, outcome="waiting_for_form") >= 1,
+            30,
+            "the early status change to wait for its form",
+            worker,
+        )
         produce(
             stack,
             env,
@@ -115,7 +134,8 @@ def scenario(stack: LocalStack) -> Iterator[Scenario]:
         wait_until(
             lambda: stack.consume_all(names.dead_letter, idle=0.5), 30, "a dead letter", worker
         )
-        time.sleep(3)  # anything sent twice would show up by now
+        # Every input and conversion committed: anything sent twice has been sent by now.
+        wait_caught_up(stack, names.app_id, _inputs_and_conversions(names), worker)
         yield Scenario(stack, names, worker, serde)
     finally:
         worker.stop()
@@ -231,7 +251,7 @@ def test_replaying_every_input_topic_sends_nothing_new(scenario: Scenario) -> No
         f"the {replayed} replayed inputs to be recognised",
         scenario.worker,
     )
-    time.sleep(3)
+    wait_caught_up(stack, names.app_id, _inputs_and_conversions(names), scenario.worker)
     assert len(scenario.conversions()) == before_conversions
     assert stack.sandbox_get("/_sandbox/stats")["events_received"] == before_received
 

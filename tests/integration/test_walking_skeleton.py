@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 from streams.local import LocalStack
 from tests.conftest import Names
-from tests.integration.helpers import form, produce, sandbox_events, status, wait_events
+from tests.integration.helpers import (
+    form,
+    produce,
+    sandbox_events,
+    status,
+    wait_caught_up,
+    wait_events,
+)
 
 
 def test_form_and_qualified_status_arrive_as_exactly_one_qualified_lead(
@@ -20,8 +26,9 @@ def test_form_and_qualified_status_arrive_as_exactly_one_qualified_lead(
         worker.wait_ready()
         produce(stack, env, names.form, form(p, 1))
         produce(stack, env, names.status, status(p, 1, "c1", "Qualified"))
-        events = wait_events(stack, p, 1, worker)
-        time.sleep(2)  # anything sent twice would show up by now
+        wait_events(stack, p, 1, worker)
+        # Every input and conversion committed: anything sent twice has been sent by now.
+        wait_caught_up(stack, names.app_id, [names.form, names.status, names.conversions], worker)
         events = sandbox_events(stack, p)
     finally:
         worker.stop()

@@ -6,13 +6,14 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from streams.domain.lead import Outcome, expire, on_booking, on_form, on_status_change
 from streams.domain.records import lead_state_from_json, lead_state_to_json
 from streams.domain.types import (
     Booking,
+    Consent,
     ConsentPolicy,
     FormSubmit,
     LeadState,
@@ -31,6 +32,9 @@ from tests.unit.factories import (
 )
 
 STATUSES = ["qualified", "contacted", "Qualified", "sql", "won", "closed_won", "lost"]
+# Several real currencies (zero-decimal JPY too), lower-case input, and an unknown code.
+CURRENCIES = st.sampled_from([None, "EUR", "USD", "GBP", "JPY", "chf", "XYZ"])
+KNOWN_CURRENCIES = {"EUR", "USD", "GBP", "JPY", "CHF"}
 
 
 @st.composite
@@ -39,8 +43,8 @@ def status_changes(draw: st.DrawFn) -> StatusChange:
     return make_status_change(
         change_id=f"c-{draw(st.integers(0, 5))}",
         status=status,
-        value=draw(st.sampled_from([None, 0.0, 99.0])),
-        currency=draw(st.sampled_from([None, "EUR"])),
+        value=draw(st.sampled_from([None, 0.0, 99.0, 1234.5])),
+        currency=draw(CURRENCIES),
         order_id=draw(st.sampled_from([None, None, "o-1", "o-2"])),
         keys=draw(st.sampled_from([MatchKeys(email_sha256=EMAIL_SHA), MatchKeys()])),
     )
@@ -64,10 +68,15 @@ class Wait:
 
 
 no_form = st.one_of(status_changes(), bookings(), st.builds(Wait, st.sampled_from([1, 600])))
+forms = st.builds(
+    lambda n, consent: make_form_submit(event_id=f"form-{n}", ad_consent=consent),
+    st.integers(0, 1),
+    st.sampled_from(list(Consent)),  # GRANTED, DENIED and UNKNOWN
+)
 inputs = st.one_of(
     status_changes(),
     bookings(),
-    st.builds(lambda n: make_form_submit(event_id=f"form-{n}"), st.integers(0, 1)),
+    forms,
     st.builds(Wait, st.sampled_from([1, 600, 1500, 3000])),
 )
 
@@ -80,16 +89,21 @@ def flapped(step: StatusChange | Booking | Wait) -> StatusChange | Booking | Wai
     return step
 
 
-def assert_each_event_once(outcomes: list[Outcome]) -> None:
+def assert_each_event_once(
+    outcomes: list[Outcome], policy: ConsentPolicy = ConsentPolicy.UNLESS_DENIED
+) -> None:
     conversions = [c for o in outcomes for c in o.conversions]
     ids = Counter(c.event_id for c in conversions)
     assert all(n == 1 for n in ids.values()), ids
     assert sum(c.event in ("QualifiedLead", "ApplicationApproval") for c in conversions) <= 1
     assert sum(c.event == "Purchase" and c.order_id is None for c in conversions) <= 1
+    allowed = {Consent.GRANTED} if policy is ConsentPolicy.GRANTED_ONLY else set(Consent)
     for c in conversions:
+        event(f"sent {c.event} consent={c.ad_consent} currency={c.currency}")
         assert c.ad_consent != "DENIED"
+        assert c.ad_consent in allowed
         if c.event == "Purchase":
-            assert c.value and c.value > 0 and c.currency == "EUR"
+            assert c.value and c.value > 0 and c.currency in KNOWN_CURRENCIES
 
 
 def run(
@@ -133,14 +147,14 @@ def test_each_event_id_is_emitted_at_most_once(
     microseconds: int,
 ) -> None:
     _, outcomes = run(steps, policy, microseconds)
-    assert_each_event_once(outcomes)
+    assert_each_event_once(outcomes, policy)
 
 
 @settings(max_examples=200, deadline=None)
 @given(
     before=st.lists(no_form, min_size=1, max_size=8),
     waited=st.sampled_from([Wait(1), Wait(1500)]),
-    form=st.builds(lambda n: make_form_submit(event_id=f"form-{n}"), st.integers(0, 1)),
+    form=forms,
     after=st.lists(inputs, max_size=10),
 )
 def test_inputs_sent_without_their_form_are_not_sent_again_with_it(
