@@ -17,8 +17,9 @@ venv: $(BIN)/leadstream kafka ## create .venv, install Leadstream with test and 
 kafka: $(BIN)/leadstream ## fetch Apache Kafka (pinned in streams/broker.py) with Maven into .cache/
 	$(BIN)/python -m streams.broker fetch
 
-test: venv ## the default test run: unit, agent and integration tiers on one real broker
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+test: venv ## the default test run: unit, agent and integration tiers on one real broker; coverage floors
+	$(BIN)/pytest -m "not slow" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
+	$(BIN)/python -m tests.coverage_floor
 
 test-unit: venv
 	$(BIN)/pytest tests/unit tests/agents $(PYTEST_ARGS)
