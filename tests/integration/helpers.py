@@ -8,6 +8,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from streams.connection import KafkaConnection
 from streams.lag import measure_lag
 from streams.local import LocalStack, WorkerProcess, wait_until
 
@@ -80,7 +81,7 @@ def caught_up(stack: LocalStack, group: str, topics: list[str]) -> bool:
     outputs, receipts and dead letters; a delivery only once the API answered), so this is
     positive evidence that nothing more is on its way, unlike an idle wait that saw nothing.
     """
-    rows = measure_lag(stack.broker.bootstrap, group, topics)
+    rows = measure_lag(KafkaConnection(stack.broker.bootstrap), group, topics)
     return bool(rows) and all(
         r.lag == 0 and (r.committed is not None or r.log_end == 0) for r in rows
     )

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from streams import deadletters
+from streams.connection import KafkaConnection
 from streams.deadletters import DeadLetterRow, as_json, redrive, select, summarise
 from streams.errors import LeadstreamError
 from streams.pipeline import REDRIVE_HEADER
 
 AT = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+CONN = KafkaConnection("broker:9092")
 
 
 def _row(offset: int, topic: str, reason: str, source_offset: int, **extra: Any) -> DeadLetterRow:
@@ -130,7 +132,7 @@ def producer(monkeypatch: pytest.MonkeyPatch) -> type[FakeProducer]:
 def test_redrive_sends_inputs_and_delivery_side_dead_letters_back_to_their_source(
     producer: type[FakeProducer],
 ) -> None:
-    count = redrive(select(ROWS), "broker:9092")
+    count = redrive(select(ROWS), CONN)
 
     assert count == 3
     sent = producer.made[0].produced
@@ -148,9 +150,9 @@ def test_redrive_fails_loudly_when_kafka_does_not_acknowledge(
 ) -> None:
     monkeypatch.setattr(deadletters, "Producer", lambda config: FakeProducer(config, unacked=2))
     with pytest.raises(LeadstreamError, match="2 re-driven records were not acknowledged"):
-        redrive(select(ROWS), "broker:9092")
+        redrive(select(ROWS), CONN)
 
 
 def test_redrive_of_nothing_produces_nothing(producer: type[FakeProducer]) -> None:
-    assert redrive([], "broker:9092") == 0
+    assert redrive([], CONN) == 0
     assert producer.made[0].produced == []

@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from streams import lag
+from streams.connection import KafkaConnection
 from streams.lag import LagProbe, PartitionLag, _age, print_table
 
 NOW = 1_800_000_000.0
@@ -74,10 +75,12 @@ def _probe(
     committed: dict[tuple[str, int], int],
     ends: dict[tuple[str, int], int | None],
     monkeypatch: pytest.MonkeyPatch,
+    confirm: bool = True,
 ) -> LagProbe:
     probe = LagProbe.__new__(LagProbe)  # no broker: the connections are fakes
     probe.group = "g"
-    probe._bootstrap = "fake:9092"
+    probe._conn = KafkaConnection("fake:9092")
+    probe._confirm = confirm
     probe._admin = FakeAdmin(  # type: ignore[assignment]
         FakeMetadata({t: FakeTopic(dict.fromkeys(range(n))) for t, n in topics.items()})
     )
@@ -87,7 +90,7 @@ def _probe(
         "committed_offsets",
         lambda admin, group: [TopicPartition(t, p, o) for (t, p), o in committed.items()],
     )
-    monkeypatch.setattr(lag, "fetched_end_offsets", lambda bootstrap, listed: ends)
+    monkeypatch.setattr(lag.offsets, "fetched_end_offsets", lambda conn, listed: ends)
     return probe
 
 
@@ -194,3 +197,12 @@ def test_table_shows_dashes_for_unknown_values() -> None:
         "LAG-SECONDS",
     ]
     assert lines[1].split() == ["g", "t", "0", "-", "5", "3", "-"]
+
+
+def test_without_confirmation_the_listed_end_is_the_log_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    consumer = FakeConsumer(watermarks={("t", 0): (0, 5)})
+    probe = _probe(consumer, {"t": 1}, {("t", 0): 5}, {("t", 0): 99}, monkeypatch, confirm=False)
+
+    assert probe.measure(now=NOW) == [PartitionLag("g", "t", 0, 5, 5, 0, 0.0)]  # 99 unused
