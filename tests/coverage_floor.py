@@ -21,8 +21,8 @@ FLOORS: dict[str, tuple[str, float]] = {
     "delivery": ("streams/delivery.py", 90.0),
     "outputs": ("streams/outputs.py", 90.0),
     "tiktok client": ("streams/tiktok/client.py", 90.0),
-    # Below the 90 %: the consumer repairs run mostly inside worker subprocesses.
-    "transport": ("streams/transport.py", 80.0),
+    # Below the 90 %: some consumer repairs run only inside worker subprocesses.
+    "transport": ("streams/transport.py", 85.0),
 }
 # Reported, not enforced.
 REPORTED: dict[str, str] = {
