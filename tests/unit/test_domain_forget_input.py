@@ -44,7 +44,7 @@ def test_only_the_redriven_input_is_forgotten() -> None:
 def test_a_forgotten_status_change_is_processed_again_but_sends_nothing_twice() -> None:
     rules, change = make_rules(), make_status_change()
     first = on_status_change(make_state(sent={}), change, SOURCE, rules, NOW)
-    assert [c.event for c in first.conversions] == ["QualifiedLead"]
+    assert len(first.conversions) == 1  # sent once (its event name depends on the route)
 
     replayed = on_status_change(first.state, change, SOURCE, rules, NOW)
     redriven = on_status_change(forget_input(first.state, change), change, SOURCE, rules, NOW)

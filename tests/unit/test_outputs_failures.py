@@ -17,7 +17,7 @@ class FakeProducer:
     """Records every produce (with its partition) and flush; can fail the way librdkafka does.
 
     ``fail_topics``: records of these topics get a delivery-callback error at flush.
-    ``unacked``: how many records the next flush reports as still queued (a flush timeout).
+    ``unacked``: how many of the last records never get a delivery report (a flush timeout).
     ``full``: how many produce calls raise BufferError (the local queue is full) first.
     """
 
@@ -43,12 +43,14 @@ class FakeProducer:
 
     def flush(self, timeout: float) -> int:
         self.log.append(("flush",))
-        callbacks, self._callbacks = self._callbacks, []
+        # The last ``unacked`` records never get their delivery report (Kafka is unreachable).
+        keep = len(self._callbacks) if self.unacked >= len(self._callbacks) else self.unacked
+        callbacks = self._callbacks[: len(self._callbacks) - keep]
+        self._callbacks = self._callbacks[len(self._callbacks) - keep :]
         for topic, callback in callbacks:
             err = "Broker: Not enough in-sync replicas" if topic in self.fail_topics else None
             callback(err, SimpleNamespace(topic=lambda t=topic: t))
-        remaining, self.unacked = self.unacked, 0
-        return remaining
+        return len(self._callbacks)
 
     def produced(self, topic: str) -> list[tuple[Any, ...]]:
         return [e for e in self.log if e[0] == "produce" and e[1] == topic]
@@ -60,7 +62,13 @@ def _table(name: str) -> Any:
 
 
 def _outputs(producer: FakeProducer) -> Outputs:
-    return Outputs(topics=Any, tables=Any, metrics=Any, producer=producer)  # type: ignore[arg-type]
+    return Outputs(  # a short flush timeout: the flush-timeout case waits for all of it
+        topics=Any,  # type: ignore[arg-type]
+        tables=Any,  # type: ignore[arg-type]
+        metrics=Any,  # type: ignore[arg-type]
+        producer=producer,
+        flush_timeout=0.3,
+    )
 
 
 def _batch(outputs: Outputs, leads: Any) -> None:
