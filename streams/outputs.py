@@ -167,8 +167,19 @@ class Outputs:
         self.send(self.topics.dead_letter.get_topic_name(), out.key, out.value)
 
     async def flush(self) -> None:
-        """Make the queued outputs durable, then the changelog writes; raise if anything failed."""
-        await self._flush_queued()
+        """Make the queued outputs durable, then the changelog writes; raise if anything failed.
+
+        When the outputs fail, the batch's changelog writes are dropped, never produced by a
+        later flush: a changelog must not record outputs that did not become durable. The
+        batch is not acknowledged, so its inputs are read again after the restart that follows
+        (liveness fails on the stalled commit) and, with the state recovered from the
+        changelog, produce their outputs again.
+        """
+        try:
+            await self._flush_queued()
+        except BaseException:
+            self._changelog = []
+            raise
         if self._changelog:
             changes, self._changelog = self._changelog, []
             for topic, key, value, partition in changes:

@@ -149,12 +149,6 @@ def test_every_changelog_write_keeps_the_partition_of_its_event() -> None:
     assert producer.produced("conversions") == [("produce", "conversions", b"lead-1", None)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="defect: Outputs keeps a failed batch's changelog writes queued and the next flush "
-    "produces them (Faust restarts a crashed agent in the same process); for outputs.py's owner",
-)
 def test_a_failed_batch_changelog_is_never_written_by_a_later_flush() -> None:
     producer = FakeProducer(fail_topics=("conversions",))
     outputs, leads = _outputs(producer), _table("leads")
