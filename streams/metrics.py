@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sized
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sized
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -80,6 +80,37 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        #: Partitions that have lag series, so revoked ones can be removed.
+        self._lag_partitions: set[tuple[str, int]] = set()
+
+    def set_lag(self, topic: str, partition: int, lag: int, lag_seconds: float | None) -> None:
+        """Export the lag of one partition this worker owns."""
+        labels = (topic, str(partition))
+        self.consumer_lag.labels(*labels).set(lag)
+        if lag_seconds is not None:
+            self.consumer_lag_seconds.labels(*labels).set(lag_seconds)
+        self._lag_partitions.add((topic, partition))
+
+    def keep_lag(self, assigned: Collection[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Drop the lag series of every partition outside ``assigned``; return those dropped.
+
+        A partition another worker took over at a rebalance keeps its last value otherwise, and
+        ``max by (topic)`` alerts and KEDA-style dashboards read that frozen number forever.
+        """
+        dropped = stale_partitions(self._lag_partitions, assigned)
+        for topic, partition in dropped:
+            labels = (topic, str(partition))
+            for gauge in (self.consumer_lag, self.consumer_lag_seconds):
+                try:
+                    gauge.remove(*labels)
+                except KeyError:  # lag_seconds was never set (the record could not be read)
+                    pass
+            self._lag_partitions.discard((topic, partition))
+        return dropped
+
+    def lag_partitions(self) -> set[tuple[str, int]]:
+        """Partitions that currently have lag series."""
+        return set(self._lag_partitions)
 
     def watch_tables(self, tables: Callable[[], Mapping[str, Sized]]) -> None:
         """Export ``leadstream_table_keys{table}``, read from the tables at scrape time."""
@@ -94,6 +125,14 @@ class Metrics:
     def render(self) -> bytes:
         """Return the Prometheus text exposition of every series."""
         return generate_latest(self.registry)
+
+
+def stale_partitions(
+    exported: Iterable[tuple[str, int]], assigned: Collection[tuple[str, int]]
+) -> list[tuple[str, int]]:
+    """Partitions with exported lag that are not in ``assigned`` (sorted, for stable logs)."""
+    owned = set(assigned)
+    return sorted(tp for tp in set(exported) if tp not in owned)
 
 
 class _TableKeys(Collector):

@@ -181,6 +181,14 @@ class Worker:
         #: Why Kafka cannot be reached, while the worker is not ready (``/health/ready``).
         self.kafka_problem: str | None = None
 
+        @app.on_partitions_assigned.connect
+        async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            (assigned,) = args
+            # ``assigned`` is the whole new assignment (eager rebalance); the consumer's own view
+            # is added so a partition still owned is never dropped, whichever is updated first.
+            given = {(tp.topic, tp.partition) for tp in assigned}
+            self.keep_lag(given | self._assigned())
+
         @app.timer(settings.lag_interval)
         async def probe_connection() -> None:
             await self.check_kafka()
@@ -242,13 +250,33 @@ class Worker:
                 logger.info("connected to Kafka again")
             self.kafka_problem = None
 
-    async def measure_lag(self) -> None:
-        """Probe lag of this worker's assigned partitions; export it and feed liveness."""
-        assigned = {
-            (tp.topic, tp.partition)
-            for tp in self.app.consumer.assignment()
-            if not tp.topic.endswith("-changelog")
+    def _assigned(self) -> set[tuple[str, int]]:
+        """Return the source partitions assigned to this worker (changelogs excluded)."""
+        try:
+            assignment = self.app.consumer.assignment()
+        except ConsumerNotStarted:
+            return set()
+        return {
+            (tp.topic, tp.partition) for tp in assignment if not tp.topic.endswith("-changelog")
         }
+
+    def keep_lag(self, assigned: set[tuple[str, int]]) -> None:
+        """Drop lag series of partitions this worker no longer owns (after a rebalance)."""
+        dropped = self.metrics.keep_lag(assigned)
+        if dropped:
+            logger.info(
+                "lag metrics dropped for partitions no longer assigned: %s",
+                ", ".join(f"{topic}:{partition}" for topic, partition in dropped),
+            )
+
+    async def measure_lag(self) -> None:
+        """Probe lag of this worker's assigned partitions; export it and feed liveness.
+
+        Series of partitions outside the current assignment are dropped first, also when
+        the probe fails, so a revoked partition never shows a frozen lag.
+        """
+        assigned = self._assigned()
+        self.keep_lag(assigned)
         if not assigned:
             return
         if self._probe is None:
@@ -263,11 +291,12 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - a failed probe must not stop the worker
             logger.warning("consumer lag probe failed: %s", exc)
             return
+        # A rebalance may have happened while the probe ran: export only what is still ours.
+        current = self._assigned()
         for row in rows:
-            labels = (row.topic, str(row.partition))
-            self.metrics.consumer_lag.labels(*labels).set(row.lag)
-            if row.lag_seconds is not None:
-                self.metrics.consumer_lag_seconds.labels(*labels).set(row.lag_seconds)
+            if (row.topic, row.partition) in current:
+                self.metrics.set_lag(row.topic, row.partition, row.lag, row.lag_seconds)
+        self.keep_lag(current)
         self.progress.observe(rows, time.monotonic())
 
     def stalled(self) -> list[tuple[str, int]]:

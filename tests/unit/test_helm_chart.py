@@ -1,8 +1,9 @@
 """Helm chart: rendered by Helm's own engine (helm-python-sdk), checked against Kubernetes schemas.
 
 No helm binary, cluster or network: ``helm_python`` binds Helm's Go SDK, ``kubernetes_validate``
-ships the Kubernetes JSON schemas. CRDs (ServiceMonitor, ScaledObject, TriggerAuthentication) have
-no schema there, so their fields are asserted directly.
+ships the Kubernetes JSON schemas. CRDs (ServiceMonitor, ScaledObject, TriggerAuthentication,
+PrometheusRule) have no schema there, so their fields are asserted directly; alert expressions are
+parsed by ``promql_parser`` (Prometheus' grammar, compiled from the Rust promql-parser crate).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import json
 import os
 import re
 import tomllib
@@ -23,6 +25,7 @@ import pytest
 import yaml
 
 from streams.settings import Settings, load_settings
+from tests import monitoring
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "helm" / "leadstream"
@@ -30,7 +33,7 @@ RELEASE = "ls"
 NAMESPACE = "leadstream-test"
 # The newest Kubernetes minor kubernetes-validate 1.37.0 ships schemas for.
 KUBE_VERSION = "1.37.0"
-CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication"}
+CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication", "PrometheusRule"}
 SECRET_ENV = "LEADSTREAM_TIKTOK_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
 SASL_PASSWORD_ENV = "LEADSTREAM_KAFKA_SASL_PASSWORD"  # noqa: S105 - a variable name
 SSL_KEY_PASSWORD_ENV = "LEADSTREAM_KAFKA_SSL_KEY_PASSWORD"  # noqa: S105 - a variable name
@@ -57,6 +60,7 @@ CONNECTION_SETTINGS = {
     "schema_registry_ca_location",
     "allow_low_replication",
 }
+DASHBOARD_KEY = "leadstream.json"
 KAFKA_TLS_DIR = "/etc/leadstream/kafka-tls"
 REGISTRY_TLS_DIR = "/etc/leadstream/schema-registry-tls"
 INPUT_TOPIC_ENVS = (
@@ -82,7 +86,9 @@ ALL_ON: dict[str, Any] = {
             "labels": {"release": "prom"},
             "interval": "15s",
             "scrapeTimeout": "10s",
-        }
+        },
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Streams"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "prom"}},
     },
     "autoscaling": {
         "keda": {
@@ -158,6 +164,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "persistence": {"persistence": {"enabled": True}},
     "rocksdb-emptydir": {"tables": {"store": "rocksdb://"}},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True}}},
+    "grafana-dashboard": {"metrics": {"grafanaDashboard": {"enabled": True}}},
+    "prometheus-rule": {"metrics": {"prometheusRule": {"enabled": True}}},
     "keda": {"autoscaling": {"keda": {"enabled": True}}},
     "keda-statefulset": {
         "autoscaling": {"keda": {"enabled": True}},
@@ -253,8 +261,15 @@ class Rendered:
         assert len(containers) == 1
         return containers[0]
 
+    def settings_configmap(self) -> dict[str, Any]:
+        """The settings ConfigMap (not the Grafana dashboard's)."""
+        found = [doc for doc in self.all("ConfigMap") if DASHBOARD_KEY not in doc["data"]]
+        assert len(found) == 1, f"expected one settings ConfigMap, got {len(found)}"
+        return found[0]
+
     def config(self) -> dict[str, str]:
-        return self.one("ConfigMap")["data"]
+        data: dict[str, str] = self.settings_configmap()["data"]
+        return data
 
     def text(self, suffix: str) -> str:
         return next(text for name, text in self.files.items() if name.endswith(suffix))
@@ -444,10 +459,12 @@ def test_all_on_renders_every_optional_object(chart: helm.Chart) -> None:
         "ServiceAccount",
         "PodDisruptionBudget",
         "ServiceMonitor",
+        "PrometheusRule",
         "ScaledObject",
         "TriggerAuthentication",
         "NetworkPolicy",
     }
+    assert len(rendered.all("ConfigMap")) == 2  # the settings and the Grafana dashboard
     assert len(rendered.all("Service")) == 2  # the Service and the StatefulSet's headless one
 
 
@@ -626,7 +643,7 @@ def test_env_comes_from_the_configmap(chart: helm.Chart) -> None:
             for src in rendered.container()["envFrom"]
             if "configMapRef" in src
         ]
-        assert refs == [rendered.one("ConfigMap")["metadata"]["name"]]
+        assert refs == [rendered.settings_configmap()["metadata"]["name"]]
 
 
 def test_pod_template_carries_the_configmap_checksum(chart: helm.Chart) -> None:
@@ -953,6 +970,297 @@ def test_keda_min_above_effective_max_fails(chart: helm.Chart) -> None:
                 "autoscaling": {"keda": {"enabled": True, "minReplicaCount": 3}},
             },
         )
+
+
+def test_keda_behavior_scales_one_pod_per_step_and_down_slowly(chart: helm.Chart) -> None:
+    spec = render(chart, {"autoscaling": {"keda": {"enabled": True}}}).one("ScaledObject")["spec"]
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    for direction in ("scaleUp", "scaleDown"):
+        assert behavior[direction]["policies"], direction
+        for policy in behavior[direction]["policies"]:
+            assert policy["type"] == "Pods"
+            assert policy["value"] == 1
+    assert spec["fallback"] == {"failureThreshold": 3, "replicas": 2}
+
+
+def test_keda_behavior_and_fallback_are_configurable(chart: helm.Chart) -> None:
+    behavior = {
+        "scaleDown": {
+            "stabilizationWindowSeconds": 900,
+            "selectPolicy": "Min",
+            "policies": [{"type": "Percent", "value": 50, "periodSeconds": 600}],
+        }
+    }
+    keda_values = {
+        "enabled": True,
+        "behavior": behavior,
+        "fallback": {"enabled": True, "failureThreshold": 5, "replicas": 3},
+    }
+    spec = render(chart, {"autoscaling": {"keda": keda_values}}).one("ScaledObject")["spec"]
+    rendered_behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert rendered_behavior["scaleDown"] == behavior["scaleDown"]
+    # Helm merges maps: the default scaleUp stays unless set to null.
+    assert rendered_behavior["scaleUp"]["policies"] == [
+        {"type": "Pods", "value": 1, "periodSeconds": 60}
+    ]
+    assert spec["fallback"] == {"failureThreshold": 5, "replicas": 3}
+
+
+def test_keda_fallback_is_capped_and_optional(chart: helm.Chart) -> None:
+    capped = render(
+        chart,
+        {
+            "kafka": {"topicPartitions": 2},
+            "autoscaling": {"keda": {"enabled": True, "fallback": {"replicas": 6}}},
+        },
+    ).one("ScaledObject")["spec"]
+    assert capped["fallback"]["replicas"] == capped["maxReplicaCount"] == 2
+    off = render(
+        chart,
+        {
+            "autoscaling": {
+                "keda": {"enabled": True, "behavior": None, "fallback": {"enabled": False}}
+            }
+        },
+    ).one("ScaledObject")["spec"]
+    assert "fallback" not in off
+    assert "advanced" not in off
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"behavior": {"scaleDown": {"policies": [{"type": "Pod", "value": 1}]}}}, "type"),
+        ({"behavior": {"scaleDown": {"stabilizationWindowSeconds": 7200}}}, "stabilization"),
+        ({"behavior": {"scaledown": {}}}, "scaledown"),
+        ({"fallback": {"replicas": 0}}, "/autoscaling/keda/fallback/replicas"),
+        ({"fallback": {"failureThreshold": "3"}}, "/autoscaling/keda/fallback/failureThreshold"),
+    ],
+)
+def test_keda_behavior_and_fallback_schema(
+    chart: helm.Chart, values: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape(needle)):
+        render(chart, {"autoscaling": {"keda": {"enabled": True, **values}}})
+
+
+def test_chart_readme_explains_the_cost_of_scaling() -> None:
+    readme = " ".join((CHART_DIR / "README.md").read_text(encoding="utf-8").split())
+    assert "rebalances the consumer group" in readme
+    assert "replaying the changelog topics" in readme
+    assert "**Use `persistence.enabled=true` with autoscaling**" in readme
+
+
+# --- Grafana dashboard and PrometheusRule ----------------------------------------------------
+
+ALERTS = {
+    "LeadstreamLagging",
+    "LeadstreamDeliveryPaused",
+    "LeadstreamDeadLetters",
+    "LeadstreamRetrying",
+    "LeadstreamMetricsAbsent",
+}
+SEVERITIES = {"critical", "warning", "info"}
+
+
+def github_anchors(markdown: str) -> set[str]:
+    """Anchors GitHub gives the headings of a Markdown file (lower case, punctuation dropped)."""
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", markdown, flags=re.MULTILINE):
+        text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+        anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def alerts(rendered: Rendered) -> dict[str, dict[str, Any]]:
+    rule = rendered.one("PrometheusRule")
+    found = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
+    assert len(found) == sum(len(group["rules"]) for group in rule["spec"]["groups"])
+    return found
+
+
+def test_dashboard_and_rules_are_off_by_default(chart: helm.Chart) -> None:
+    rendered = render(chart)
+    assert rendered.all("PrometheusRule") == []
+    assert [doc for doc in rendered.all("ConfigMap") if DASHBOARD_KEY in doc["data"]] == []
+
+
+def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar(chart: helm.Chart) -> None:
+    rendered = render(chart, {"metrics": {"grafanaDashboard": {"enabled": True}}})
+    dashboards = [doc for doc in rendered.all("ConfigMap") if DASHBOARD_KEY in doc["data"]]
+    assert len(dashboards) == 1
+    cm = dashboards[0]
+    kubernetes_validate.validate(cm, KUBE_VERSION, strict=True)
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == NAMESPACE
+    assert cm["metadata"]["name"] != rendered.settings_configmap()["metadata"]["name"]
+    # Shipped as is: the ConfigMap holds exactly the chart's dashboards/leadstream.json.
+    assert json.loads(cm["data"][DASHBOARD_KEY]) == monitoring.load_dashboard()
+
+
+def test_dashboard_label_namespace_and_annotations_are_configurable(chart: helm.Chart) -> None:
+    values = {
+        "enabled": True,
+        "namespace": "monitoring",
+        "label": "grafana.io/dashboard",
+        "labelValue": "leadstream",
+        "labels": {"team": "sre"},
+        "annotations": {"grafana_folder": "Streams"},
+    }
+    rendered = render(chart, {"metrics": {"grafanaDashboard": values}})
+    cm = next(doc for doc in rendered.all("ConfigMap") if DASHBOARD_KEY in doc["data"])
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana.io/dashboard"] == "leadstream"
+    assert "grafana_dashboard" not in cm["metadata"]["labels"]
+    assert cm["metadata"]["labels"]["team"] == "sre"
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Streams"}
+
+
+def test_dashboard_has_a_panel_for_each_view_and_parses() -> None:
+    dashboard = monitoring.load_dashboard()
+    assert dashboard["uid"] == "leadstream"
+    titles = {panel["title"] for panel in monitoring.panels(dashboard) if panel["type"] != "row"}
+    needed = {
+        "leadstream_consumer_lag": "lag in records",
+        "leadstream_consumer_lag_seconds": "lag in seconds",
+        "leadstream_events_in_total": "throughput in",
+        "leadstream_deliveries_total": "throughput out and delivery outcomes",
+        "leadstream_conversions_built_total": "conversions by event",
+        "leadstream_delivery_retries_total": "retries",
+        "leadstream_destination_circuit_open": "circuit state",
+        "leadstream_dead_letters_total": "dead letters by reason",
+        "leadstream_table_keys": "table keys",
+        "leadstream_api_request_seconds_bucket": "request latency",
+    }
+    used: set[str] = set()
+    ids = []
+    for panel in monitoring.panels(dashboard):
+        ids.append(panel["id"])
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+            assert 'namespace=~"$namespace"' in target["expr"], panel["title"]
+    for expr in monitoring.dashboard_exprs(dashboard):
+        used |= monitoring.series_names(expr)  # raises on invalid PromQL
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for series, view in needed.items():
+        assert series in used, f"no panel shows {view} ({series})"
+    assert "Circuit state" in titles
+    assert monitoring.variable_metrics(dashboard) <= used
+
+
+def test_promql_parser_rejects_bad_expressions() -> None:
+    """The parser is a real one: broken expressions fail, so a passing rule is valid PromQL."""
+    for bad in (
+        "max by (topic (leadstream_consumer_lag)",
+        "rate(leadstream_dead_letters_total)",  # rate needs a range vector
+        "sum(leadstream_x) >",
+        'absent(up{job="x"}',
+    ):
+        with pytest.raises(ValueError, match=r"."):
+            monitoring.series_names(bad)
+
+
+def test_prometheus_rule_renders_every_alert_with_its_annotations(chart: helm.Chart) -> None:
+    rendered = render(
+        chart,
+        {"metrics": {"prometheusRule": {"enabled": True, "labels": {"release": "prom"}}}},
+    )
+    rule = rendered.one("PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["namespace"] == NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    assert set(rule["spec"]) == {"groups"}
+    for group in rule["spec"]["groups"]:
+        assert set(group) == {"name", "rules"}
+    found = alerts(rendered)
+    assert set(found) == ALERTS
+    readme_anchors = github_anchors((REPO / "README.md").read_text(encoding="utf-8"))
+    for name, alert in found.items():
+        assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}, name
+        assert alert["labels"]["severity"] in SEVERITIES, name
+        annotations = alert["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}, name
+        assert all(isinstance(v, str) and v.strip() for v in annotations.values()), name
+        if "for" in alert:
+            assert re.fullmatch(r"[0-9]+[smh]", alert["for"]), name
+        base, anchor = annotations["runbook_url"].split("#")
+        assert base == "README.md"
+        assert anchor == f"runbook-{name.lower()}"
+        assert anchor in readme_anchors, f"README.md has no section #{anchor}"
+        names = monitoring.series_names(alert["expr"])  # raises on invalid PromQL
+        assert names, name
+        assert f'namespace="{NAMESPACE}"' in alert["expr"], f"{name} is not scoped"
+
+
+def test_metrics_absent_alert_watches_the_scrape_target(chart: helm.Chart) -> None:
+    expr = alerts(render(chart, {"metrics": {"prometheusRule": {"enabled": True}}}))[
+        "LeadstreamMetricsAbsent"
+    ]["expr"]
+    assert expr == f'absent(up{{job="leadstream", namespace="{NAMESPACE}"}} == 1)'
+    # The job a ServiceMonitor gives the targets: the value of its jobLabel on the Service.
+    rendered = render(chart, {"metrics": {"serviceMonitor": {"enabled": True}}})
+    job_label = rendered.one("ServiceMonitor")["spec"]["jobLabel"]
+    service = next(s for s in rendered.all("Service") if "clusterIP" not in s["spec"])
+    assert service["metadata"]["labels"][job_label] == "leadstream"
+    custom = alerts(render(chart, {"metrics": {"prometheusRule": {"enabled": True, "job": "ls"}}}))
+    assert 'job="ls"' in custom["LeadstreamMetricsAbsent"]["expr"]
+
+
+def test_prometheus_rule_thresholds_labels_and_runbook_are_configurable(
+    chart: helm.Chart,
+) -> None:
+    values = {
+        "enabled": True,
+        "namespace": "monitoring",
+        "ruleLabels": {"team": "growth"},
+        "runbookBaseUrl": "https://git.example.com/leadstream/blob/main/README.md",
+        "lagSecondsThreshold": 300,
+        "deadLettersPerHour": 5,
+        "retriesPerSecond": 0.5,
+    }
+    rendered = render(chart, {"metrics": {"prometheusRule": values}})
+    assert rendered.one("PrometheusRule")["metadata"]["namespace"] == "monitoring"
+    found = alerts(rendered)
+    assert found["LeadstreamLagging"]["expr"].endswith(" > 300")
+    assert found["LeadstreamDeadLetters"]["expr"].endswith(" > 5")
+    assert found["LeadstreamRetrying"]["expr"].endswith(" > 0.5")
+    for name, alert in found.items():
+        assert alert["labels"]["team"] == "growth"
+        assert alert["annotations"]["runbook_url"] == (
+            f"https://git.example.com/leadstream/blob/main/README.md#runbook-{name.lower()}"
+        )
+        # Still scoped to the release's pods, wherever the rule object lives.
+        assert f'namespace="{NAMESPACE}"' in alert["expr"]
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"grafanaDashboard": {"enabled": "yes"}}, "/metrics/grafanaDashboard/enabled"),
+        ({"grafanaDashboard": {"labelValue": 1}}, "/metrics/grafanaDashboard/labelValue"),
+        ({"grafanaDashboard": {"folder": "x"}}, "folder"),
+        ({"prometheusRule": {"runbookBaseUrl": "README.md#x"}}, "runbookBaseUrl"),
+        ({"prometheusRule": {"lagSecondsThreshold": 0}}, "lagSecondsThreshold"),
+        ({"prometheusRule": {"severity": "page"}}, "severity"),
+    ],
+)
+def test_monitoring_values_schema(chart: helm.Chart, values: dict[str, Any], needle: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape(needle)):
+        render(chart, {"metrics": values})
+
+
+def test_readme_alert_examples_match_the_rule(chart: helm.Chart) -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Alert examples", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    examples = {r["alert"] for r in yaml.safe_load(section)["groups"][0]["rules"]}
+    assert examples == ALERTS
+    for name in ALERTS:
+        assert f"#### Runbook: {name}" in readme
 
 
 # --- Kafka security ------------------------------------------------------------------------------
