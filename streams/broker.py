@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Protocol
+from typing import IO, Protocol, Self
 
 from streams.errors import BrokerError
 
@@ -227,7 +227,48 @@ class Broker(Protocol):
         ...
 
 
-class KafkaBroker:
+class _BrokerProcess:
+    """A broker child process: stopped with SIGTERM, then SIGKILL; usable as a context manager."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+    _stop_timeout = 10.0
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout: float = 60.0) -> Self:
+        """Start the broker and wait until it is ready."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the broker process; a local broker's data is not kept."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=self._stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        """Start on entering the block."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop on leaving the block."""
+        self.stop()
+
+
+class KafkaBroker(_BrokerProcess):
     """A single-node KRaft Apache Kafka (broker + controller) on loopback ports.
 
     ``secured=True`` adds a ``SASL_SSL`` listener (SCRAM-SHA-256 and SCRAM-SHA-512 user
@@ -236,6 +277,7 @@ class KafkaBroker:
     """
 
     kind = "kafka"
+    _stop_timeout = 20.0  # a JVM takes longer to shut down cleanly
 
     def __init__(
         self,
@@ -270,11 +312,6 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         """The plaintext listener's ``host:port``."""
         return self.plaintext.bootstrap
-
-    @property
-    def pid(self) -> int | None:
-        """The broker JVM's process id while it runs."""
-        return self._proc.pid if self._proc else None
 
     def describe(self) -> str:
         """One line: version, listeners, start time and memory."""
@@ -429,31 +466,6 @@ class KafkaBroker:
         msg = f"{what}; see {self.log_path}{tail}"
         raise BrokerError(msg)
 
-    def stop(self) -> None:
-        """Stop the JVM (SIGTERM, then SIGKILL); the storage folder is left for post-mortems."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def __enter__(self) -> KafkaBroker:
-        """Start on entering the block."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop on leaving the block."""
-        self.stop()
-
 
 # --------------------------------------------------------------------------- Tansu (fallback)
 
@@ -472,7 +484,7 @@ def tansu_binary() -> str:
         raise BrokerError(msg) from exc
 
 
-class TansuBroker:
+class TansuBroker(_BrokerProcess):
     """A Tansu broker process on a loopback port, in-memory storage (the fallback broker)."""
 
     kind = "tansu"
@@ -497,11 +509,6 @@ class TansuBroker:
     def bootstrap(self) -> str:
         """The ``host:port`` to give Kafka clients."""
         return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """The broker's process id while it runs."""
-        return self._proc.pid if self._proc else None
 
     def describe(self) -> str:
         """One line for logs and the demo."""
@@ -528,31 +535,6 @@ class TansuBroker:
             msg = f"local broker did not accept connections on {self.bootstrap} within {timeout}s"
             raise BrokerError(msg)
         return self
-
-    def stop(self) -> None:
-        """Stop the broker process (everything in memory storage is gone)."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-    def __enter__(self) -> TansuBroker:
-        """Start on entering the block."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop on leaving the block."""
-        self.stop()
 
 
 LocalBroker = TansuBroker  # the name older code and notes use for the Tansu broker

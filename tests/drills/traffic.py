@@ -13,6 +13,9 @@ from typing import Any
 import requests
 from confluent_kafka import Producer
 
+from streams.connection import KafkaConnection
+from streams.errors import LeadstreamError
+from streams.lag import measure_lag
 from streams.local import LocalStack, WorkerProcess, wait_until
 from streams.produce import producer_config
 from streams.serde.avro import AvroSerde
@@ -177,7 +180,30 @@ class Supervised:
             self.restart_if_not_live()
             return check()
 
-        return wait_until(supervised, timeout, what, self.worker)
+        try:
+            return wait_until(supervised, timeout, what, self.worker)
+        except LeadstreamError as exc:
+            msg = f"{exc}\n{self.diagnosis()}"
+            raise LeadstreamError(msg) from None
+
+    def diagnosis(self) -> str:
+        """What a timed-out drill knows: deliveries so far, restarts, the group's lag."""
+        lines = [
+            f"delivered so far: {len(set(delivered_ids(self.stack, self.names.prefix)))}; "
+            f"liveness restarts: {self.restarts}"
+        ]
+        topics = [self.names.form, self.names.status, self.names.conversions]
+        try:
+            rows = measure_lag(
+                KafkaConnection(self.stack.broker.bootstrap), self.names.app_id, topics
+            )
+        except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the timeout
+            return "\n".join([*lines, f"lag unavailable: {exc}"])
+        lines += [
+            f"  {r.topic}[{r.partition}] committed={r.committed} end={r.log_end} lag={r.lag}"
+            for r in rows
+        ]
+        return "\n".join(lines)
 
 
 def figures(title: str, **values: Any) -> None:
