@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -307,5 +309,28 @@ class Worker:
 
     def run(self, loglevel: str = "INFO") -> None:
         """Run until stopped (SIGTERM/SIGINT), the way ``leadstream worker`` does."""
+        discard_local_tables(self.settings.store, Path(self.app.conf.tabledir))
         worker = faust.Worker(self.app, loglevel=loglevel, quiet=True)
         worker.execute_from_commandline()
+
+
+def discard_local_tables(store: str, tabledir: Path) -> bool:
+    """Remove RocksDB table files left by an earlier run, so recovery reads the changelog.
+
+    A table write reaches the local RocksDB store when the agent makes it, but its changelog
+    record is produced only after the batch's outputs are durable (:mod:`streams.outputs`).
+    After a SIGKILL the local store can therefore hold a state ("conversion sent") whose
+    conversion never reached Kafka; Faust would restore from that store and the input, read
+    again, would be skipped as a duplicate: a lost conversion (the RocksDB kill drill showed
+    it). Until table writes are deferred past output durability, every start rebuilds the
+    tables from the changelog; RocksDB still keeps the state off the heap.
+
+    Returns:
+        True when local table files were removed.
+
+    """
+    if not store.startswith("rocksdb") or not tabledir.exists():
+        return False
+    logger.info("RocksDB tables are rebuilt from the changelog: removing %s", tabledir)
+    shutil.rmtree(tabledir)
+    return True
