@@ -1049,7 +1049,7 @@ def test_chart_readme_explains_the_cost_of_scaling() -> None:
     readme = " ".join((CHART_DIR / "README.md").read_text(encoding="utf-8").split())
     assert "rebalances the consumer group" in readme
     assert "replaying the changelog topics" in readme
-    assert "**Use `persistence.enabled=true` with autoscaling**" in readme
+    assert "rebuilt from the changelog at every start" in readme
 
 
 # --- Grafana dashboard and PrometheusRule ----------------------------------------------------
