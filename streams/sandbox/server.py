@@ -7,7 +7,8 @@ Endpoints:
     ``POST /open_api/v1.3/event/track/`` -- the Events API 2.0 contract, validated strictly.
     ``GET /_sandbox/events`` -- accepted unique events (filters: event, event_id, event_source,
     event_source_id, test_event_code, test).
-    ``GET /_sandbox/stats`` -- counters. ``POST /_sandbox/reset`` -- clear ledger and counters.
+    ``GET /_sandbox/stats`` -- counters (``?prefix=P``: the per-event counters count only events
+    whose event_id starts with P). ``POST /_sandbox/reset`` -- clear ledger and counters.
     ``GET|POST /_sandbox/faults`` -- read or change fault injection.
 """
 
@@ -251,6 +252,8 @@ class _Stats:
     rejected: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     max_events_per_request: int = 0
+    # (event_id, counter) for every per-event count above, so stats can be filtered by prefix.
+    by_event: list[tuple[str, str]] = field(default_factory=list)
 
 
 _EVENT_FILTERS: Final = (
@@ -401,22 +404,20 @@ class _Engine:
                 self._stats.faults["http_413"] += 1
                 self._stats.requests_by_code["http_413"] += 1
             return _html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        ids = _event_ids(data)
         parsed = validate_request(payload)
         if isinstance(parsed, Rejection):
-            data = payload.get("data") if isinstance(payload, dict) else None
-            count = len(data) if isinstance(data, list) else 0
-            return self._reject_all(request_id, parsed, count)
-        count = len(parsed.data)
+            return self._reject_all(request_id, parsed, ids)
         if parsed.event_source_id not in self._allowed_ids(parsed.event_source):
             message = (
                 f"No permission to operate {parsed.event_source} event source "
                 f"{parsed.event_source_id}"
             )
             rejection = Rejection("event_source_id", message, CODE_PERMISSION_ERROR)
-            return self._reject_all(request_id, rejection, count, message=message)
+            return self._reject_all(request_id, rejection, ids, message=message)
         unhashed = find_unhashed_pii(parsed.data)
         if unhashed is not None:
-            return self._reject_all(request_id, unhashed, count)
+            return self._reject_all(request_id, unhashed, ids)
         window = TimeWindow(
             earliest=int((now - self.config.max_event_age).timestamp()),
             latest=int((now + self.config.max_future_skew).timestamp()),
@@ -440,20 +441,20 @@ class _Engine:
                 message = _EVENT_INDEX.sub("", first.message, count=1).lstrip(".: ") or first.reason
             with self._lock:
                 self._stats.faults[f"rejection_{style}"] += 1
-            return self._reject_all(request_id, first, count, message)
+            return self._reject_all(request_id, first, ids, message)
         failed = [
             {"index": f.index, "path": f.path, "reason": f.reason, "code": f.code} for f in failures
         ]
         if not valid:
             first = failures[0]
             return self._finish(
-                request_id, first.code, first.message, {"failed_events": failed}, count, failures
+                request_id, first.code, first.message, {"failed_events": failed}, ids, failures
             )
         self._record(parsed, valid, request_id, now)
         if failures:
             message = "; ".join(f.message for f in failures)
             return self._finish(
-                request_id, CODE_PARTIAL_OK, message, {"failed_events": failed}, count, failures
+                request_id, CODE_PARTIAL_OK, message, {"failed_events": failed}, ids, failures
             )
         if self._faults.duplicated_request:
             with self._lock:
@@ -462,9 +463,9 @@ class _Engine:
                     self._stats.faults["duplicated_request"] += 1
             if duplicated:
                 return self._finish(
-                    request_id, CODE_DUPLICATED_REQUEST, "Duplicated request", {}, count, []
+                    request_id, CODE_DUPLICATED_REQUEST, "Duplicated request", {}, ids, []
                 )
-        return self._finish(request_id, CODE_OK, "OK", {}, count, [])
+        return self._finish(request_id, CODE_OK, "OK", {}, ids, [])
 
     def _allowed_ids(self, event_source: str) -> frozenset[str]:
         config = self.config
@@ -476,12 +477,14 @@ class _Engine:
         }[event_source]
 
     def _reject_all(
-        self, request_id: str, rejection: Rejection, count: int, message: str | None = None
+        self, request_id: str, rejection: Rejection, ids: list[str], message: str | None = None
     ) -> _Reply:
         with self._lock:
-            self._note_events(count)
-            if count:
-                self._stats.rejected[str(rejection.code)] += count
+            self._note_events(ids)
+            if ids:
+                code = str(rejection.code)
+                self._stats.rejected[code] += len(ids)
+                self._stats.by_event.extend((event_id, f"rejected:{code}") for event_id in ids)
         return self._answer(request_id, rejection.code, message or rejection.message)
 
     def _finish(
@@ -490,18 +493,22 @@ class _Engine:
         code: int,
         message: str,
         data: dict[str, Any],
-        count: int,
+        ids: list[str],
         failures: list[Rejection],
     ) -> _Reply:
         with self._lock:
-            self._note_events(count)
+            self._note_events(ids)
             for failure in failures:
                 self._stats.rejected[str(failure.code)] += 1
+                event_id = ids[failure.index] if failure.index is not None else ""
+                self._stats.by_event.append((event_id, f"rejected:{failure.code}"))
         return self._answer(request_id, code, message, data)
 
-    def _note_events(self, count: int) -> None:
+    def _note_events(self, ids: list[str]) -> None:
+        count = len(ids)
         self._stats.events_received += count
         self._stats.max_events_per_request = max(self._stats.max_events_per_request, count)
+        self._stats.by_event.extend((event_id, "events_received") for event_id in ids)
 
     def _answer(
         self, request_id: str, code: int, message: str, data: dict[str, Any] | None = None
@@ -523,22 +530,28 @@ class _Engine:
         bucket = request.test_event_code
         window = self.config.dedup_window
         received_at = now.isoformat()
+        kind = "live" if bucket is None else "test"
         with self._lock:
             tally = self._stats.live if bucket is None else self._stats.test
+            by_event = self._stats.by_event
             for event in events:
-                key = (bucket, request.event_source_id, event["event"], event["event_id"])
+                event_id = event["event_id"]
+                key = (bucket, request.event_source_id, event["event"], event_id)
                 entry = self._ledger.get(key)
                 if entry is not None:
                     entry.times_received += 1
                     if entry.times_received == 2:
                         tally.duplicates += 1
+                        by_event.append((event_id, f"{kind}:duplicates"))
                     if now - entry.first_accepted < window:
                         tally.deduplicated += 1
+                        by_event.append((event_id, f"{kind}:deduplicated"))
                         continue
                     entry.first_accepted = now
                 else:
                     self._ledger[key] = _LedgerEntry(now, 1)
                 tally.accepted += 1
+                by_event.append((event_id, f"{kind}:accepted"))
                 record = dict(event)
                 record.update(
                     event_source=request.event_source,
@@ -579,9 +592,11 @@ class _Engine:
             )
         return _json_reply(self.events({name: values[-1] for name, values in params.items()}))
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, prefix: str | None = None) -> dict[str, Any]:
         with self._lock:
             stats = self._stats
+            if prefix is not None:
+                return _prefix_stats(stats, prefix)
             return {
                 "requests": stats.requests,
                 "connections": stats.connections,
@@ -597,6 +612,14 @@ class _Engine:
                 "faults_by_kind": dict(stats.faults),
                 "max_events_per_request": stats.max_events_per_request,
             }
+
+    def handle_stats(self, query: str) -> _Reply:
+        params = parse_qs(query, keep_blank_values=True)
+        unknown = sorted(set(params) - {"prefix"})
+        if unknown:
+            return _control_error(f"unknown parameter(s) {', '.join(unknown)}; use prefix")
+        prefix = params["prefix"][-1] if "prefix" in params else None
+        return _json_reply(self.stats(prefix))
 
     def reset(self) -> None:
         with self._lock:
@@ -668,6 +691,48 @@ _AUTH_MESSAGES: Final[dict[int, Callable[[str], str]]] = {
     ),
     CODE_TOO_MANY_REQUESTS: lambda _t: "Too many requests",
 }
+
+
+def _event_ids(data: object) -> list[str]:
+    """Return the event_id of each event in a request's ``data`` ("" where there is none)."""
+    if not isinstance(data, list):
+        return []
+    ids = []
+    for event in data:
+        event_id = event.get("event_id") if isinstance(event, dict) else None
+        ids.append(event_id if isinstance(event_id, str) else "")
+    return ids
+
+
+def _prefix_stats(stats: _Stats, prefix: str) -> dict[str, Any]:
+    """Return the per-event counters of ``stats`` for event_ids starting with ``prefix``.
+
+    Request-level counters (requests, connections, requests_by_code, faults) have no event_id
+    and stay session-global; max_events_per_request is left out.
+    """
+    counts = Counter(name for event_id, name in stats.by_event if event_id.startswith(prefix))
+    rejected = {
+        name.removeprefix("rejected:"): n
+        for name, n in counts.items()
+        if name.startswith("rejected:")
+    }
+    return {
+        "prefix": prefix,
+        "requests": stats.requests,
+        "connections": stats.connections,
+        "requests_by_code": dict(stats.requests_by_code),
+        "events_received": counts["events_received"],
+        "accepted": counts["live:accepted"],
+        "deduplicated": counts["live:deduplicated"],
+        "duplicates": counts["live:duplicates"],
+        "rejected": rejected,
+        "rejected_total": sum(rejected.values()),
+        "test": {
+            name: counts[f"test:{name}"] for name in ("accepted", "deduplicated", "duplicates")
+        },
+        "faults_injected": sum(stats.faults.values()),
+        "faults_by_kind": dict(stats.faults),
+    }
 
 
 def _matches(value: object, wanted: str) -> bool:
@@ -794,7 +859,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == EVENTS_PATH:
             reply = engine.handle_events(query)
         elif path == STATS_PATH:
-            reply = _json_reply(engine.stats())
+            reply = engine.handle_stats(query)
         elif path == FAULTS_PATH:
             reply = _json_reply(engine.faults())
         elif path in (TRACK_PATH, RESET_PATH):
@@ -931,9 +996,18 @@ class Sandbox:
         """Stop serving."""
         self.stop()
 
-    def stats(self) -> dict[str, Any]:
-        """Return the same counters as ``GET /_sandbox/stats``."""
-        return self._engine.stats()
+    def stats(self, prefix: str | None = None) -> dict[str, Any]:
+        """Return the same counters as ``GET /_sandbox/stats``.
+
+        Args:
+            prefix: When given, the per-event counters count only events whose event_id starts
+                with it (request-level counters stay session-global).
+
+        Returns:
+            The counters, as JSON-ready data.
+
+        """
+        return self._engine.stats(prefix)
 
     def events(self, **filters: str) -> list[dict[str, Any]]:
         """Return accepted unique events, like ``GET /_sandbox/events``.

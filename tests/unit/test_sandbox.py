@@ -70,8 +70,9 @@ class Api:
         assert set(envelope) == {"code", "message", "request_id", "data"}
         return envelope
 
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.session.get(self.url + "/_sandbox/stats", timeout=5).json()
+    def stats(self, **params: str) -> dict[str, Any]:
+        response = self.session.get(self.url + "/_sandbox/stats", params=params, timeout=5)
+        result: dict[str, Any] = response.json()
         return result
 
     def events(self, **params: str) -> list[dict[str, Any]]:
@@ -612,6 +613,48 @@ def test_stats_shape_and_invariant(api: Api) -> None:
     }
     received = stats["accepted"] + stats["deduplicated"] + stats["rejected_total"]
     assert stats["events_received"] == received + stats["test"]["accepted"]
+
+
+def test_stats_with_a_prefix_count_only_that_tests_events(api: Api) -> None:
+    api.send(web_body(api.web_event(event_id="p1-a"), api.web_event(event_id="p1-a")))
+    api.send(web_body(api.web_event(event_id="p1-a")))  # resent: a duplicate, deduplicated
+    api.send(web_body(api.web_event(event_id="p2-a"), api.web_event(event_id="p2-a")))
+    api.send(web_body(api.web_event(event_id="p1-b"), api.web_event(event_id="p2-b", event_time=0)))
+    api.send(web_body(api.web_event(event_id="p1-t"), test_event_code="T1"))
+    api.send(web_body(api.web_event(event_id="p2-x", user={"email": "jane@example.com"})))
+
+    p1 = api.stats(prefix="p1-")
+    assert p1 == {
+        "prefix": "p1-",
+        "requests": 6,  # request-level counters stay session-global
+        "connections": 1,
+        "requests_by_code": {"0": 4, "20001": 1, "40062": 1},
+        "events_received": 5,
+        "accepted": 2,
+        "deduplicated": 2,
+        "duplicates": 1,
+        "rejected": {},
+        "rejected_total": 0,
+        "test": {"accepted": 1, "deduplicated": 0, "duplicates": 0},
+        "faults_injected": 0,
+        "faults_by_kind": {},
+    }
+    p2 = api.stats(prefix="p2-")
+    assert p2["events_received"] == 4
+    assert (p2["accepted"], p2["deduplicated"], p2["duplicates"]) == (1, 1, 1)
+    assert p2["rejected"] == {"40002": 1, "40062": 1}
+    assert p2["rejected_total"] == 2
+    assert p2["test"] == {"accepted": 0, "deduplicated": 0, "duplicates": 0}
+    assert api.sandbox.stats("p2-") == p2
+    assert api.stats(prefix="p3-")["events_received"] == 0
+    everything = api.stats()  # unfiltered: unchanged, all events
+    assert "prefix" not in everything
+    assert everything["events_received"] == 9
+    assert (everything["accepted"], everything["deduplicated"]) == (3, 3)
+    assert api.stats(prefix="")["events_received"] == 9
+    response = api.session.get(api.url + "/_sandbox/stats?prefx=p1", timeout=5)
+    assert response.status_code == 400
+    assert "prefx" in response.json()["error"]
 
 
 def test_events_filters(api: Api) -> None:
