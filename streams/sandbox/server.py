@@ -252,8 +252,11 @@ class _Stats:
     rejected: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     max_events_per_request: int = 0
-    # (event_id, counter) for every per-event count above, so stats can be filtered by prefix.
+    # (event_id, counter) for every per-event count above, so stats can be filtered by prefix;
+    # (event_id, request number) for every event received, for a filtered max_events_per_request.
     by_event: list[tuple[str, str]] = field(default_factory=list)
+    received: list[tuple[str, int]] = field(default_factory=list)
+    request_number: int = 0
 
 
 _EVENT_FILTERS: Final = (
@@ -508,7 +511,8 @@ class _Engine:
         count = len(ids)
         self._stats.events_received += count
         self._stats.max_events_per_request = max(self._stats.max_events_per_request, count)
-        self._stats.by_event.extend((event_id, "events_received") for event_id in ids)
+        number = self._stats.request_number = self._stats.request_number + 1
+        self._stats.received.extend((event_id, number) for event_id in ids)
 
     def _answer(
         self, request_id: str, code: int, message: str, data: dict[str, Any] | None = None
@@ -708,9 +712,12 @@ def _prefix_stats(stats: _Stats, prefix: str) -> dict[str, Any]:
     """Return the per-event counters of ``stats`` for event_ids starting with ``prefix``.
 
     Request-level counters (requests, connections, requests_by_code, faults) have no event_id
-    and stay session-global; max_events_per_request is left out.
+    and stay session-global; max_events_per_request counts only the matching events of a request.
     """
     counts = Counter(name for event_id, name in stats.by_event if event_id.startswith(prefix))
+    per_request = Counter(
+        number for event_id, number in stats.received if event_id.startswith(prefix)
+    )
     rejected = {
         name.removeprefix("rejected:"): n
         for name, n in counts.items()
@@ -721,7 +728,7 @@ def _prefix_stats(stats: _Stats, prefix: str) -> dict[str, Any]:
         "requests": stats.requests,
         "connections": stats.connections,
         "requests_by_code": dict(stats.requests_by_code),
-        "events_received": counts["events_received"],
+        "events_received": per_request.total(),
         "accepted": counts["live:accepted"],
         "deduplicated": counts["live:deduplicated"],
         "duplicates": counts["live:duplicates"],
@@ -732,6 +739,7 @@ def _prefix_stats(stats: _Stats, prefix: str) -> dict[str, Any]:
         },
         "faults_injected": sum(stats.faults.values()),
         "faults_by_kind": dict(stats.faults),
+        "max_events_per_request": max(per_request.values(), default=0),
     }
 
 

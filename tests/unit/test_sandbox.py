@@ -638,6 +638,7 @@ def test_stats_with_a_prefix_count_only_that_tests_events(api: Api) -> None:
         "test": {"accepted": 1, "deduplicated": 0, "duplicates": 0},
         "faults_injected": 0,
         "faults_by_kind": {},
+        "max_events_per_request": 2,
     }
     p2 = api.stats(prefix="p2-")
     assert p2["events_received"] == 4
@@ -645,13 +646,19 @@ def test_stats_with_a_prefix_count_only_that_tests_events(api: Api) -> None:
     assert p2["rejected"] == {"40002": 1, "40062": 1}
     assert p2["rejected_total"] == 2
     assert p2["test"] == {"accepted": 0, "deduplicated": 0, "duplicates": 0}
+    assert p2["max_events_per_request"] == 2
+    api.send(web_body(*(api.web_event(event_id=f"p2-{i}") for i in range(3))))
+    assert api.stats(prefix="p1-")["max_events_per_request"] == 2
+    assert api.stats(prefix="p2-")["max_events_per_request"] == 3
+    assert api.stats(prefix="p2-1")["max_events_per_request"] == 1
+    p2 = api.stats(prefix="p2-")
     assert api.sandbox.stats("p2-") == p2
     assert api.stats(prefix="p3-")["events_received"] == 0
     everything = api.stats()  # unfiltered: unchanged, all events
     assert "prefix" not in everything
-    assert everything["events_received"] == 9
-    assert (everything["accepted"], everything["deduplicated"]) == (3, 3)
-    assert api.stats(prefix="")["events_received"] == 9
+    assert everything["events_received"] == 12
+    assert (everything["accepted"], everything["deduplicated"]) == (6, 3)
+    assert api.stats(prefix="")["events_received"] == 12
     response = api.session.get(api.url + "/_sandbox/stats?prefx=p1", timeout=5)
     assert response.status_code == 400
     assert "prefx" in response.json()["error"]
