@@ -46,6 +46,9 @@ class Recorder:
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.seeks.append((tp, offset))
 
+    async def seek_wait(self, partitions: dict[TopicPartition, int]) -> None:
+        self.seeks.extend(partitions.items())
+
     async def seek_to_beginning(self, *tps: TopicPartition) -> None:
         self.to_beginning.extend(tps)
 
@@ -202,3 +205,130 @@ def test_a_refused_commit_is_logged(consumer: Any, caplog: pytest.LogCaptureFixt
     fake.commits_accepted = False  # Faust's driver: "already rebalanced", dropped silently
     assert run(consumer._commit({form0: 12})) is False
     assert "commit refused" in caplog.text and f"{FORM}[0]@12" in caplog.text
+
+
+def test_a_client_only_fetch_reads_every_assigned_partition(consumer: Any) -> None:
+    consumer, fake = consumer
+    assert run(consumer._getmany(None, 1.0)) == {}
+    assert fake.fetched_with == [None]  # no active set: aiokafka reads all, as Faust asks
+
+
+def test_nothing_is_handed_out_without_records_or_when_stopping(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    fake.committed = {form0: 3}
+
+    async def no_records(timeout: float) -> tuple[None, set[Any]]:
+        return None, {form0}
+
+    consumer._wait_next_records = no_records
+    assert run(drain(consumer)) == []
+    batch(consumer, {form0: [record(form0, 3)]}, {form0})
+    monkeypatch.setattr(type(consumer), "should_stop", property(lambda self: True))
+    assert run(drain(consumer)) == []
+    assert fake.seeks == []  # a stopping worker leaves the positions alone
+
+
+def test_a_batch_fetched_while_the_flow_is_stopped_seeks_to_the_committed_offsets(
+    consumer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    fake.committed = {form0: 30}
+    batch(consumer, {form0: [record(form0, 40), record(form0, 41)]}, {form0})
+    consumer.stop_flow()
+    assert run(drain(consumer)) == []
+    assert consumer._read_offset[form0] == 30  # perform_seek ran: read again from committed
+
+    async def failing_seek() -> None:
+        msg = "coordinator gone"
+        raise RuntimeError(msg)
+
+    consumer.perform_seek = failing_seek
+    assert run(drain(consumer)) == []
+    assert "exception performing seek when flow not active" in caplog.text
+    assert "coordinator gone" in caplog.text
+
+
+def test_a_rebalance_during_a_batch_stops_handing_out_and_rewinds_nothing(
+    consumer: Any,
+) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    fake.committed = {form0: 10}
+    consumer.app.consumer_generation_id = 1
+    batch(consumer, {form0: [record(form0, 10), record(form0, 11), record(form0, 12)]}, {form0})
+
+    async def rebalance_after_first(n: int) -> None:
+        consumer.app.consumer_generation_id = 2
+
+    assert run(drain(consumer, rebalance_after_first)) == [(FORM, 0, 10)]
+    assert fake.seeks == []  # the new assignment sets every position
+
+
+def test_held_records_are_not_rewound_once_the_flow_stops(consumer: Any) -> None:
+    consumer, fake = consumer
+    form0, status0 = TopicPartition(FORM, 0), TopicPartition(STATUS, 0)
+    fake.committed = {form0: 10, status0: 5}
+    batch(consumer, {status0: [record(status0, 5)], form0: [record(form0, 10)]}, {form0})
+
+    async def stop_flow(n: int) -> None:
+        consumer.stop_flow()  # a rebalance starts: it sets every position again
+
+    assert run(drain(consumer, stop_flow)) == [(FORM, 0, 10)]
+    assert fake.seeks == []
+
+
+def test_a_seek_during_a_batch_rewinds_to_its_target(consumer: Any) -> None:
+    consumer, fake = consumer
+    form0, form1 = TopicPartition(FORM, 0), TopicPartition(FORM, 1)
+    fake.committed = {form0: 100, form1: 200}
+    batch(
+        consumer,
+        {form0: [record(form0, o) for o in (100, 101, 102)], form1: [record(form1, 200)]},
+        {form0, form1},
+    )
+
+    async def seek_after_first(n: int) -> None:
+        if n == 1:
+            await consumer.seek(form0, 50)
+
+    handed_out = run(drain(consumer, seek_after_first))
+    assert (FORM, 0, 101) not in handed_out and (FORM, 0, 102) not in handed_out
+    assert (FORM, 1, 200) in handed_out
+    assert fake.seeks == [(form0, 50), (form0, 50)]  # the seek, then the rewind to its target
+
+
+def test_a_seek_wait_during_a_batch_rewinds_to_the_first_record_not_handed_out(
+    consumer: Any,
+) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    fake.committed = {form0: 100}
+    batch(consumer, {form0: [record(form0, o) for o in (100, 101, 102)]}, {form0})
+
+    async def seek_wait_after_first(n: int) -> None:
+        if n == 1:
+            await consumer.seek_wait({form0: 500})
+
+    assert run(drain(consumer, seek_wait_after_first)) == [(FORM, 0, 100)]
+    assert fake.seeks == [(form0, 500), (form0, 101)]  # 101 was fetched but never handed out
+
+
+def test_records_of_a_partition_no_longer_assigned_are_not_rewound(consumer: Any) -> None:
+    consumer, fake = consumer
+    form0, status0 = TopicPartition(FORM, 0), TopicPartition(STATUS, 0)
+    fake.committed = {form0: 10}  # status0 was revoked while its records were fetched
+    batch(consumer, {form0: [record(form0, 10)], status0: [record(status0, 5)]}, {form0})
+    assert run(drain(consumer)) == [(FORM, 0, 10)]
+    assert fake.seeks == []  # seeking a partition this member lost would fail
+
+
+def test_a_drop_for_a_partition_not_buffered_changes_nothing(consumer: Any) -> None:
+    consumer, _ = consumer
+    form0, form1 = TP(FORM, 0), TP(FORM, 1)
+    consumer._set_active_tps({form0})
+    consumer.on_buffer_drop(form1)  # never full: Faust did not take it out of the fetch
+    assert consumer._get_active_partitions() == {form0}
