@@ -78,7 +78,7 @@ def test_kill_drill_loses_nothing_and_counts_nothing_twice(
             120,
             "every input and conversion committed",
         )
-        stats = stack.sandbox_get("/_sandbox/stats")
+        stats = stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")
         dead = records_on(stack, names.dead_letter)
     finally:
         supervised.worker.stop()
@@ -198,7 +198,7 @@ def test_scale_out_drill_survivor_takes_over(stack: LocalStack, full: bool) -> N
             )
         finally:
             second = supervised.worker
-        stats = stack.sandbox_get("/_sandbox/stats")
+        stats = stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")
         dead = records_on(stack, names.dead_letter)
     finally:
         second.stop()

@@ -100,7 +100,7 @@ def test_http_413_splits_until_the_requests_fit(
     try:
         wait_until(lambda: len(accepted(stack, names.prefix)) >= n, 60, "30 events", worker)
         time.sleep(1)
-        stats = stack.sandbox_get("/_sandbox/stats")
+        stats = stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")
     finally:
         worker.stop()
     assert len(accepted(stack, names.prefix)) == n

@@ -44,13 +44,13 @@ def test_redrive_after_the_late_form_arrives_sends_exactly_once(
         assert [e["event_id"] for e in events] == [f"{p}-evt-1:ApplicationApproval"]
         assert events[0]["user"]["ttclid"] == f"E.C.P.{p}click1"
 
-        received = stack.sandbox_get("/_sandbox/stats")["events_received"]
+        received = stack.sandbox_get("/_sandbox/stats", prefix=f"{p}-")["events_received"]
         again = stack.run_cli("dead-letters", "--reason", "unmatched_lead", "--redrive", **env)
         assert again.returncode == 0
         # The second re-drive is on the topic (the command waits for Kafka); once it and any
         # conversion it caused are committed, whatever it would send has been sent.
         wait_caught_up(stack, names.app_id, [names.status, names.conversions], worker)
-        assert stack.sandbox_get("/_sandbox/stats")["events_received"] == received
+        assert stack.sandbox_get("/_sandbox/stats", prefix=f"{p}-")["events_received"] == received
         metrics = worker.metrics()
     finally:
         worker.stop()

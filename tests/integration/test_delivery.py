@@ -119,13 +119,15 @@ def test_30_percent_faults_every_conversion_delivered_exactly_once(
     worker = start(stack, names, LEADSTREAM_DELIVERY_BATCH_MAX="100")  # many requests to fault
     try:
         wait_until(
-            lambda: stack.sandbox_get("/_sandbox/stats")["accepted"] >= n,
+            lambda: (
+                stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")["accepted"] >= n
+            ),
             240,
             f"{n} conversions at the sandbox",
             worker,
         )
         wait_caught_up(stack, names.app_id, [names.conversions], worker)  # every outcome is in
-        stats = stack.sandbox_get("/_sandbox/stats")
+        stats = stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")
         metrics = worker.metrics()
     finally:
         worker.stop()
@@ -150,12 +152,14 @@ def test_requests_per_thousand_events_at_saturation(
     worker = start(stack, names)  # the backlog is there before the worker starts: saturation
     try:
         wait_until(
-            lambda: stack.sandbox_get("/_sandbox/stats")["accepted"] >= n,
+            lambda: (
+                stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")["accepted"] >= n
+            ),
             120,
             f"{n} conversions",
             worker,
         )
-        stats = stack.sandbox_get("/_sandbox/stats")
+        stats = stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")
     finally:
         worker.stop()
     per_thousand = stats["requests"] / n * 1000
@@ -190,7 +194,7 @@ def test_one_invalid_event_in_a_batch_of_500_dead_letters_only_that_event(
         wait_until(lambda: len(accepted(stack, names.prefix)) >= n - 1, 90, "499 events", worker)
         wait_caught_up(stack, names.app_id, [names.conversions], worker)
         dead = dead_letters(stack, names)
-        stats = stack.sandbox_get("/_sandbox/stats")
+        stats = stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")
     finally:
         worker.stop()
     assert len(accepted(stack, names.prefix)) == n - 1
@@ -266,7 +270,7 @@ def test_sigkill_with_requests_in_flight_loses_nothing_and_counts_nothing_twice(
             worker = start(stack, names, f"-k{k}", LEADSTREAM_DELIVERY_BATCH_MAX="100")
         wait_until(lambda: len(accepted(stack, names.prefix)) >= n, 180, "every conversion", worker)
         wait_caught_up(stack, names.app_id, [names.conversions], worker)
-        stats = stack.sandbox_get("/_sandbox/stats")
+        stats = stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")
     finally:
         worker.stop()
     ids = [e["event_id"] for e in accepted(stack, names.prefix)]
@@ -291,12 +295,15 @@ def test_test_event_code_marks_every_request_and_never_mixes_with_live(
     worker = start(stack, names, LEADSTREAM_TIKTOK_TEST_EVENT_CODE="TEST123")
     try:
         wait_until(
-            lambda: stack.sandbox_get("/_sandbox/stats")["test"]["accepted"] >= 20,
+            lambda: (
+                stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")["test"]["accepted"]
+                >= 20
+            ),
             60,
             "20 test events",
             worker,
         )
-        stats = stack.sandbox_get("/_sandbox/stats")
+        stats = stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")
     finally:
         worker.stop()
     events = accepted(stack, names.prefix)

@@ -239,7 +239,9 @@ def _replay(stack: LocalStack, topics: list[str]) -> int:
 def test_replaying_every_input_topic_sends_nothing_new(scenario: Scenario) -> None:
     stack, names = scenario.stack, scenario.names
     before_conversions = len(scenario.conversions())
-    before_received = stack.sandbox_get("/_sandbox/stats")["events_received"]
+    before_received = stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")[
+        "events_received"
+    ]
     before_dupes = _metric(scenario.worker.metrics(), "duplicate_input")
     replayed = _replay(stack, [names.form, names.status, names.booking])
     assert replayed >= 20
@@ -253,7 +255,10 @@ def test_replaying_every_input_topic_sends_nothing_new(scenario: Scenario) -> No
     )
     wait_caught_up(stack, names.app_id, _inputs_and_conversions(names), scenario.worker)
     assert len(scenario.conversions()) == before_conversions
-    assert stack.sandbox_get("/_sandbox/stats")["events_received"] == before_received
+    assert (
+        stack.sandbox_get("/_sandbox/stats", prefix=f"{names.prefix}-")["events_received"]
+        == before_received
+    )
 
 
 def _metric(text: str, outcome: str) -> float:
