@@ -435,10 +435,10 @@ def _notes(got: Collected) -> list[str]:
         )
     if latency:
         notes.append(
-            "latency on Tansu: a caught-up consumer fetching several partitions often gets a new "
-            "record only when its fetch wait runs out (Kafka answers once a byte is there); "
-            "Faust's aiokafka consumer fixes fetch_max_wait_ms=1500, and the path has two Kafka "
-            "hops: see details.latency to_conversion_ms and conversion_to_sandbox_ms"
+            "latency: the path has two Kafka hops (input -> conversion -> delivery) and the "
+            "agents' batch windows; on the Tansu fallback a caught-up aiokafka consumer also waits "
+            "out its fetch wait (1.5 s): see details.latency to_conversion_ms and "
+            "conversion_to_sandbox_ms"
         )
     return notes
 
