@@ -307,3 +307,14 @@ def test_a_missing_ca_file_is_named_before_anything_connects(
     assert line == (
         f"leadstream: error: LEADSTREAM_KAFKA_SSL_CA_LOCATION: no such file: {tmp_path / 'ca.pem'}"
     )
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    from streams.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"leadstream {version('leadstream')}"
