@@ -133,14 +133,12 @@ def _assigned(worker_url: str) -> list[str]:
 def test_scale_out_drill_survivor_takes_over(stack: LocalStack, full: bool) -> None:
     """Two workers share the partitions; one is SIGKILLed mid-run; the survivor takes over.
 
-    Only in ``make drills`` (marked ``slow``) since the move to Apache Kafka: there, in 3 of 8
-    CI-size runs, a partition the survivor took over stalled (a liveness restart followed) and
-    in 2 of those the survivor lost records (1,990 of 2,000 delivered, every input committed,
-    the missing leads all on one partition it took over): an open defect (README, "Failure
-    behaviour"). The drill is unchanged, so it fails until that is repaired.
-
-    This drill found Faust 0.15.3's consumer losing records after the takeover (about one run in
-    five); the repairs are in :mod:`streams.transport` and pinned by ``tests/unit/test_transport``.
+    Only in ``make drills`` (marked ``slow``) since the move to Apache Kafka: there, in 3 of 11
+    CI-size runs a partition the survivor took over stalled (a liveness restart followed), and
+    2 of those never reached every conversion; the diagnosed one had lost records (1,990 of
+    2,000 delivered, every input committed, the missing leads all on one partition the
+    survivor took over): an open defect (README, "Failure behaviour"). The drill is unchanged,
+    so it fails until that is repaired.
     """
     leads = 10_000 if full else 2_000
     names = Names(prefix=f"scale{int(time.time())}")
