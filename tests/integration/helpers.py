@@ -63,6 +63,16 @@ def sandbox_events(stack: LocalStack, prefix: str) -> list[dict[str, Any]]:
     return [e for e in stack.sandbox_get("/_sandbox/events") if e["event_id"].startswith(prefix)]
 
 
+def wait_paused(worker: WorkerProcess, timeout: float = 60) -> None:
+    """Wait until the worker's TikTok destination is paused (its circuit open)."""
+    wait_until(
+        lambda: 'leadstream_destination_circuit_open{destination="tiktok"} 1.0' in worker.metrics(),
+        timeout,
+        "the destination to pause (circuit open)",
+        worker,
+    )
+
+
 def wait_events(
     stack: LocalStack, prefix: str, count: int, worker: WorkerProcess, timeout: float = 60
 ) -> list[dict[str, Any]]:

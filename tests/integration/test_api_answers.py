@@ -12,6 +12,7 @@ import time
 
 from streams.local import LocalStack, wait_until
 from tests.conftest import Names
+from tests.integration.helpers import wait_paused
 from tests.integration.test_delivery import (
     accepted,
     clean_sandbox,  # noqa: F401 - a fixture
@@ -118,14 +119,7 @@ def test_http_404_without_envelope_pauses_as_a_configuration_error(
     produce_conversions(stack, names, [conversion(names.prefix, i) for i in range(n)])
     worker = start(stack, names)
     try:
-        wait_until(
-            lambda: (
-                'leadstream_destination_circuit_open{destination="tiktok"} 1.0' in worker.metrics()
-            ),
-            60,
-            "the destination to pause",
-            worker,
-        )
+        wait_paused(worker)
         time.sleep(3)  # several probes while paused
         assert accepted(stack, names.prefix) == []
         assert dead_letters(stack, names) == []

@@ -21,7 +21,7 @@ from streams.serde.avro import AvroSerde
 from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names
 from tests.drills.traffic import resend_bound
-from tests.integration.helpers import records_on, wait_caught_up
+from tests.integration.helpers import records_on, wait_caught_up, wait_paused
 
 FAST_RETRIES = {
     "LEADSTREAM_RETRY_BACKOFF_INITIAL": "0.05",
@@ -214,14 +214,7 @@ def test_auth_failure_pauses_without_dead_letters_and_resumes(
     produce_conversions(stack, names, [conversion(names.prefix, i) for i in range(n)])
     worker = start(stack, names)
     try:
-        wait_until(
-            lambda: (
-                'leadstream_destination_circuit_open{destination="tiktok"} 1.0' in worker.metrics()
-            ),
-            60,
-            "the circuit to open",
-            worker,
-        )
+        wait_paused(worker)
         paused_at = stack.sandbox_get("/_sandbox/stats")["requests"]
         wait_until(  # the circuit's probes (one a second here) keep failing while paused
             lambda: stack.sandbox_get("/_sandbox/stats")["requests"] >= paused_at + 2,
