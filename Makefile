@@ -14,8 +14,8 @@ $(BIN)/leadstream: pyproject.toml
 
 venv: $(BIN)/leadstream kafka ## create .venv, install Leadstream with test and dev tools, fetch Kafka
 
-kafka: $(BIN)/leadstream ## fetch Apache Kafka (pinned in streams/broker.py) with Maven into .cache/
-	$(BIN)/python -m streams.broker fetch
+kafka: $(BIN)/leadstream ## fetch Apache Kafka (pinned in streams/local/broker.py) with Maven into .cache/
+	$(BIN)/python -m streams.local.broker fetch
 
 test: venv ## the default test run: unit, agent and integration tiers on one real broker; coverage floors
 	$(BIN)/pytest -m "not slow" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from streams.local import Names  # re-exported: the benchmark modules import it from here
+from streams.local.stack import Names  # re-exported: the benchmark modules import it from here
 
 T = TypeVar("T")
 

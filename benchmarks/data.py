@@ -19,8 +19,8 @@ from typing import Any
 from confluent_kafka import Producer
 
 from benchmarks.common import BenchError, Names
-from streams.admin import ensure_topics
-from streams.produce import producer_config
+from streams.ops.produce import producer_config
+from streams.runtime.admin import ensure_topics
 from streams.serde.avro import AvroSerde
 
 KeyValue = tuple[bytes, bytes]

@@ -8,7 +8,7 @@
 * :func:`run_latency` -- status change produced -> request received by the sandbox, for status
   changes of pre-existing forms produced at a fixed rate.
 
-The sandbox runs in this process (a thread of :class:`streams.local.LocalStack`); it is read
+The sandbox runs in this process (a thread of :class:`streams.local.stack.LocalStack`); it is read
 in-process (``stack.sandbox.stats()`` / ``.events()``, the same data as ``GET /_sandbox/...``)
 so that polling costs no HTTP round trips while the worker runs.
 """
@@ -39,8 +39,8 @@ from benchmarks.common import (
     tail,
     wait_idle,
 )
-from streams.local import LocalStack, WorkerProcess
-from streams.produce import producer_config
+from streams.local.stack import LocalStack, WorkerProcess
+from streams.ops.produce import producer_config
 
 OnReady = Callable[[WorkerProcess], Callable[[], None]]
 """Called with the worker once it is ready; returns what to call when the run's events are in."""

@@ -27,7 +27,7 @@ from typing import Any
 from benchmarks import data, e2e, faust_baseline, raw_loop, report
 from benchmarks import profile as pyspy
 from benchmarks.common import BenchError, Contention, new_names, progress
-from streams.local import LocalStack
+from streams.local.stack import LocalStack
 from streams.serde.avro import unframe
 from streams.settings import DEFAULT_SCHEMA_DIR
 

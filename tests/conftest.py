@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.local import LocalStack, Names
+from streams.local.stack import LocalStack, Names
 
 _counter = itertools.count(1)
 

@@ -18,15 +18,15 @@ from coverage.exceptions import NoDataError
 # Package (glob of files) -> floor in percent. README "Coverage" explains the figures.
 FLOORS: dict[str, tuple[str, float]] = {
     "domain (pure core)": ("streams/domain/*", 95.0),
-    "delivery": ("streams/delivery.py", 90.0),
-    "outputs": ("streams/outputs.py", 90.0),
+    "delivery": ("streams/runtime/delivery.py", 90.0),
+    "outputs": ("streams/runtime/outputs.py", 90.0),
     "tiktok client": ("streams/tiktok/client.py", 90.0),
-    "transport": ("streams/transport.py", 90.0),
+    "transport": ("streams/runtime/faust_repairs.py", 90.0),
 }
 # Reported, not enforced.
 REPORTED: dict[str, str] = {
-    "pipeline + serde": "streams/pipeline.py,streams/serde/*",
-    "settings + cli": "streams/settings.py,streams/cli.py",
+    "pipeline + serde": "streams/serde/pipeline.py,streams/serde/*",
+    "settings + cli": "streams/settings.py,streams/ops/cli.py",
     "everything": "streams/*",
 }
 

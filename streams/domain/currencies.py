@@ -6,8 +6,8 @@ the last five, is in TikTok's Events API parameter reference as mirrored by Segm
 ``tiktok-conversions`` action: "List of currencies currently supported"). A value in any other
 currency would be rejected by the API, so it is dead-lettered at intake (``unknown_currency``).
 
-The sandbox (``streams/sandbox/validation.py``) keeps its own copy of this list, because it must
-not import the code it checks; a unit test keeps the two equal.
+The sandbox (``streams/local/sandbox/validation.py``) keeps its own copy of this list, because
+it must not import the code it checks; a unit test keeps the two equal.
 """
 
 from __future__ import annotations

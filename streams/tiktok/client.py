@@ -2,7 +2,7 @@
 
 The same code talks to TikTok in production and to the local sandbox in tests and the demo; only
 the base URL differs. It does not retry by itself: the delivery agent decides retries from the
-outcome (see ``streams.domain.delivery``), bounded by the retry horizon.
+outcome (see ``streams.tiktok.verdicts``), bounded by the retry horizon.
 """
 
 from __future__ import annotations

@@ -20,19 +20,20 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-import streams.delivery as delivery_module
-from streams.delivery import Delivery
-from streams.domain import payload, records
-from streams.domain.delivery import UNKNOWN_CODE_ATTEMPTS
+import streams.runtime.delivery as delivery_module
+from streams.domain import records
 from streams.domain.types import Channel, Conversion
 from streams.errors import ApiError
-from streams.metrics import Metrics
-from streams.outputs import Outputs
-from streams.pipeline import Pipeline
-from streams.registry.server import RegistryServer
+from streams.local.registry.server import RegistryServer
+from streams.runtime.delivery import Delivery
+from streams.runtime.metrics import Metrics
+from streams.runtime.outputs import Outputs
 from streams.serde.avro import AvroSerde
+from streams.serde.pipeline import Pipeline
 from streams.settings import DEFAULT_SCHEMA_DIR, Settings
+from streams.tiktok import payload
 from streams.tiktok.client import TrackResponse
+from streams.tiktok.verdicts import UNKNOWN_CODE_ATTEMPTS
 from tests.unit.factories import NOW, TIKTOK_LEAD_ID, make_conversion
 
 PIXEL = "CPIXEL0001"
@@ -596,7 +597,7 @@ async def test_auth_error_opens_the_circuit_probes_then_resumes(
     verdict = "config" if isinstance(answer, ApiError) else "auth"
     assert sample(rig.metrics, "leadstream_api_requests_total", verdict=verdict) == 3
 
-    ours = [r for r in caplog.records if r.name == "streams.delivery"]
+    ours = [r for r in caplog.records if r.name == "streams.runtime.delivery"]
     errors = [r.getMessage() for r in ours if r.levelno == logging.ERROR]
     assert len(errors) == 1  # once when the circuit opens, not once per probe
     assert f"web/{PIXEL}" in errors[0]

@@ -1,9 +1,9 @@
 """The Faust wiring: the ``leads`` and ``deliver`` agents through Faust's ``agent.test_context()``.
 
-The worker is built as in production (``streams.worker.Worker``) with the ``memory://`` store, a
-broker that is never contacted and a fake Events API destination. Records are real Avro, framed
-with ids from the registry double. The worker's producer is replaced by a recorder, so what the
-agents produce is captured instead of sent.
+The worker is built as in production (``streams.runtime.worker.Worker``) with the ``memory://``
+store, a broker that is never contacted and a fake Events API destination. Records are real Avro,
+framed with ids from the registry double. The worker's producer is replaced by a recorder, so what
+the agents produce is captured instead of sent.
 
 One shim: ``AgentTestWrapper.put`` names its message after the agent's channel, and the ``leads``
 channel subscribes to four topics, which Faust cannot name (``Topic.get_topic_name`` raises and
@@ -27,11 +27,11 @@ from faust.types import EventT, TopicT
 from pydantic import SecretStr
 
 from streams.domain import records
-from streams.registry.server import RegistryServer
+from streams.local.registry.server import RegistryServer
+from streams.runtime.worker import Worker
 from streams.serde.avro import AvroSerde
 from streams.settings import DEFAULT_SCHEMA_DIR, Settings
 from streams.tiktok.client import TrackResponse
-from streams.worker import Worker
 from tests.unit.factories import (
     EMAIL_SHA,
     FORM_EVENT_ID,

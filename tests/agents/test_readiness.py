@@ -7,8 +7,8 @@ import os
 import pytest
 from pydantic import SecretStr
 
+from streams.runtime.worker import Worker
 from streams.settings import Settings
-from streams.worker import Worker
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.local import LocalStack, wait_until
+from streams.local.stack import LocalStack, wait_until
 from streams.serde.avro import AvroSerde
 from tests.conftest import Names
 from tests.drills.traffic import (

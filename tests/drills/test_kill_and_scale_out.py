@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 import requests
 
-from streams.local import LocalStack, wait_until
+from streams.local.stack import LocalStack, wait_until
 from tests.conftest import Names
 from tests.drills.traffic import (
     RESEND_WINDOW_SECONDS,

@@ -15,9 +15,9 @@ from confluent_kafka import Producer
 
 from streams.connection import KafkaConnection
 from streams.errors import LeadstreamError
-from streams.lag import measure_lag
-from streams.local import LocalStack, WorkerProcess, wait_until
-from streams.produce import producer_config
+from streams.local.stack import LocalStack, WorkerProcess, wait_until
+from streams.ops.lag import measure_lag
+from streams.ops.produce import producer_config
 from streams.serde.avro import AvroSerde
 from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names
@@ -128,8 +128,8 @@ def conversions_on_topic(stack: LocalStack, names: Names) -> Counter[str]:
 
 # What a SIGKILL can make the platform receive again: only what the worker had sent but not yet
 # committed, i.e. the delivery batch in flight (0.2 s linger plus its request) and what the
-# one-second commit interval (streams/app.py broker_commit_interval) had not covered yet. While
-# a drill streams its input the worker keeps up, so that is under RESEND_WINDOW_SECONDS of the
+# one-second commit interval (streams/runtime/app.py broker_commit_interval) had not covered yet.
+# While a drill streams its input the worker keeps up, so that is under RESEND_WINDOW_SECONDS of the
 # drill's conversion traffic per kill (measured: 16 per kill at CI size, 32 at full size). With
 # the delivered-events ledger off and commits stopped, the CI-size drill resent 641 copies
 # against a bound of 570: the bound is what catches a broken ledger or a lost commit.
@@ -174,7 +174,7 @@ class Supervised:
             self.worker = start(self.stack, self.names, tag, **self.extra)
 
     def wait_until(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
-        """:func:`streams.local.wait_until`, restarting the worker whenever its liveness fails."""
+        """:func:`streams.local.stack.wait_until`, restarting the worker when its liveness fails."""
 
         def supervised() -> Any:
             self.restart_if_not_live()

@@ -9,8 +9,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.connection import KafkaConnection
-from streams.lag import measure_lag
-from streams.local import LocalStack, WorkerProcess, wait_until
+from streams.local.stack import LocalStack, WorkerProcess, wait_until
+from streams.ops.lag import measure_lag
 
 NOW = datetime.now(tz=UTC)
 

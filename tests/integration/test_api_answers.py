@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from streams.local import LocalStack, wait_until
+from streams.local.stack import LocalStack, wait_until
 from tests.conftest import Names
 from tests.integration.helpers import wait_paused
 from tests.integration.test_delivery import (

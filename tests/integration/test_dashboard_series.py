@@ -9,7 +9,7 @@ import helm_python as helm
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.local import LocalStack, wait_until
+from streams.local.stack import LocalStack, wait_until
 from tests import monitoring
 from tests.conftest import Names
 from tests.integration.helpers import form, produce, status, wait_events

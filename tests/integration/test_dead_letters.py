@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from streams.local import LocalStack, wait_until
+from streams.local.stack import LocalStack, wait_until
 from tests.conftest import Names
 from tests.integration.helpers import form, produce, sandbox_events, status, wait_caught_up
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from streams.local import LocalStack, WorkerProcess, wait_until
+from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from streams.serde.avro import AvroSerde
 from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from streams.demo import run_demo
-from streams.local import LocalStack
+from streams.local.demo import run_demo
+from streams.local.stack import LocalStack
 
 
 def test_demo_sends_every_expected_conversion_exactly_once(stack: LocalStack) -> None:

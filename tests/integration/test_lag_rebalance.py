@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.local import LocalStack, WorkerProcess, wait_until
+from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from tests.conftest import Names
 
 

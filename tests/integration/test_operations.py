@@ -8,8 +8,8 @@ import time
 import requests
 from confluent_kafka import Consumer, Producer
 
-from streams.admin import ensure_topics
-from streams.local import LocalStack, wait_until
+from streams.local.stack import LocalStack, wait_until
+from streams.runtime.admin import ensure_topics
 from tests.conftest import Names
 from tests.integration.helpers import form, produce, status, wait_events
 

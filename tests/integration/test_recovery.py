@@ -14,9 +14,9 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.admin import ensure_topics
-from streams.local import LocalStack, wait_until
-from streams.offsets import fetched_end_offsets
+from streams.local.stack import LocalStack, wait_until
+from streams.runtime.admin import ensure_topics
+from streams.runtime.offsets import fetched_end_offsets
 from tests.conftest import Names
 from tests.integration.helpers import form, produce, sandbox_events, status
 

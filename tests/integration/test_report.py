@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from streams.local import LocalStack, wait_until
+from streams.local.stack import LocalStack, wait_until
 from tests.conftest import Names
 from tests.integration.helpers import form, produce, status, wait_events
 

@@ -2,7 +2,7 @@
 
 The session's Apache Kafka opens a ``SASL_SSL`` listener (SCRAM users created at storage-format
 time) and an ``SSL`` listener that requires a client certificate, on a CA the test generated
-(:mod:`streams.pki`). Every client Leadstream builds (the Faust app, the librdkafka producer,
+(:mod:`streams.local.pki`). Every client Leadstream builds (the Faust app, the librdkafka producer,
 admin, lag, dead-letters, produce) goes through the one connection object, so one end-to-end
 run per listener covers them all. Bad configuration fails fast with one line naming the setting.
 """
@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.broker import free_port
-from streams.local import LocalStack
-from streams.registry.server import RegistryServer
+from streams.local.broker import free_port
+from streams.local.registry.server import RegistryServer
+from streams.local.stack import LocalStack
 from tests.conftest import Names
 from tests.integration.helpers import form, produce, status, wait_events
 

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.admin import ensure_topics
-from streams.broker import TansuBroker
-from streams.local import LocalStack
+from streams.local.broker import TansuBroker
+from streams.local.stack import LocalStack
+from streams.runtime.admin import ensure_topics
 
 pytestmark = pytest.mark.conformance
 

@@ -16,7 +16,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from streams.local import TOKEN, LocalStack, WorkerProcess, wait_until
+from streams.local.stack import TOKEN, LocalStack, WorkerProcess, wait_until
 from streams.serde.avro import AvroSerde
 from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from streams.local import LocalStack
+from streams.local.stack import LocalStack
 from tests.conftest import Names
 from tests.integration.helpers import (
     form,

@@ -12,8 +12,7 @@ import faust
 import pytest
 from confluent_kafka import KafkaError
 
-from streams import connection, offsets
-from streams.app import create_app
+from streams import connection
 from streams.connection import (
     Diagnosis,
     KafkaConnection,
@@ -21,8 +20,10 @@ from streams.connection import (
     diagnose,
 )
 from streams.errors import ConfigError
-from streams.lag import LagProbe
-from streams.pki import Pki, make_pki
+from streams.local.pki import Pki, make_pki
+from streams.ops.lag import LagProbe
+from streams.runtime import offsets
+from streams.runtime.app import create_app
 from streams.settings import Settings
 
 SCRAM = KafkaConnection("k1:9093,k2:9093", "SASL_SSL", "SCRAM-SHA-512", "svc", "s3cret")
@@ -471,7 +472,7 @@ class FakeConsumer:
 
 
 def _probe(monkeypatch: pytest.MonkeyPatch, confirm: bool) -> LagProbe:
-    import streams.lag as lag
+    import streams.ops.lag as lag
 
     monkeypatch.setattr(lag, "AdminClient", lambda conf: FakeAdmin())
     monkeypatch.setattr(lag, "Consumer", lambda conf: FakeConsumer())

@@ -200,7 +200,7 @@ def test_container_runs_exactly_leadstream_worker(final: Stage, container: dict[
 
 def test_entry_point_is_the_packages_console_script() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["scripts"]["leadstream"] == "streams.cli:main"
+    assert project["scripts"]["leadstream"] == "streams.ops.cli:main"
     assert (REPO / "streams" / "__main__.py").is_file()
     result = subprocess.run(
         [sys.executable, "-m", "streams", "worker", "--help"],
@@ -276,5 +276,5 @@ def test_dockerignore_excludes_local_clutter_but_not_the_build_inputs() -> None:
         "streams/__pycache__/cli.cpython-311.pyc",
     ):
         assert _ignored(path, patterns), f"{path} would be sent to the build context"
-    for path in ("pyproject.toml", "README.md", "streams/cli.py", "schemas/conversion.avsc"):
+    for path in ("pyproject.toml", "README.md", "streams/ops/cli.py", "schemas/conversion.avsc"):
         assert not _ignored(path, patterns), f"{path} is needed by the build"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from streams.cli import main
 from streams.connection import KafkaConnection
 from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM, DEFAULT_STAGE_MAP_WEB
 from streams.domain.types import ConsentPolicy, Rules
 from streams.errors import ConfigError
+from streams.ops.cli import main
 from streams.settings import (
     DEFAULT_SCHEMA_DIR,
     Settings,
@@ -563,7 +563,7 @@ def test_every_setting_is_a_known_variable() -> None:
 
 
 def test_low_replication_warns_unless_allowed() -> None:
-    from streams.worker import replication_warning
+    from streams.runtime.worker import replication_warning
 
     assert replication_warning(Settings()) is None
     warning = replication_warning(Settings(topic_replication=1))

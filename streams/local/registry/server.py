@@ -1,0 +1,737 @@
+"""HTTP front of the registry double: Confluent's REST paths, bodies, error codes, content type."""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import hmac
+import json
+import logging
+import signal
+import socket
+import ssl
+import threading
+from base64 import b64decode
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from streams.local.registry.compat import Compatibility, check_avro_compatibility
+from streams.local.registry.store import (
+    AVRO,
+    Registry,
+    RegistryError,
+    SchemaReference,
+    StoredSchema,
+    SubjectVersion,
+)
+
+__all__ = [
+    "CONTENT_TYPE",
+    "Compatibility",
+    "Registry",
+    "RegistryError",
+    "RegistryServer",
+    "RestApi",
+    "basic_auth_matches",
+    "check_avro_compatibility",
+    "main",
+    "read_basic_auth_file",
+]
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+DEFAULT_PORT = 8081
+REALM = "schema-registry"
+# Bounds how long an idle or stalled connection may hold its thread before TLS is up.
+TLS_HANDSHAKE_TIMEOUT = 10.0
+_TLS_HANDSHAKE_RECORD = 0x16  # first byte a TLS client sends (a handshake record)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    params: tuple[str, ...]
+    query: dict[str, str]
+    body: Any
+
+    def flag(self, name: str) -> bool:
+        # The client sends both "true" (httpx params) and "True" (str.format of a bool).
+        return self.query.get(name, "").lower() == "true"
+
+    def schema_id(self) -> int:
+        try:
+            return int(self.params[0])
+        except ValueError:
+            raise RegistryError(404, 40403, f"Schema {self.params[0]} not found.") from None
+
+    def schema_body(self) -> tuple[str, str, tuple[SchemaReference, ...]]:
+        body = self.body if isinstance(self.body, dict) else {}
+        schema = body.get("schema")
+        if not isinstance(schema, str):
+            raise RegistryError(422, 42201, "Invalid schema: the body has no 'schema' string")
+        schema_type = body.get("schemaType") or AVRO
+        try:
+            references = tuple(
+                SchemaReference(str(r["name"]), str(r["subject"]), int(r["version"]))
+                for r in body.get("references") or ()
+            )
+        except (KeyError, TypeError, ValueError):
+            msg = "Invalid schema: each reference needs name, subject and version"
+            raise RegistryError(422, 42201, msg) from None
+        return schema, str(schema_type), references
+
+
+def _schema_payload(stored: StoredSchema) -> dict[str, Any]:
+    payload: dict[str, Any] = {"schema": stored.schema}
+    return _add_type_and_refs(payload, stored.schema_type, stored.references)
+
+
+def _version_payload(found: SubjectVersion) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "subject": found.subject,
+        "version": found.version,
+        "id": found.schema_id,
+        "guid": found.guid,
+        "schema": found.schema,
+    }
+    return _add_type_and_refs(payload, found.schema_type, found.references)
+
+
+def _add_type_and_refs(
+    payload: dict[str, Any], schema_type: str, references: tuple[SchemaReference, ...]
+) -> dict[str, Any]:
+    # Like Confluent, leave out the AVRO default type and an empty reference list.
+    if schema_type != AVRO:
+        payload["schemaType"] = schema_type
+    if references:
+        payload["references"] = [
+            {"name": r.name, "subject": r.subject, "version": r.version} for r in references
+        ]
+    return payload
+
+
+_Route = tuple[str, tuple[str, ...], Callable[[_Request], Any]]
+
+
+class RestApi:
+    """Maps Confluent Schema Registry REST calls onto a :class:`Registry`, without any sockets."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._routes: list[_Route] = [
+            ("GET", (), lambda q: {}),
+            ("GET", ("schemas", "types"), lambda q: [AVRO]),
+            ("GET", ("schemas", "ids", "*"), self._schema_by_id),
+            ("GET", ("schemas", "ids", "*", "schema"), self._raw_schema_by_id),
+            ("GET", ("schemas", "ids", "*", "subjects"), self._subjects_by_id),
+            ("GET", ("schemas", "ids", "*", "versions"), self._versions_by_id),
+            ("GET", ("schemas", "guids", "*"), self._schema_by_guid),
+            ("GET", ("subjects",), self._list_subjects),
+            ("GET", ("subjects", "*", "versions"), self._list_versions),
+            ("POST", ("subjects", "*", "versions"), self._register),
+            ("GET", ("subjects", "*", "versions", "*"), self._get_version),
+            ("GET", ("subjects", "*", "versions", "*", "schema"), self._raw_schema_by_version),
+            ("GET", ("subjects", "*", "versions", "*", "referencedby"), self._referenced_by),
+            ("DELETE", ("subjects", "*", "versions", "*"), self._delete_version),
+            ("POST", ("subjects", "*"), self._lookup),
+            ("DELETE", ("subjects", "*"), self._delete_subject),
+            ("POST", ("compatibility", "subjects", "*", "versions", "*"), self._compatibility),
+            ("POST", ("compatibility", "subjects", "*", "versions"), self._compatibility_all),
+            ("GET", ("config",), self._get_config),
+            ("PUT", ("config",), self._set_config),
+            ("DELETE", ("config",), self._delete_config),
+            ("GET", ("config", "*"), self._get_config),
+            ("PUT", ("config", "*"), self._set_config),
+            ("DELETE", ("config", "*"), self._delete_config),
+            ("GET", ("mode",), lambda q: {"mode": "READWRITE"}),
+            ("GET", ("mode", "*"), lambda q: {"mode": "READWRITE"}),
+        ]
+
+    def handle(self, method: str, target: str, body: bytes = b"") -> tuple[int, Any]:
+        """Answer one request.
+
+        Args:
+            method: HTTP method.
+            target: Path and query, e.g. ``/subjects/a%2Fb/versions?normalize=False``.
+            body: Raw request body (JSON or empty).
+
+        Returns:
+            ``(HTTP status, JSON-able payload)``; errors carry ``{"error_code", "message"}``.
+
+        """
+        parts = urlsplit(target)
+        # Split before unquoting: the client percent-encodes "/" inside subject names.
+        segments = tuple(unquote(s) for s in parts.path.split("/") if s)
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        path_matched = False
+        for route_method, pattern, func in self._routes:
+            params = _match(pattern, segments)
+            if params is None:
+                continue
+            path_matched = True
+            if route_method != method:
+                continue
+            try:
+                parsed = json.loads(body) if body.strip() else None
+            except ValueError:
+                return 400, {"error_code": 400, "message": "Malformed JSON body"}
+            try:
+                return 200, func(_Request(params, query, parsed))
+            except RegistryError as exc:
+                return exc.status, {"error_code": exc.error_code, "message": exc.message}
+        if path_matched:
+            return 405, {"error_code": 405, "message": "HTTP 405 Method Not Allowed"}
+        return 404, {"error_code": 404, "message": "HTTP 404 Not Found"}
+
+    def _schema_by_id(self, q: _Request) -> dict[str, Any]:
+        return _schema_payload(self.registry.schema(q.schema_id()))
+
+    def _schema_by_guid(self, q: _Request) -> dict[str, Any]:
+        return _schema_payload(self.registry.schema_by_guid(q.params[0]))
+
+    def _raw_schema_by_id(self, q: _Request) -> Any:
+        return json.loads(self.registry.get_by_id(q.schema_id()))
+
+    def _subjects_by_id(self, q: _Request) -> list[str]:
+        pairs = self.registry.schema_versions(q.schema_id(), q.flag("deleted"))
+        return sorted(
+            {subject for subject, _ in pairs if subject.startswith(q.query.get("subject", ""))}
+        )
+
+    def _versions_by_id(self, q: _Request) -> list[dict[str, Any]]:
+        pairs = self.registry.schema_versions(q.schema_id(), q.flag("deleted"))
+        prefix = q.query.get("subject", "")
+        return [{"subject": s, "version": v} for s, v in pairs if s.startswith(prefix)]
+
+    def _list_subjects(self, q: _Request) -> list[str]:
+        return self.registry.subjects(
+            deleted=q.flag("deleted"),
+            deleted_only=q.flag("deleted_only"),
+            prefix=q.query.get("subjectPrefix", ""),
+        )
+
+    def _list_versions(self, q: _Request) -> list[int]:
+        return self.registry.versions(q.params[0], q.flag("deleted"))
+
+    def _delete_subject(self, q: _Request) -> list[int]:
+        return self.registry.delete_subject(q.params[0], q.flag("permanent"))
+
+    def _referenced_by(self, q: _Request) -> list[int]:
+        subject, version = q.params
+        return self.registry.referenced_by(subject, version)
+
+    def _register(self, q: _Request) -> dict[str, Any]:
+        # normalize is accepted and ignored: identity is already whitespace- and key-order-blind.
+        schema, schema_type, references = q.schema_body()
+        found = self.registry.register_version(q.params[0], schema, schema_type, references)
+        return {
+            "id": found.schema_id,
+            "guid": found.guid,
+            "subject": found.subject,
+            "version": found.version,
+        }
+
+    def _get_version(self, q: _Request) -> dict[str, Any]:
+        subject, version = q.params
+        return _version_payload(self.registry.get_version(subject, version, q.flag("deleted")))
+
+    def _raw_schema_by_version(self, q: _Request) -> Any:
+        subject, version = q.params
+        return json.loads(self.registry.get_version(subject, version, q.flag("deleted")).schema)
+
+    def _delete_version(self, q: _Request) -> int:
+        subject, version = q.params
+        return self.registry.delete_version(subject, version, q.flag("permanent"))
+
+    def _lookup(self, q: _Request) -> dict[str, Any]:
+        schema, schema_type, references = q.schema_body()
+        found = self.registry.lookup(
+            q.params[0], schema, schema_type, references, deleted=q.flag("deleted")
+        )
+        return _version_payload(found)
+
+    def _compatibility(self, q: _Request) -> dict[str, Any]:
+        schema, schema_type, references = q.schema_body()
+        subject, version = q.params
+        ok, messages = self.registry.check_compatibility(
+            subject, schema, version, schema_type, references
+        )
+        return {"is_compatible": ok, "messages": messages}
+
+    def _compatibility_all(self, q: _Request) -> dict[str, Any]:
+        schema, schema_type, references = q.schema_body()
+        ok, messages = self.registry.check_compatibility_all(
+            q.params[0], schema, schema_type, references
+        )
+        return {"is_compatible": ok, "messages": messages}
+
+    def _get_config(self, q: _Request) -> dict[str, str]:
+        subject = q.params[0] if q.params else None
+        level = self.registry.get_compatibility(subject, q.flag("defaultToGlobal"))
+        return {"compatibilityLevel": level}
+
+    def _delete_config(self, q: _Request) -> dict[str, str]:
+        subject = q.params[0] if q.params else None
+        return {"compatibilityLevel": self.registry.delete_compatibility(subject)}
+
+    def _set_config(self, q: _Request) -> dict[str, str]:
+        body = q.body if isinstance(q.body, dict) else {}
+        level = body.get("compatibility") or body.get("compatibilityLevel")
+        if not isinstance(level, str):
+            raise RegistryError(422, 42203, "Invalid compatibility level: the body has none")
+        subject = q.params[0] if q.params else None
+        return {"compatibility": self.registry.set_compatibility(level, subject)}
+
+
+def _match(pattern: tuple[str, ...], segments: tuple[str, ...]) -> tuple[str, ...] | None:
+    if len(pattern) != len(segments):
+        return None
+    params = []
+    for want, got in zip(pattern, segments, strict=True):
+        if want == "*":
+            params.append(got)
+        elif want != got:
+            return None
+    return tuple(params)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection; HTTP/1.1 keep-alive, every response carries a Content-Length."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "LeadstreamRegistry/1.0"
+    # Headers and body go out in two writes; with Nagle on, keep-alive clients wait ~40 ms for
+    # the delayed ACK on every call.
+    disable_nagle_algorithm = True
+    server: _HttpServer
+
+    def do_GET(self) -> None:
+        self._respond()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def _respond(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            status, payload = 400, {"error_code": 400, "message": "Bad Content-Length"}
+            self.close_connection = True
+        else:
+            # Read the body even when refusing it, so the kept-alive connection stays in step.
+            body = self.rfile.read(length) if length else b""
+            credentials = self.server.credentials
+            if credentials is not None and not basic_auth_matches(
+                self.headers.get("Authorization"), credentials
+            ):
+                status, payload = 401, {"error_code": 40101, "message": "Unauthorized"}
+            else:
+                try:
+                    status, payload = self.server.api.handle(self.command, self.path, body)
+                except Exception:  # a bug here must not kill the connection thread silently
+                    logger.exception("registry request %s %s failed", self.command, self.path)
+                    status, payload = 500, {"error_code": 50001, "message": "Error in the backend"}
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        if status == 401:
+            self.send_header("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def basic_auth_matches(header: str | None, credentials: bytes) -> bool:
+    """Tell whether an ``Authorization`` header carries exactly ``credentials``.
+
+    Args:
+        header: The request's ``Authorization`` header, or ``None`` when absent.
+        credentials: The expected ``user:password``, UTF-8 encoded.
+
+    Returns:
+        True only for ``Basic <base64 of credentials>`` (scheme case-insensitive); the comparison
+        takes the same time wherever the first wrong byte is.
+
+    """
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        given = b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(given, credentials)
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        api: RestApi,
+        credentials: bytes | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        self.api = api
+        self.credentials = credentials
+        self._tls = tls
+        self._live: set[Any] = set()
+        self._live_lock = threading.Lock()
+        super().__init__((host, port), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._live_lock:
+            self._live.add(request)
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # TLS starts here, on the connection's own thread: a client that connects and stays
+        # silent must not stall the accept loop, as a handshake on the listening socket would.
+        if self._tls is not None:
+            request = self._start_tls(request, client_address)
+            if request is None:
+                return
+        super().process_request_thread(request, client_address)
+
+    def _start_tls(self, conn: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
+        """Return the connection wrapped in TLS, or None after answering/closing a non-TLS one."""
+        assert self._tls is not None  # noqa: S101 - only called when TLS is on
+        try:
+            conn.settimeout(TLS_HANDSHAKE_TIMEOUT)
+            first = conn.recv(1, socket.MSG_PEEK)
+            if not first:
+                reason = "closed before the TLS handshake"
+            elif first[0] != _TLS_HANDSHAKE_RECORD:
+                reason = "plain HTTP on the HTTPS port, answered 400"
+                _refuse_plain_http(conn)
+            else:
+                wrapped = self._tls.wrap_socket(conn, server_side=True)
+                wrapped.settimeout(None)
+                with self._live_lock:  # wrap_socket detached conn: track the fd's new owner
+                    self._live.discard(conn)
+                    self._live.add(wrapped)
+                return wrapped
+        except OSError as exc:  # ssl.SSLError is an OSError
+            reason = f"TLS handshake failed: {exc}"
+        logger.debug("connection from %s closed: %s", client_address, reason)
+        with self._live_lock:
+            self._live.discard(conn)
+        conn.close()
+        return None
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._live_lock:
+            self._live.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Close the listener and every kept-alive connection, so a stopped registry is gone."""
+        super().server_close()
+        with self._live_lock:
+            live, self._live = list(self._live), set()
+        for conn in live:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def _refuse_plain_http(conn: socket.socket) -> None:
+    """Answer a plain-HTTP request on the HTTPS port with a 400 saying so, then close."""
+    try:
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 65536:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        data = json.dumps(
+            {
+                "error_code": 400,
+                "message": "This registry serves HTTPS; the request came as plain HTTP "
+                "(use an https:// URL)",
+            }
+        ).encode()
+        conn.sendall(
+            b"HTTP/1.1 400 Bad Request\r\nContent-Type: " + CONTENT_TYPE.encode() + b"\r\n"
+            b"Content-Length: " + str(len(data)).encode() + b"\r\nConnection: close\r\n\r\n" + data
+        )
+        conn.shutdown(socket.SHUT_WR)
+        conn.settimeout(1.0)
+        while conn.recv(65536):  # drain the unread body so closing does not reset the reply
+            pass
+    except OSError:
+        pass
+
+
+def _tls_context(certfile: str | Path, keyfile: str | Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        # An empty password makes an encrypted key fail at once instead of prompting on a tty.
+        context.load_cert_chain(certfile, keyfile, password=lambda: b"")
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        key = f" with key {keyfile}" if keyfile is not None else ""
+        msg = (
+            f"cannot load the TLS certificate {certfile}{key}: {exc} "
+            "(PEM certificate chain and its unencrypted PEM key needed)"
+        )
+        raise ValueError(msg) from None
+    return context
+
+
+class RegistryServer:
+    """A :class:`Registry` served over HTTP(S); binds in the constructor, so ``url`` is known.
+
+    With ``basic_auth``, every request must carry ``Authorization: Basic`` with those
+    credentials; any other gets 401 ``{"error_code": 40101, "message": "Unauthorized"}`` and a
+    ``WWW-Authenticate`` challenge. With ``certfile``, the server speaks only TLS (``https://``);
+    a plain-HTTP request is answered 400 and closed.
+
+    Example:
+        >>> with RegistryServer(basic_auth=("ci", "s3cret"), certfile="server.pem",
+        ...                     keyfile="server.key") as server:  # doctest: +SKIP
+        ...     SchemaRegistryClient({"url": server.url, "ssl.ca.location": "ca.pem",
+        ...                           "basic.auth.user.info": "ci:s3cret"}).get_subjects()
+
+    """
+
+    def __init__(
+        self,
+        registry: Registry | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        basic_auth: tuple[str, str] | None = None,
+        certfile: str | Path | None = None,
+        keyfile: str | Path | None = None,
+    ) -> None:
+        """Bind the listening socket (not yet serving).
+
+        Args:
+            registry: The store to serve; a fresh in-memory one if ``None``.
+            host: Interface to bind.
+            port: TCP port; 0 picks a free one (see :attr:`port`).
+            basic_auth: ``(user, password)`` every request must present, or ``None`` for none.
+            certfile: PEM certificate chain (server first); turns TLS on. May hold the key too.
+            keyfile: PEM private key (unencrypted) when it is not in ``certfile``.
+
+        Raises:
+            ValueError: Bad credentials (empty user, ``:`` in the user), ``keyfile`` without
+                ``certfile``, or a certificate/key that cannot be loaded.
+            OSError: The address cannot be bound.
+
+        """
+        credentials: bytes | None = None
+        if basic_auth is not None:
+            user, password = basic_auth
+            if not user or ":" in user:
+                msg = "basic auth user must be non-empty and contain no ':'"
+                raise ValueError(msg)
+            credentials = f"{user}:{password}".encode()
+        if keyfile is not None and certfile is None:
+            msg = "a TLS key needs its certificate (certfile)"
+            raise ValueError(msg)
+        tls = _tls_context(certfile, keyfile) if certfile is not None else None
+        self.registry = registry if registry is not None else Registry()
+        self._host = host
+        self._scheme = "https" if tls is not None else "http"
+        self._httpd = _HttpServer(host, port, RestApi(self.registry), credentials, tls)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8081`` (``https://`` when TLS is on)."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{self._scheme}://{host}:{self._httpd.server_port}"
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful after asking for port 0)."""
+        return self._httpd.server_port
+
+    def start(self) -> None:
+        """Serve on a daemon thread and return immediately."""
+        if self._thread is not None:
+            return
+        # A short poll interval keeps stop() (and test teardown) from waiting half a second.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="schema-registry",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving (if started) and release the socket. Safe to call twice."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def serve_forever(self) -> None:
+        """Serve on the calling thread until interrupted; then release the socket."""
+        try:
+            self._httpd.serve_forever()
+        finally:
+            self._httpd.server_close()
+
+    def __enter__(self) -> RegistryServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadstream registry",
+        description=(
+            "Run a local Confluent-compatible schema registry double (Avro only). It serves the "
+            "REST subset confluent-kafka's SchemaRegistryClient, AvroSerializer and "
+            "AvroDeserializer use: register, lookup, schemas by id, subjects and versions, "
+            "deletes, compatibility checks (NONE/BACKWARD/FORWARD/FULL and transitive variants; "
+            "default BACKWARD) and /config. Point clients at the URL it logs."
+        ),
+        epilog="State is in memory unless --data is given. Stop with Ctrl-C or SIGTERM.",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to bind (default: %(default)s; use 0.0.0.0 inside a container)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="TCP port (default: %(default)s, Confluent's; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help=(
+            "JSON file holding subjects, schemas and config: loaded at start if it exists, "
+            "rewritten after every change, so a restart keeps schema ids"
+        ),
+    )
+    parser.add_argument(
+        "--basic-auth-file",
+        type=Path,
+        metavar="FILE",
+        help=(
+            "require HTTP basic auth: FILE holds one line user:password (the form of "
+            "LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH); other requests get 401"
+        ),
+    )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="FILE",
+        help="serve HTTPS only, with this PEM certificate chain (server certificate first)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        type=Path,
+        metavar="FILE",
+        help="PEM private key (unencrypted) of --tls-cert, unless that file holds it",
+    )
+    return parser
+
+
+def read_basic_auth_file(path: Path) -> tuple[str, str]:
+    """Read ``user:password`` from the first line of ``path``.
+
+    Raises:
+        ValueError: The file is unreadable or its line is not ``user:password``; the message
+            names the file, never its content.
+
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        msg = f"cannot read the basic auth file {path}: {reason}"
+        raise ValueError(msg) from None
+    lines = text.splitlines()
+    user, sep, password = (lines[0] if lines else "").partition(":")
+    if not sep or not user:
+        msg = f"the basic auth file {path} must hold one line user:password"
+        raise ValueError(msg)
+    return user, password
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the registry double until interrupted.
+
+    Args:
+        argv: Arguments without the program name; ``None`` reads ``sys.argv``.
+
+    Returns:
+        The process exit status: 0 after a clean stop, 1 if the data file, port, basic auth
+        file or TLS certificate is unusable.
+
+    """
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.tls_key is not None and args.tls_cert is None:
+            msg = "--tls-key needs --tls-cert"
+            raise ValueError(msg)
+        auth = read_basic_auth_file(args.basic_auth_file) if args.basic_auth_file else None
+        server = RegistryServer(
+            Registry(args.data),
+            args.host,
+            args.port,
+            basic_auth=auth,
+            certfile=args.tls_cert,
+            keyfile=args.tls_key,
+        )
+    except (OSError, ValueError, KeyError, TypeError, RegistryError) as exc:
+        logger.error("schema registry cannot start: %s", exc)
+        return 1
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+    logger.info(
+        "schema registry listening on %s (%s%s)",
+        server.url,
+        f"data file {args.data}" if args.data else "in memory",
+        f"; basic auth required, user {auth[0]!r}" if auth else "",
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    logger.info("schema registry stopped")
+    return 0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Operator commands: ``leadstream`` CLI, lag, dead-letters, produce, the lead-quality report."""

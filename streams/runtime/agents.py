@@ -1,0 +1,295 @@
+"""Faust agents: decode, call the pure core, apply its decision, send. Nothing else lives here.
+
+* ``leads`` — form submits, status changes, bookings (re-keyed by lead) and expiry ticks, all
+  keyed by ``lead_id``: keeps the lead table and emits conversions.
+* ``route_bookings`` — validates bookings and re-keys them by lead, or by hashed email/phone when
+  the booking system did not know the lead.
+* ``identity`` — the hashed email/phone -> lead_id index, co-partitioned with the bookings to match.
+* ``deliver`` — batches conversions to the Events API (see ``streams.runtime.delivery``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+
+from streams.domain import identity as matching
+from streams.domain import lead as core
+from streams.domain import records
+from streams.domain.due import DueIndex, next_due
+from streams.domain.types import Booking, FormSubmit, LeadState, StatusChange
+from streams.runtime.delivery import Delivery
+from streams.runtime.metrics import Metrics
+from streams.runtime.outputs import Outputs, in_event
+from streams.runtime.tables import Tables
+from streams.runtime.topics import Topics
+from streams.serde import pipeline as pl
+from streams.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_LEAD_PREFIX = "booking:"
+
+
+def _raw(event: EventT) -> pl.Raw:
+    msg = event.message
+    redrive = pl.is_redrive(msg.headers)
+    return pl.Raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value, redrive)
+
+
+class Agents:
+    """Registers the agents on ``app`` and holds what they share."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        topics: Topics,
+        tables: Tables,
+        pipeline: pl.Pipeline,
+        delivery: Delivery,
+        metrics: Metrics,
+        outputs: Outputs,
+        due: DueIndex,
+    ) -> None:
+        """Wire the agents; Faust starts them with the worker."""
+        self.app = app
+        self.settings = settings
+        self.rules = settings.rules()
+        self.topics = topics
+        self.tables = tables
+        self.pipeline = pipeline
+        self.delivery = delivery
+        self.metrics = metrics
+        # Each agent waits for exactly its own outputs (runtime/outputs.py): one Outputs per agent.
+        self.outputs = outputs  # the lead agent's
+        self.booking_outputs = outputs.sibling()
+        self.identity_outputs = outputs.sibling()
+        self.due = due
+        self._in_counters: dict[str, Any] = {}
+        self._record_for_topic = {
+            settings.topic_form_submitted: "FormSubmitted",
+            settings.topic_lead_status_changed: "LeadStatusChanged",
+            topics.bookings_by_lead.get_topic_name(): "BookingCreated",
+        }
+        self._ticks = topics.ticks.get_topic_name()
+        app.agent(topics.lead_inputs, name="leads")(self.leads)
+        app.agent(topics.booking, name="route_bookings")(self.route_bookings)
+        app.agent(
+            channel=app.topic(
+                topics.identity.get_topic_name(),
+                topics.bookings_by_identity.get_topic_name(),
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+            ),
+            name="identity",
+        )(self.identity)
+        app.agent(topics.conversions, name="deliver")(self.deliver)
+        app.timer(settings.expiry_interval, on_leader=True)(self.send_ticks)
+
+    # -- leads ---------------------------------------------------------------------------------
+
+    async def leads(self, stream: StreamT) -> None:
+        """Apply each lead-keyed input to its lead's state, a batch at a time."""
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.agent_batch_max, within=self.settings.agent_batch_within
+        ):
+            for event in events:
+                in_event(event)
+                raw = _raw(event)
+                now = pl.utcnow()
+                if raw.topic == self._ticks:
+                    self._expire_due(raw.partition, now)
+                    continue
+                self._events_in(raw.topic)
+                item = await self._decode(raw, self._record_for_topic[raw.topic], now)
+                if isinstance(item, pl.DeadLetterOut):
+                    self.outputs.send_dead(item, raw.partition)
+                    continue
+                self._apply_input(raw, item, now)
+            await self.outputs.flush()
+
+    def _events_in(self, topic: str) -> None:
+        counter = self._in_counters.get(topic)
+        if counter is None:
+            counter = self._in_counters[topic] = self.metrics.events_in.labels(topic)
+        counter.inc()
+
+    async def _decode(self, raw: pl.Raw, record: str, now: datetime) -> pl.Input | pl.DeadLetterOut:
+        return await pl.while_registry_down(
+            lambda: self.pipeline.decode(raw, record, now), f"decoding {raw.topic}"
+        )
+
+    def _apply_input(self, raw: pl.Raw, item: pl.Input, now: datetime) -> None:
+        lead_id = item.lead_id or ""
+        state = self._load(lead_id)
+        if raw.redrive:
+            state = core.forget_input(state, item)
+        if isinstance(item, FormSubmit):
+            outcome = core.on_form(state, item, self.rules, now)
+            if state is None or state.context is None:
+                self._index_identity(item)
+        elif isinstance(item, StatusChange):
+            outcome = core.on_status_change(state, item, raw.source, self.rules, now)
+        else:
+            outcome = core.on_booking(state, item, raw.source, self.rules, now)
+        self._apply(lead_id, raw, outcome, now)
+
+    def _expire_due(self, partition: int, now: datetime) -> None:
+        for lead_id in self.due.pop_due(partition, now):
+            state = self._load(lead_id)
+            if state is None:
+                continue
+            raw = pl.Raw(self._ticks, partition, -1, lead_id.encode(), None)
+            self._apply(lead_id, raw, core.expire(state, self.rules, now), now)
+
+    def _load(self, lead_id: str) -> LeadState | None:
+        data = self.tables.leads.data.get(lead_id.encode())
+        return records.lead_state_from_json(data) if data else None
+
+    def _apply(self, lead_id: str, raw: pl.Raw, outcome: core.Outcome, now: datetime) -> None:
+        key = lead_id.encode()
+        partition = raw.partition
+        if outcome.state is None:
+            self.outputs.table_del(self.tables.leads, key, partition)
+            self.due.discard(partition, lead_id)
+        else:
+            value = records.lead_state_to_json(outcome.state)
+            self.outputs.table_set(self.tables.leads, key, value, partition)
+            self.due.schedule(partition, lead_id, next_due(outcome.state, self.rules, now))
+        for conv in outcome.conversions:
+            value = self.pipeline.serde.encode(
+                self.settings.topic_conversions, "Conversion", records.conversion_to_record(conv)
+            )
+            self.outputs.send(self.settings.topic_conversions, key, value)
+            self.metrics.conversions.labels(conv.event).inc()
+        for dead in outcome.dead:
+            src = dead.source
+            origin = pl.Raw(src.topic, src.partition, src.offset, key, None) if src else raw
+            out = self.pipeline.dead_letter(
+                origin,
+                dead.rejection.reason,
+                dead.rejection.message,
+                dead.rejection.field,
+                self.pipeline.encode_input(dead.item),
+                now,
+            )
+            self.outputs.send_dead(out, partition)
+        self.metrics.count_core(outcome.counts)
+
+    def _index_identity(self, form: FormSubmit) -> None:
+        topic = self.topics.identity.get_topic_name()
+        for key in matching.index_keys(form):
+            self.outputs.send(topic, key.encode(), form.lead_id.encode())
+
+    async def send_ticks(self) -> None:
+        """Ask every partition of the lead agent to expire what is due (leader only)."""
+        value = str(int(pl.utcnow().timestamp() * 1000)).encode()
+        for partition in range(self.settings.topic_partitions):
+            await self.topics.ticks.send(key=b"tick", value=value, partition=partition)
+
+    async def on_lead_changelog(self, event: EventT) -> None:
+        """Rebuild the expiry index while the lead table recovers from its changelog."""
+        msg = event.message
+        lead_id = bytes(msg.key or b"").decode("utf-8", "replace")
+        if msg.value is None:
+            self.due.discard(msg.partition, lead_id)
+            return
+        state = records.lead_state_from_json(msg.value)
+        now = pl.utcnow()
+        self.due.schedule(msg.partition, lead_id, next_due(state, self.rules, now))
+
+    # -- bookings --------------------------------------------------------------------------------
+
+    async def route_bookings(self, stream: StreamT) -> None:
+        """Re-key each valid booking by lead_id, or by hashed email/phone to be matched."""
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.agent_batch_max, within=self.settings.agent_batch_within
+        ):
+            for event in events:
+                in_event(event)
+                raw = _raw(event)
+                self._events_in(raw.topic)
+                item = await self._decode(raw, "BookingCreated", pl.utcnow())
+                if isinstance(item, pl.DeadLetterOut):
+                    self.booking_outputs.send_dead(item, raw.partition)
+                    continue
+                assert isinstance(item, Booking)  # noqa: S101 - the decoder's contract
+                self._route_booking(self.booking_outputs, item, redrive=raw.redrive)
+            await self.booking_outputs.flush()
+
+    def _route_booking(
+        self, outputs: Outputs, booking: Booking, tried: str | None = None, redrive: bool = False
+    ) -> None:
+        headers = [(pl.REDRIVE_HEADER, b"1")] if redrive else None
+        if booking.lead_id:
+            outputs.send(
+                self.topics.bookings_by_lead.get_topic_name(),
+                booking.lead_id.encode(),
+                self.pipeline.encode_input(booking),
+                headers=headers,
+            )
+            return
+        lookup = matching.next_lookup(booking, tried)
+        if lookup is not None:
+            outputs.send(
+                self.topics.bookings_by_identity.get_topic_name(),
+                lookup.encode(),
+                self.pipeline.encode_input(booking),
+                headers=headers,
+            )
+            return
+        # No lead found by any key: it waits, and is sent with its own keys, under its own id.
+        synthetic = dataclasses.replace(booking, lead_id=SYNTHETIC_LEAD_PREFIX + booking.booking_id)
+        self.metrics.core.labels("booking_unmatched_identity").inc()
+        self._route_booking(outputs, synthetic, redrive=redrive)
+
+    async def identity(self, stream: StreamT) -> None:
+        """Keep the hash -> lead index and resolve bookings that came without a lead_id."""
+        index_topic = self.topics.identity.get_topic_name()
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.agent_batch_max, within=self.settings.agent_batch_within
+        ):
+            for event in events:
+                in_event(event)
+                raw = _raw(event)
+                key = raw.key or b""
+                if raw.topic == index_topic:
+                    # The first lead to claim a key keeps it.
+                    if raw.value and self.tables.identity.data.get(key) is None:
+                        self.identity_outputs.table_set(
+                            self.tables.identity, key, raw.value, raw.partition
+                        )
+                    continue
+                item = await self._decode(raw, "BookingCreated", pl.utcnow())
+                if isinstance(item, pl.DeadLetterOut):
+                    self.identity_outputs.send_dead(item, raw.partition)
+                    continue
+                assert isinstance(item, Booking)  # noqa: S101
+                lead = self.tables.identity.data.get(key)
+                if lead:
+                    self.metrics.core.labels("booking_matched_" + key[:1].decode()).inc()
+                    matched = dataclasses.replace(item, lead_id=lead.decode())
+                    self._route_booking(self.identity_outputs, matched, redrive=raw.redrive)
+                else:
+                    self._route_booking(
+                        self.identity_outputs, item, tried=key.decode(), redrive=raw.redrive
+                    )
+            await self.identity_outputs.flush()
+
+    # -- delivery --------------------------------------------------------------------------------
+
+    async def deliver(self, stream: StreamT) -> None:
+        """Send conversions in batches, acknowledged only once every outcome is durable."""
+        # take_events is on faust's Stream, not on the StreamT protocol it is typed with.
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.delivery_batch_max, within=self.settings.delivery_linger
+        ):
+            await self.delivery.handle(events)

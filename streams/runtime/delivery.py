@@ -1,0 +1,443 @@
+"""Delivery: batch conversions per destination, send, retry, dead-letter, write receipts.
+
+The batch passed to :meth:`Delivery.handle` is acknowledged by Faust only when ``handle``
+returns, and Faust flushes the producer before committing; so an offset is committed only after
+its receipt or dead letter is durable (domain.md §7). While a destination is throttled or its
+circuit is open, ``handle`` does not return, the stream stops pulling, and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from faust.types import EventT
+
+from streams.domain import records
+from streams.domain.types import Conversion, Rejection
+from streams.errors import ApiError, SerdeError
+from streams.runtime.metrics import Metrics
+from streams.runtime.outputs import Outputs, in_event
+from streams.runtime.tables import Tables
+from streams.runtime.topics import Topics
+from streams.serde import pipeline as pl
+from streams.settings import Settings
+from streams.tiktok import payload
+from streams.tiktok.client import EventsDestination
+from streams.tiktok.verdicts import (
+    UNKNOWN_CODE_ATTEMPTS,
+    BatchVerdict,
+    Verdict,
+    backoff_seconds,
+    classify,
+)
+
+logger = logging.getLogger(__name__)
+
+_LOGGED_REQUESTS_MAX = 10_000  # request ids remembered so each rejected request is logged once
+
+
+@dataclass
+class Item:
+    """One conversion in flight, with its source event and the Events API event body."""
+
+    event: EventT
+    conv: Conversion
+    body: dict[str, Any]
+    attempts: int = 0
+
+
+@dataclass
+class Result:
+    """The final outcome of one item."""
+
+    item: Item
+    delivered: bool
+    code: int | None
+    message: str
+    request_id: str | None
+    reason: str = "delivered"
+
+
+@dataclass
+class Circuit:
+    """Auth-error circuit of one destination."""
+
+    open: bool = False
+    opened_at: float = 0.0
+    probes: int = 0
+    history: list[str] = field(default_factory=list)
+
+
+class Delivery:
+    """Sends batches of conversions to one Events API destination."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        destination: EventsDestination,
+        pipeline: pl.Pipeline,
+        topics: Topics,
+        tables: Tables,
+        metrics: Metrics,
+        outputs: Outputs,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], datetime] = pl.utcnow,
+    ) -> None:
+        """Bind the destination and outputs; ``sleep`` and ``clock`` are injectable for tests."""
+        self.settings = settings
+        self.destination = destination
+        self.pipeline = pipeline
+        self.topics = topics
+        self.tables = tables
+        self.metrics = metrics
+        self.outputs = outputs
+        self.sleep = sleep
+        self.clock = clock
+        self.circuits: dict[str, Circuit] = {}
+        self._random = random.Random()  # noqa: S311 - jitter, not security
+        self._logged_requests: OrderedDict[str, None] = OrderedDict()
+
+    async def handle(self, events: Sequence[EventT]) -> None:
+        """Deliver one batch of conversion events; returns when every outcome is durable."""
+        now = self.clock()
+        groups: dict[payload.Destination, list[Item]] = {}
+        seen: set[str] = set()
+        for event in events:
+            item = await self._prepare(event, now, seen)
+            if item is None:
+                continue
+            route = payload.route(
+                item.conv,
+                pixel_code=self.settings.tiktok_pixel_code,
+                crm_event_set_id=self.settings.tiktok_crm_event_set_id,
+                test_event_code=self.settings.tiktok_test_event_code,
+            )
+            if isinstance(route, Rejection):
+                await self._dead(item, route.reason, route.message, None, now, route.field)
+                continue
+            item.body = payload.build_event(item.conv, route.event_source)
+            groups.setdefault(route, []).append(item)
+        # Destinations are independent: one paused by its auth circuit does not hold the others'
+        # outcomes back (the batch is still acknowledged only when every group is done).
+        await asyncio.gather(*(self._deliver_group(dest, items) for dest, items in groups.items()))
+        await self.outputs.flush()
+
+    async def _deliver_group(self, dest: payload.Destination, items: list[Item]) -> None:
+        for result in await self._send_group(dest, items):
+            await self._record(dest, result)
+
+    async def _prepare(self, event: EventT, now: datetime, seen: set[str]) -> Item | None:
+        raw = pl.Raw(
+            event.message.topic,
+            event.message.partition,
+            event.message.offset,
+            event.message.key,
+            event.message.value,
+        )
+        try:
+            record = await pl.while_registry_down(
+                lambda: self.pipeline.serde.decode(raw.value, "Conversion"), "decoding conversions"
+            )
+            conv = records.conversion_from_record(record)
+        except (SerdeError, KeyError, ValueError, TypeError) as exc:
+            reason = exc.reason if isinstance(exc, SerdeError) else "schema_mismatch"
+            out = self.pipeline.dead_letter(
+                raw, reason, f"Conversion: {exc}", None, raw.value or b"", now
+            )
+            in_event(event)
+            self.outputs.send_dead(out, event.message.partition)
+            return None
+        if not conv.page_url and self.settings.fallback_page_url:
+            conv = dataclasses.replace(conv, page_url=self.settings.fallback_page_url)
+        if conv.event_id in seen or self._delivered(event, conv.event_id):
+            self.metrics.core.labels("duplicate_delivery").inc()
+            return None
+        seen.add(conv.event_id)
+        return Item(event=event, conv=conv, body={})
+
+    def _delivered(self, event: EventT, event_id: str) -> bool:
+        in_event(event)
+        return self.tables.delivered.data.get(event_id.encode()) is not None
+
+    async def _send_group(self, dest: payload.Destination, items: list[Item]) -> list[Result]:
+        """Send ``items`` to ``dest`` until each has a final outcome.
+
+        The work is a queue of requests (chunks of items). A rejection that names no event
+        bisects its request; 40061 and HTTP 413 halve it; the answers that pause the destination
+        (auth, configuration) or are retried resend the same request.
+        """
+        name = self.destination.name
+        circuit = self.circuits.setdefault(f"{dest.event_source}:{dest.event_source_id}", Circuit())
+        horizon = self.settings.retry_horizon.total_seconds()
+        size = self.settings.delivery_batch_max
+        work: deque[list[Item]] = deque(items[i : i + size] for i in range(0, len(items), size))
+        results: list[Result] = []
+        retrying_since: float | None = None  # the horizon runs from the first retryable failure
+        attempt = 0
+        unknown_tries = 0
+        while work:
+            chunk = work.popleft()
+            verdict, request_id = await self._post(dest, chunk)
+            for it in chunk:
+                it.attempts += 1
+            self.metrics.requests.labels(name, verdict.verdict.value).inc()
+            if verdict.verdict is not Verdict.RETRY:
+                retrying_since = None
+            if verdict.verdict is not Verdict.UNKNOWN:
+                unknown_tries = 0
+            if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED, Verdict.BISECT):
+                self._close(circuit, dest)  # the API read the events: the credentials work
+            if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED):
+                attempt = 0
+                again = []
+                for idx, it in enumerate(chunk):
+                    if idx in verdict.rejected:
+                        msg = verdict.rejected[idx]
+                        results.append(
+                            Result(it, False, verdict.code, msg, request_id, "api_rejected")
+                        )
+                    elif verdict.verdict is Verdict.DELIVERED:
+                        results.append(Result(it, True, verdict.code, verdict.message, request_id))
+                    else:
+                        again.append(it)
+                if again:
+                    work.appendleft(again)
+            elif verdict.verdict in (Verdict.SPLIT, Verdict.BISECT) and len(chunk) == 1:
+                # "Too many events" for a single event cannot be fixed by splitting: permanent.
+                msg = (
+                    f"rejected as too large even alone: {verdict.message}"
+                    if verdict.verdict is Verdict.SPLIT
+                    else verdict.message
+                )
+                results.append(
+                    Result(chunk[0], False, verdict.code, msg, request_id, "api_rejected")
+                )
+            elif verdict.verdict in (Verdict.SPLIT, Verdict.BISECT):
+                half = len(chunk) // 2
+                work.appendleft(chunk[half:])
+                work.appendleft(chunk[:half])
+                if verdict.verdict is Verdict.SPLIT:
+                    size = max(1, half)
+                    logger.warning(
+                        "%s: %d events rejected as too many (code=%s); splitting to %d",
+                        name,
+                        len(chunk),
+                        verdict.code,
+                        size,
+                    )
+                else:
+                    logger.warning(
+                        "%s: %d events rejected without naming the bad ones (code=%s: %s); "
+                        "bisecting to isolate them",
+                        name,
+                        len(chunk),
+                        verdict.code,
+                        verdict.message,
+                    )
+            elif verdict.verdict in (Verdict.AUTH, Verdict.CONFIG):
+                self._open(circuit, dest, verdict)
+                await self.sleep(self.settings.circuit_probe_interval)
+                circuit.probes += 1
+                work.appendleft(chunk)
+            elif verdict.verdict is Verdict.UNKNOWN:
+                unknown_tries += 1
+                if unknown_tries >= UNKNOWN_CODE_ATTEMPTS:
+                    msg = (
+                        f"unknown Events API code {verdict.code} after {unknown_tries} "
+                        f"attempts: {verdict.message}"
+                    )
+                    unknown_tries = 0
+                    results += [
+                        Result(it, False, verdict.code, msg, request_id, "api_rejected")
+                        for it in chunk
+                    ]
+                    continue
+                await self._back_off(name, chunk, verdict, attempt)
+                attempt += 1
+                work.appendleft(chunk)
+            else:  # RETRY
+                if retrying_since is None:
+                    retrying_since = time.monotonic()
+                if time.monotonic() - retrying_since >= horizon:
+                    msg = (
+                        f"gave up after {chunk[0].attempts} attempts over the retry horizon: "
+                        f"{verdict.message}"
+                    )
+                    results += [
+                        Result(it, False, verdict.code, msg, request_id, "retry_exhausted")
+                        for it in chunk
+                    ]
+                    continue
+                await self._back_off(name, chunk, verdict, attempt)
+                attempt += 1
+                work.appendleft(chunk)
+        return results
+
+    async def _back_off(
+        self, name: str, chunk: list[Item], verdict: BatchVerdict, attempt: int
+    ) -> None:
+        delay = backoff_seconds(
+            attempt,
+            self.settings.retry_backoff_initial,
+            self.settings.retry_backoff_max,
+            self._random.random(),
+        )
+        self.metrics.retries.labels(name, str(verdict.code or "http")).inc()
+        logger.warning(
+            "%s: retrying %d events in %.2fs (code=%s: %s)",
+            name,
+            len(chunk),
+            delay,
+            verdict.code,
+            verdict.message,
+        )
+        await self.sleep(delay)
+
+    async def _post(
+        self, dest: payload.Destination, chunk: list[Item]
+    ) -> tuple[BatchVerdict, str | None]:
+        request = payload.build_request(dest, [it.body for it in chunk])
+        self.metrics.batch_size.observe(len(chunk))
+        started = time.perf_counter()
+        try:
+            resp = await asyncio.to_thread(self.destination.track, request)
+        except ApiError as exc:
+            verdict = classify(exc.status_code, exc.code, str(exc), {}, len(chunk))
+            request_id, status, body = exc.request_id, exc.status_code, exc.body
+        else:
+            verdict = classify(resp.http_status, resp.code, resp.message, resp.data, len(chunk))
+            request_id, status, body = resp.request_id, resp.http_status, resp.body
+        finally:
+            self.metrics.request_seconds.labels(self.destination.name).observe(
+                time.perf_counter() - started
+            )
+        if verdict.verdict is not Verdict.DELIVERED or verdict.rejected:
+            self._log_rejected(dest, chunk, verdict, request_id, status, body)
+        return verdict, request_id
+
+    def _log_rejected(
+        self,
+        dest: payload.Destination,
+        chunk: list[Item],
+        verdict: BatchVerdict,
+        request_id: str | None,
+        status: int | None,
+        body: str,
+    ) -> None:
+        """WARNING with the full answer of a request not wholly accepted, once per request id.
+
+        The answer is logged, not the request: the request carries IPs and user agents, and the
+        token is never in either. Retryable answers are logged by the retry path instead.
+        """
+        if status is None or verdict.verdict is Verdict.RETRY:
+            return  # transient: the retry path logs it
+        if request_id is not None:
+            if request_id in self._logged_requests:
+                return
+            self._logged_requests[request_id] = None
+            if len(self._logged_requests) > _LOGGED_REQUESTS_MAX:
+                self._logged_requests.popitem(last=False)
+        logger.warning(
+            "%s %s/%s: request %s (%d events: %s) answered HTTP %s, %s: %s",
+            self.destination.name,
+            dest.event_source,
+            dest.event_source_id,
+            request_id,
+            len(chunk),
+            ", ".join(it.conv.event_id for it in chunk[:20]) + (", ..." if len(chunk) > 20 else ""),
+            status,
+            verdict.verdict.value,
+            body,
+        )
+
+    def _open(self, circuit: Circuit, dest: payload.Destination, verdict: BatchVerdict) -> None:
+        if not circuit.open:
+            circuit.open, circuit.opened_at = True, time.monotonic()
+            kind = "auth error" if verdict.verdict is Verdict.AUTH else "configuration error"
+            logger.error(
+                "%s %s/%s: %s %s (%s); delivery paused, probing every %.0fs",
+                self.destination.name,
+                dest.event_source,
+                dest.event_source_id,
+                kind,
+                verdict.code if verdict.code is not None else "-",
+                verdict.message,
+                self.settings.circuit_probe_interval,
+            )
+        self.metrics.circuit_open.labels(self.destination.name).set(1)
+
+    def _close(self, circuit: Circuit, dest: payload.Destination) -> None:
+        if circuit.open:
+            logger.warning(
+                "%s %s/%s: delivery resumed after %.0fs paused",
+                self.destination.name,
+                dest.event_source,
+                dest.event_source_id,
+                time.monotonic() - circuit.opened_at,
+            )
+            circuit.open = False
+        self.metrics.circuit_open.labels(self.destination.name).set(0)
+
+    async def _record(self, dest: payload.Destination, result: Result) -> None:
+        now = self.clock()
+        it = result.item
+        if result.delivered:
+            in_event(it.event)
+            stamp = str(int(now.timestamp() * 1000)).encode()
+            self.outputs.table_set(
+                self.tables.delivered, it.conv.event_id.encode(), stamp, it.event.message.partition
+            )
+        else:
+            await self._dead(it, result.reason, result.message, result.code, now)
+        value = self.pipeline.serde.encode(
+            self.settings.topic_deliveries,
+            "DeliveryReceipt",
+            {
+                "event_id": it.conv.event_id,
+                "event": it.conv.event,
+                "lead_id": it.conv.lead_id,
+                "destination": self.destination.name,
+                "event_source": dest.event_source,
+                "event_source_id": dest.event_source_id,
+                "outcome": "DELIVERED" if result.delivered else "DEAD_LETTERED",
+                "api_code": result.code,
+                "message": result.message[:1000],
+                "request_id": result.request_id,
+                "attempts": it.attempts,
+                "test_event": dest.test_event_code is not None,
+                "decided_at": now,
+            },
+        )
+        self.outputs.send(self.settings.topic_deliveries, it.conv.event_id.encode(), value)
+        outcome = "delivered" if result.delivered else result.reason
+        self.metrics.deliveries.labels(self.destination.name, outcome, str(result.code)).inc()
+
+    async def _dead(
+        self,
+        it: Item,
+        reason: str,
+        message: str,
+        code: int | None,
+        now: datetime,
+        field: str | None = None,
+    ) -> None:
+        msg = it.event.message
+        raw = pl.Raw(msg.topic, msg.partition, msg.offset, msg.key, msg.value)
+        label = f"Conversion event_id={it.conv.event_id}"
+        text = message if message.startswith(label) else f"{label}: {message}"
+        if code:
+            text += f" (code {code})"
+        out = self.pipeline.dead_letter(
+            raw, reason, text, field, msg.value or b"", now, it.conv.event_id
+        )
+        in_event(it.event)
+        self.outputs.send_dead(out, msg.partition)

@@ -1,0 +1,238 @@
+"""Faust's aiokafka transport, with the consumer repairs Leadstream needs to lose nothing.
+
+:class:`Consumer` differs from Faust 0.15.3's aiokafka consumer in these ways:
+
+* **Recovery can read to the confirmed end of each changelog.** Faust stops restoring a table at
+  each changelog partition's listed end (``highwaters``); with
+  ``LEADSTREAM_KAFKA_CONFIRM_END_OFFSETS`` the override confirms those ends with a fetch
+  (:mod:`streams.runtime.offsets`), so a broker whose ListOffsets answer is short (Tansu) cannot
+  make a restarted worker forget state. Kafka's answer is exact, so it is off by default.
+* **A fetch never takes records of a paused partition.** Faust hands aiokafka its *live* set of
+  active partitions, which the consumer thread reads while the worker pauses and resumes
+  partitions around a rebalance, and aiokafka reads an empty set as "every partition". Records
+  of partitions paused for table recovery were fetched, dropped by Faust (the partition was not
+  active) and the position moved past them; Faust later took the jump for a gap in the log,
+  acknowledged offsets it had never processed and committed past them: leads lost after a
+  takeover in the scale-out drill. Here the fetch uses a copy of the set and fetches nothing
+  when it is empty, and a partition whose fetched records cannot be handed to the streams is
+  rewound to the first of them.
+* **Records fetched before a seek are not handed out after it.** Faust's fetch loop went on
+  through a batch fetched before ``perform_seek`` moved a partition, and took the jump from the
+  new read offset to the next stale record for a gap, acknowledging records still in flight.
+  Here a partition sought during a batch gets no more records from that batch; it is rewound to
+  the earlier of the seek's target and its first record not handed out. A partition with no
+  committed offset is sought to its beginning (the ``earliest`` reset policy), as a new member
+  would read it.
+* **A refused commit is logged.** Faust's aiokafka driver drops a commit the group coordinator
+  refuses ("already rebalanced") without a word; a worker whose commits keep failing then re-reads
+  everything after a restart. It is a WARNING here (the liveness probe catches the case where the
+  committed offset never moves).
+* **Acknowledgements from an earlier generation are not counted.** Faust's streams acknowledge
+  an event they skip because it was fetched before the last rebalance; its offset was then
+  committable though the event was never processed. Such an acknowledgement is now ignored: the
+  record is read again from the committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+
+from streams.runtime import offsets
+
+logger = logging.getLogger(__name__)
+
+
+class Consumer(faust_aiokafka.Consumer):
+    """The aiokafka consumer; see the module docstring for what differs from Faust's."""
+
+    #: Number of seeks so far, and for each partition sought: (that number, target offset).
+    _seeks: int = 0
+    _sought: dict[TP, tuple[int, int]]
+    #: ``_seeks`` when the last fetch started: records of a partition sought since are suspect.
+    _seeks_at_fetch: int = 0
+
+    def on_init(self) -> None:
+        """Start with no seeks recorded (and again when Faust restarts the consumer)."""
+        super().on_init()
+        self._seeks = self._seeks_at_fetch = 0
+        self._sought = {}
+
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        """Return the end offset of each partition as listed, confirmed by a fetch if asked.
+
+        The app's ``kafka_connection`` and ``confirm_end_offsets``
+        (:class:`streams.runtime.app.App`) say whether and how to confirm.
+        """
+        listed = await super().highwaters(*partitions)
+        conn = getattr(self.app, "kafka_connection", None)
+        if conn is None or not getattr(self.app, "confirm_end_offsets", False):
+            return listed
+        confirmed = await asyncio.to_thread(offsets.fetched_end_offsets, conn, listed)
+        raised = [
+            f"{tp.topic}[{tp.partition}] {listed[tp]} -> {end}"
+            for tp, end in sorted(confirmed.items())
+            if end != listed[tp]
+        ]
+        if raised:
+            logger.info(
+                "recovery reads past the broker's listed end offsets: %s", ", ".join(raised)
+            )
+        return confirmed  # type: ignore[return-value]  # None stays None, as Faust expects
+
+    # -- fetching ------------------------------------------------------------------------------
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        """Fetch from a copy of the active partitions, and nothing when none is active."""
+        self._seeks_at_fetch = self._seeks
+        if active_partitions is None:  # a client-only app reads every assigned partition
+            return await super()._getmany(None, timeout)
+        fetching = set(active_partitions)
+        return await super()._getmany(fetching, timeout) if fetching else {}
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        """Yield fetched records as Faust's ``getmany`` does, rewinding what it cannot hand out.
+
+        Round-robin across partitions, while the flow is on and the generation unchanged.
+        """
+        records, active_partitions = await self._wait_next_records(timeout)
+        seeks_before = self._seeks_at_fetch
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            try:  # as Faust does; the rebalance that stopped the flow sets the positions again
+                await self.perform_seek()
+            except Exception as exc:
+                logger.warning("exception performing seek when flow not active: %r", exc)
+            return
+        held: dict[TP, int] = {}  # partition -> first offset not handed out
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                return  # a rebalance: the new assignment sets every position again
+            if tp in held:
+                continue
+            if self._seek_target_since(tp, seeks_before) is not None:
+                held[tp] = record.offset  # fetched before the seek, or mixed with such records
+            elif (
+                active_partitions is None
+                or tp in active_partitions
+                or tp in self._buffered_partitions
+            ):
+                self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                yield tp, self._to_message(tp, record)
+            else:
+                held[tp] = record.offset  # paused while it was being fetched
+        if held and self.flow_active and self.app.consumer_generation_id == generation_id:
+            await self._rewind(held, seeks_before)
+
+    async def _rewind(self, held: Mapping[TP, int], seeks_before: int) -> None:
+        assigned = self.assignment()
+        for tp, offset in held.items():
+            target = self._seek_target_since(tp, seeks_before)
+            if target is not None:
+                offset = min(offset, target)
+            if tp in assigned:
+                logger.debug("rewinding %s to %s: records fetched but not handed out", tp, offset)
+                await self._seek(tp, offset)
+
+    # -- seeking -------------------------------------------------------------------------------
+
+    def _seek_target_since(self, tp: TP, seeks: int) -> int | None:
+        """Return the target of the last seek of ``tp`` if it came after seek number ``seeks``."""
+        sought = self._sought.get(tp)
+        return sought[1] if sought is not None and sought[0] > seeks else None
+
+    def _mark_sought(self, targets: Mapping[TP, int]) -> None:
+        self._seeks += 1
+        for tp, offset in targets.items():
+            self._sought[tp] = (self._seeks, offset)
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        """Faust's ``seek``; records fetched before it are not handed out after it."""
+        await super().seek(partition, offset)
+        self._mark_sought({partition: offset})
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        """Faust's ``seek_wait``; records fetched before it are not handed out after it."""
+        await super().seek_wait(partitions)
+        self._mark_sought(partitions)
+
+    async def perform_seek(self) -> None:
+        """Seek each partition to its committed offset, a stream partition without one to its start.
+
+        Records fetched before the seek are not handed out after it.
+        """
+        committed = await self.seek_to_committed()  # aiokafka seeks those with an offset > 0
+        fresh = [
+            tp
+            for tp, offset in committed.items()
+            if not offset
+            and not self._is_changelog_tp(tp)
+            and self.app.topics.acks_enabled_for(tp.topic)
+        ]
+        if fresh:
+            await self._thread.seek_to_beginning(*fresh)  # type: ignore[attr-defined]
+        # From here to the end without a suspension point, so that the fetch loop sees the new
+        # read offsets and the seek marks together.
+        self._mark_sought(
+            {tp: offset for tp, offset in committed.items() if offset} | dict.fromkeys(fresh, 0)
+        )
+        self._read_offset.update(
+            {
+                tp: offset if offset is not None and offset >= 0 else None
+                for tp, offset in committed.items()
+            }
+        )
+        self._committed_offset.update(
+            {tp: offset or None for tp, offset in committed.items() if offset is not None}
+        )
+
+    # -- commits, flow and acknowledgements ----------------------------------------------------
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        """Commit; say so when the group coordinator refused it (Faust drops that silently)."""
+        committed = await super()._commit(offsets)
+        if not committed and offsets and not self.should_stop:
+            logger.warning(
+                "offset commit refused (the group is rebalancing or this member's generation is "
+                "stale): after a restart or a rebalance these partitions are read again from their "
+                "last committed offset, not from %s",
+                ", ".join(
+                    f"{tp.topic}[{tp.partition}]@{off}" for tp, off in sorted(offsets.items())
+                ),
+            )
+        return committed
+
+    def on_buffer_drop(self, tp: TP) -> None:
+        """Fetch again from a partition whose stream buffer drained, unless it is paused.
+
+        Faust re-activated it even while a rebalance held it paused for table recovery.
+        """
+        buffered = self._buffered_partitions
+        if tp in buffered:
+            buffered.discard(tp)
+            if tp not in self._paused_partitions:
+                self._get_active_partitions().add(tp)
+
+    def ack(self, message: Message) -> bool:
+        """Count the acknowledgement only for a record fetched in the current generation."""
+        generation_id = message.generation_id
+        if generation_id is not None and generation_id != self.app.consumer_generation_id:
+            with ack_lock:
+                message.acked = True
+                self._unacked_messages.discard(message)
+            return False
+        return super().ack(message)
+
+
+class Transport(faust_aiokafka.Transport):
+    """Faust's ``kafka://`` (aiokafka) transport with :class:`Consumer`."""
+
+    Consumer = Consumer

@@ -1,0 +1,336 @@
+"""Assembles a Leadstream worker: settings in, a Faust App with every agent, table and page out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.exceptions import ConsumerNotStarted
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import EventT
+
+from streams.connection import check_connection
+from streams.domain.due import DueIndex
+from streams.errors import ConfigError, LeadstreamError
+from streams.ops.lag import LagProbe
+from streams.runtime.admin import ensure_topics
+from streams.runtime.agents import Agents
+from streams.runtime.app import create_app
+from streams.runtime.delivery import Delivery
+from streams.runtime.health import Progress
+from streams.runtime.metrics import Metrics
+from streams.runtime.outputs import Outputs, producer_for
+from streams.runtime.tables import declare_tables
+from streams.runtime.topics import Topics, declare_topics
+from streams.serde.avro import AvroSerde
+from streams.serde.pipeline import Pipeline
+from streams.settings import Settings
+from streams.tiktok.client import EventsDestination, TikTokEventsClient
+
+logger = logging.getLogger(__name__)
+
+
+def check_settings(settings: Settings) -> None:
+    """Fail fast, naming the variable, when the worker cannot deliver anything."""
+    if settings.tiktok_access_token is None or not settings.tiktok_access_token.get_secret_value():
+        msg = "LEADSTREAM_TIKTOK_ACCESS_TOKEN is not set: the worker cannot call the Events API"
+        raise ConfigError(msg)
+    if not settings.tiktok_pixel_code and not settings.tiktok_crm_event_set_id:
+        msg = (
+            "set LEADSTREAM_TIKTOK_PIXEL_CODE (web events) "
+            "and/or LEADSTREAM_TIKTOK_CRM_EVENT_SET_ID"
+        )
+        raise ConfigError(msg)
+
+
+def replication_warning(settings: Settings) -> str | None:
+    """Return the start-up warning for topics with fewer than two replicas, unless allowed."""
+    if settings.topic_replication >= 2 or settings.allow_low_replication:  # noqa: PLR2004
+        return None
+    return (
+        f"LEADSTREAM_TOPIC_REPLICATION={settings.topic_replication}: topics Leadstream creates "
+        "lose data when one broker fails; set it to 3 (or LEADSTREAM_ALLOW_LOW_REPLICATION=true "
+        "for a single-broker test cluster)"
+    )
+
+
+def all_topic_names(topics: Topics) -> list[str]:
+    """Every topic the worker reads or writes, internal ones included."""
+    return [
+        t.get_topic_name()
+        for t in (
+            topics.form,
+            topics.booking,
+            topics.status,
+            topics.conversions,
+            topics.deliveries,
+            topics.dead_letter,
+            topics.bookings_by_lead,
+            topics.bookings_by_identity,
+            topics.identity,
+            topics.ticks,
+        )
+    ]
+
+
+class Worker:
+    """A built worker: the Faust app plus the objects tests and pages look at."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        destination: EventsDestination | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """Build the app; nothing connects until Faust starts it."""
+        self.settings = settings
+        self.conn = settings.kafka_connection()
+        self.metrics = metrics or Metrics()
+        self.app: faust.App = create_app(settings)
+        self.topics = declare_topics(self.app, settings)
+        self.serde = AvroSerde.from_settings(settings)
+        self.pipeline = Pipeline(
+            self.serde,
+            settings.topic_dead_letter,
+            {
+                "FormSubmitted": settings.topic_form_submitted,
+                "BookingCreated": settings.topic_booking_created,
+                "LeadStatusChanged": settings.topic_lead_status_changed,
+            },
+        )
+        self.due = DueIndex()
+        self.tables = declare_tables(self.app, settings, on_lead_changelog=self._on_lead_changelog)
+        self.outputs = Outputs(self.topics, self.tables, self.metrics, producer_for(self.conn))
+        if destination is None:
+            token = settings.tiktok_access_token
+            destination = TikTokEventsClient(
+                settings.tiktok_api_url,
+                token.get_secret_value() if token else "",
+                timeout=settings.tiktok_timeout,
+            )
+        self.delivery = Delivery(
+            settings,
+            destination,
+            self.pipeline,
+            self.topics,
+            self.tables,
+            self.metrics,
+            self.outputs.sibling(),  # the deliver agent's own outputs
+        )
+        self.agents = Agents(
+            self.app,
+            settings,
+            self.topics,
+            self.tables,
+            self.pipeline,
+            self.delivery,
+            self.metrics,
+            self.outputs,
+            self.due,
+        )
+        self._pages()
+
+    async def _on_lead_changelog(self, event: EventT) -> None:
+        await self.agents.on_lead_changelog(event)
+
+    def prepare(self) -> None:
+        """Create missing topics and register the schemas before Faust starts.
+
+        ``leadstream worker`` checks the connection first (:func:`check_connection`).
+        """
+        logger.info("Kafka: %s", self.conn.describe())
+        warning = replication_warning(self.settings)
+        if warning:
+            logger.warning("%s", warning)
+        ensure_topics(
+            self.conn,
+            all_topic_names(self.topics),
+            partitions=self.settings.topic_partitions,
+            replication=self.settings.topic_replication,
+        )
+        s = self.settings
+        for topic, record in (
+            (s.topic_form_submitted, "FormSubmitted"),
+            (s.topic_booking_created, "BookingCreated"),
+            (s.topic_lead_status_changed, "LeadStatusChanged"),
+            (s.topic_conversions, "Conversion"),
+            (s.topic_deliveries, "DeliveryReceipt"),
+            (s.topic_dead_letter, "DeadLetter"),
+        ):
+            self.serde.register(topic, record)
+
+    def _pages(self) -> None:
+        """Health endpoints, ``/metrics`` (Faust's Prometheus sensor + ours) and the lag probe."""
+        app, tables, metrics, settings = self.app, self.tables, self.metrics, self.settings
+        setup_prometheus_sensors(
+            app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"
+        )
+        metrics.watch_tables(
+            lambda: {
+                "leads": tables.leads,
+                "identity": tables.identity,
+                "delivered": tables.delivered,
+                "dead_lettered": tables.dead_lettered,
+            }
+        )
+        self.progress = Progress(stall_after=settings.liveness_stall_seconds)
+        self._probe: LagProbe | None = None
+        #: Why Kafka cannot be reached, while the worker is not ready (``/health/ready``).
+        self.kafka_problem: str | None = None
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            (assigned,) = args
+            # ``assigned`` is the whole new assignment (eager rebalance); the consumer's own view
+            # is added so a partition still owned is never dropped, whichever is updated first.
+            given = {(tp.topic, tp.partition) for tp in assigned}
+            self.keep_lag(given | self._assigned())
+
+        @app.timer(settings.lag_interval)
+        async def probe_connection() -> None:
+            await self.check_kafka()
+
+        @app.timer(settings.lag_interval)
+        async def probe_lag() -> None:
+            await self.measure_lag()
+
+        @app.page("/health/live")
+        async def live(web: Any, request: Any) -> Any:
+            stalled = self.stalled()
+            body = {"status": "stuck" if stalled else "ok", "stalled": [list(tp) for tp in stalled]}
+            return web.json(body, status=503 if stalled else 200)
+
+        @app.page("/health/ready")
+        async def ready(web: Any, request: Any) -> Any:
+            body, status = self.readiness()
+            return web.json(body, status=status)
+
+    def readiness(self) -> tuple[dict[str, Any], int]:
+        """Return the ``/health/ready`` body and status: 200 once tables are recovered.
+
+        While not ready, ``reason`` says why: Kafka cannot be reached (the last
+        :meth:`check_kafka` failed), or recovery has not finished.
+        """
+        app = self.app
+        # TableManagerT does not declare the recovery service Faust's TableManager has.
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
+        recovered = recovery.completed.is_set()
+        ok = recovered and app.consumer is not None and self.kafka_problem is None
+        try:
+            assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment())
+        except ConsumerNotStarted:
+            assigned = []
+        body: dict[str, Any] = {"ready": ok, "recovered": recovered, "assigned": assigned}
+        if not ok:
+            body["reason"] = self.kafka_problem or (
+                "table recovery has not finished" if not recovered else "no consumer yet"
+            )
+        return body, 200 if ok else 503
+
+    async def check_kafka(self) -> None:
+        """Check the Kafka connection; keep the one-line reason it fails for ``/health/ready``.
+
+        Faust starts timers and the web server only after table recovery, so this covers a
+        worker that was up and lost its connection (a rotated password, an expired
+        certificate); a worker that cannot connect at start stops before Faust does.
+        """
+        try:  # the full connect timeout: a busy broker is not a lost one
+            await asyncio.to_thread(
+                check_connection, self.conn, self.settings.kafka_connect_timeout
+            )
+        except LeadstreamError as exc:
+            if self.kafka_problem is None:
+                logger.error("cannot connect to Kafka: %s", exc)
+            self.kafka_problem = str(exc)
+        else:
+            if self.kafka_problem is not None:
+                logger.info("connected to Kafka again")
+            self.kafka_problem = None
+
+    def _assigned(self) -> set[tuple[str, int]]:
+        """Return the source partitions assigned to this worker (changelogs excluded)."""
+        try:
+            assignment = self.app.consumer.assignment()
+        except ConsumerNotStarted:
+            return set()
+        return {
+            (tp.topic, tp.partition) for tp in assignment if not tp.topic.endswith("-changelog")
+        }
+
+    def keep_lag(self, assigned: set[tuple[str, int]]) -> None:
+        """Drop lag series of partitions this worker no longer owns (after a rebalance)."""
+        dropped = self.metrics.keep_lag(assigned)
+        if dropped:
+            logger.info(
+                "lag metrics dropped for partitions no longer assigned: %s",
+                ", ".join(f"{topic}:{partition}" for topic, partition in dropped),
+            )
+
+    async def measure_lag(self) -> None:
+        """Probe lag of this worker's assigned partitions; export it and feed liveness.
+
+        Series of partitions outside the current assignment are dropped first, also when
+        the probe fails, so a revoked partition never shows a frozen lag.
+        """
+        assigned = self._assigned()
+        self.keep_lag(assigned)
+        if not assigned:
+            return
+        if self._probe is None:
+            self._probe = LagProbe(
+                self.conn,
+                self.settings.app_id,
+                confirm_end_offsets=self.settings.kafka_confirm_end_offsets,
+            )
+        topics = sorted({topic for topic, _ in assigned})
+        try:
+            rows = await asyncio.to_thread(self._probe.measure, topics, assigned)
+        except Exception as exc:  # noqa: BLE001 - a failed probe must not stop the worker
+            logger.warning("consumer lag probe failed: %s", exc)
+            return
+        # A rebalance may have happened while the probe ran: export only what is still ours.
+        current = self._assigned()
+        for row in rows:
+            if (row.topic, row.partition) in current:
+                self.metrics.set_lag(row.topic, row.partition, row.lag, row.lag_seconds)
+        self.keep_lag(current)
+        self.progress.observe(rows, time.monotonic())
+
+    def stalled(self) -> list[tuple[str, int]]:
+        """Partitions stuck with lag; empty while delivery is paused on purpose (auth circuit)."""
+        if any(c.open for c in self.delivery.circuits.values()):
+            return []
+        return self.progress.stalled(time.monotonic())
+
+    def run(self, loglevel: str = "INFO") -> None:
+        """Run until stopped (SIGTERM/SIGINT), the way ``leadstream worker`` does."""
+        discard_local_tables(self.settings.store, Path(self.app.conf.tabledir))
+        worker = faust.Worker(self.app, loglevel=loglevel, quiet=True)
+        worker.execute_from_commandline()
+
+
+def discard_local_tables(store: str, tabledir: Path) -> bool:
+    """Remove RocksDB table files left by an earlier run, so recovery reads the changelog.
+
+    A table write reaches the local RocksDB store when the agent makes it, but its changelog
+    record is produced only after the batch's outputs are durable (:mod:`streams.runtime.outputs`).
+    After a SIGKILL the local store can therefore hold a state ("conversion sent") whose
+    conversion never reached Kafka; Faust would restore from that store and the input, read
+    again, would be skipped as a duplicate: a lost conversion (the RocksDB kill drill showed
+    it). Until table writes are deferred past output durability, every start rebuilds the
+    tables from the changelog; RocksDB still keeps the state off the heap.
+
+    Returns:
+        True when local table files were removed.
+
+    """
+    if not store.startswith("rocksdb") or not tabledir.exists():
+        return False
+    logger.info("RocksDB tables are rebuilt from the changelog: removing %s", tabledir)
+    shutil.rmtree(tabledir)
+    return True

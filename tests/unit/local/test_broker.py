@@ -1,0 +1,110 @@
+"""The local broker choice and the Kafka broker's configuration, without starting a JVM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.errors import BrokerError
+from streams.local import broker
+from streams.local.broker import KafkaBroker, TansuBroker, local_broker
+
+
+def test_kafka_is_the_default_where_java_and_the_jars_are_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOCAL_BROKER", raising=False)
+    monkeypatch.setattr(broker, "java_binary", lambda: "/usr/bin/java")
+    monkeypatch.setattr(broker, "fetch_kafka", lambda quiet=False: tmp_path / "libs")
+    chosen = local_broker(tmp_path)
+    assert isinstance(chosen, KafkaBroker)
+    assert chosen.kind == "kafka"
+
+
+def test_no_java_falls_back_to_tansu_loudly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("LOCAL_BROKER", raising=False)
+    monkeypatch.setattr(broker, "java_binary", lambda: None)
+    chosen = local_broker(tmp_path)
+    assert isinstance(chosen, TansuBroker)
+    assert "falls back to Tansu" in capsys.readouterr().err
+
+
+def test_a_failed_fetch_falls_back_to_tansu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fail(quiet: bool = False) -> Path:
+        msg = "Maven (mvn) is not installed: cannot fetch Apache Kafka"
+        raise BrokerError(msg)
+
+    monkeypatch.delenv("LOCAL_BROKER", raising=False)
+    monkeypatch.setattr(broker, "java_binary", lambda: "/usr/bin/java")
+    monkeypatch.setattr(broker, "fetch_kafka", fail)
+    assert isinstance(local_broker(tmp_path), TansuBroker)
+    assert "Maven (mvn) is not installed" in capsys.readouterr().err
+
+
+def test_asking_for_kafka_where_it_cannot_run_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(broker, "java_binary", lambda: None)
+    with pytest.raises(BrokerError, match="no Java 17"):
+        local_broker(tmp_path, prefer="kafka")
+
+
+def test_local_broker_env_forces_tansu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCAL_BROKER", "tansu")
+    monkeypatch.setattr(broker, "java_binary", lambda: "/usr/bin/java")
+    assert isinstance(local_broker(tmp_path), TansuBroker)
+
+
+def test_plain_broker_properties_are_a_single_kraft_node(tmp_path: Path) -> None:
+    kafka = KafkaBroker(tmp_path)
+    props = dict(
+        line.split("=", 1) for line in kafka._properties(tmp_path / "data").splitlines() if line
+    )
+    assert props["process.roles"] == "broker,controller"
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["transaction.state.log.replication.factor"] == "1"
+    assert props["advertised.listeners"] == f"PLAINTEXT://{kafka.bootstrap}"
+    assert "sasl.enabled.mechanisms" not in props
+    assert kafka.sasl_ssl is None
+    assert kafka.mtls is None
+
+
+def test_secured_broker_opens_sasl_ssl_and_mtls_listeners(tmp_path: Path) -> None:
+    kafka = KafkaBroker(tmp_path, secured=True)
+    kafka.pki = broker_pki(tmp_path)
+    text = kafka._properties(tmp_path / "data")
+    props = dict(line.split("=", 1) for line in text.splitlines() if line)
+    assert kafka.sasl_ssl is not None
+    assert kafka.mtls is not None
+    assert f"SASL_SSL://{kafka.sasl_ssl.bootstrap}" in props["advertised.listeners"]
+    assert f"MTLS://{kafka.mtls.bootstrap}" in props["advertised.listeners"]
+    assert "MTLS:SSL" in props["listener.security.protocol.map"]
+    assert props["listener.name.mtls.ssl.client.auth"] == "required"
+    assert props["sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512"
+    assert props["ssl.keystore.type"] == "PEM"
+
+
+def broker_pki(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from streams.local.pki import make_pki
+
+    return make_pki(tmp_path / "pki")
+
+
+def test_the_test_pki_verifies_a_client_and_a_server(tmp_path: Path) -> None:
+    import ssl
+
+    pki = broker_pki(tmp_path)
+    client = ssl.create_default_context(cafile=str(pki.ca_cert))
+    client.load_cert_chain(
+        str(pki.client_cert), str(pki.client_key_encrypted), pki.client_key_password
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca_cert))
+    server.load_cert_chain(str(pki.server_cert), str(pki.server_key))
+    with pytest.raises(ssl.SSLError):
+        client.load_cert_chain(str(pki.client_cert), str(pki.client_key_encrypted), "wrong")

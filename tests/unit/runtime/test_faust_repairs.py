@@ -1,0 +1,333 @@
+"""The consumer repairs in :mod:`streams.runtime.faust_repairs`, driven without a broker.
+
+A real :class:`streams.runtime.faust_repairs.Consumer` is built from an app that is never started;
+its fetch (``_wait_next_records`` / the consumer thread) and its seeks are replaced by recorders, so
+each test sets up the interleaving that lost records in the scale-out drill and checks what is
+handed to the streams and where the partition is rewound. Each of these fails on Faust 0.15.3's own
+consumer (``faust.transport.drivers.aiokafka.Consumer``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from faust.types import TP
+
+from streams.runtime.app import App
+from streams.runtime.faust_repairs import Consumer
+
+STATUS = "crm.lead-status-changed"
+FORM = "leads.form-submitted"
+CHANGELOG = "leadstream-leads-changelog"
+
+
+def record(tp: TopicPartition, offset: int) -> ConsumerRecord:
+    return ConsumerRecord(tp.topic, tp.partition, offset, 0, 0, b"key", b"value", None, 3, 5, ())
+
+
+class Recorder:
+    """Stands in for aiokafka: the batch a fetch returns, and every seek asked of it."""
+
+    def __init__(self) -> None:
+        self.fetched_with: list[set[Any] | None] = []
+        self.seeks: list[tuple[TopicPartition, int]] = []
+        self.to_beginning: list[TopicPartition] = []
+        self.committed: dict[TopicPartition, int | None] = {}
+        self.commits_accepted = True
+
+    async def getmany(self, active: set[Any] | None, timeout: float) -> dict[Any, Any]:
+        self.fetched_with.append(active)
+        return {}
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    async def seek_wait(self, partitions: dict[TopicPartition, int]) -> None:
+        self.seeks.extend(partitions.items())
+
+    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        self.to_beginning.extend(tps)
+
+    async def seek_to_committed(self) -> dict[TopicPartition, int | None]:
+        return dict(self.committed)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.committed)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        return self.commits_accepted
+
+
+@pytest.fixture
+def consumer(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Consumer, Recorder]]:
+    app = App("transport-test", broker="kafka://127.0.0.1:1", autodiscover=False)
+    consumer = app.consumer
+    assert isinstance(consumer, Consumer)
+    fake = Recorder()
+    monkeypatch.setattr(consumer, "_thread", fake)
+    monkeypatch.setattr(consumer, "highwater", lambda tp: 1_000)
+    monkeypatch.setattr(
+        app.topics, "acks_enabled_for", lambda topic: not topic.endswith("-changelog")
+    )
+    monkeypatch.setattr(consumer, "_is_changelog_tp", lambda tp: tp.topic.endswith("-changelog"))
+    yield consumer, fake
+
+
+def batch(consumer: Consumer, records: dict[Any, list[ConsumerRecord]], active: set[Any]) -> None:
+    """Make the next fetch return ``records`` for the ``active`` set (Faust's live set)."""
+
+    async def wait_next_records(timeout: float) -> tuple[dict[Any, Any], set[Any]]:
+        return records, active
+
+    consumer._wait_next_records = wait_next_records  # type: ignore[method-assign]
+
+
+async def drain(consumer: Consumer, during: Any = None) -> list[tuple[str, int, int]]:
+    """Offsets ``getmany`` hands out; ``during(n)`` runs after the n-th one."""
+    out = []
+    async for tp, message in consumer.getmany(timeout=1.0):
+        out.append((tp.topic, tp.partition, message.offset))
+        if during is not None:
+            await during(len(out))
+    return out
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_the_fetch_gets_a_copy_of_the_active_set_and_never_an_empty_one(consumer: Any) -> None:
+    consumer, fake = consumer
+    status0 = TopicPartition(STATUS, 0)
+    active = {status0}
+    run(consumer._getmany(active, 1.0))
+    active.clear()  # a pause while the consumer thread is still fetching
+    assert fake.fetched_with == [{status0}]  # what aiokafka holds did not change
+    assert fake.fetched_with[0] is not active
+
+    assert run(consumer._getmany(set(), 1.0)) == {}
+    assert fake.fetched_with == [{status0}]  # aiokafka would read an empty set as "all"
+
+
+def test_records_of_a_partition_paused_during_the_fetch_are_rewound_not_skipped(
+    consumer: Any,
+) -> None:
+    consumer, fake = consumer
+    form0, status0 = TopicPartition(FORM, 0), TopicPartition(STATUS, 0)
+    fake.committed = {form0: 10, status0: 5}
+    active = {form0}  # status0 was paused (recovery) while its records were fetched
+    batch(
+        consumer,
+        {form0: [record(form0, 10), record(form0, 11)], status0: [record(status0, 5)]},
+        active,
+    )
+    assert run(drain(consumer)) == [(FORM, 0, 10), (FORM, 0, 11)]
+    assert fake.seeks == [(status0, 5)]  # read again once resumed, not a gap
+
+
+def test_records_fetched_before_a_seek_are_not_handed_out_after_it(consumer: Any) -> None:
+    consumer, fake = consumer
+    form0, status0 = TopicPartition(FORM, 0), TopicPartition(STATUS, 0)
+    fake.committed = {form0: 290, status0: 40}
+    stale = [record(form0, offset) for offset in range(420, 424)]
+    batch(
+        consumer,
+        {form0: stale, status0: [record(status0, 40), record(status0, 41)]},
+        {form0, status0},
+    )
+
+    async def seek_to_committed_after_first(n: int) -> None:
+        if n == 1:
+            await consumer.perform_seek()  # recovery ends: back to the committed offsets
+
+    handed_out = run(drain(consumer, seek_to_committed_after_first))
+    assert handed_out == [(FORM, 0, 420)]  # nothing of the old batch after the seek
+    assert consumer._read_offset[form0] == 290
+    # form0 rewound to the seek's target (not 421: the seek is what counts), status0 to 40
+    assert set(fake.seeks) == {(form0, 290), (status0, 40)}
+
+
+def test_a_stream_partition_without_a_committed_offset_is_sought_to_its_beginning(
+    consumer: Any,
+) -> None:
+    consumer, fake = consumer
+    form0, form1 = TopicPartition(FORM, 0), TopicPartition(FORM, 1)
+    changelog0 = TopicPartition(CHANGELOG, 0)
+    fake.committed = {form0: 17, form1: None, changelog0: None}
+    run(consumer.perform_seek())
+    assert fake.to_beginning == [form1]  # a changelog's position belongs to table recovery
+    assert consumer._read_offset[form0] == 17
+    assert consumer._read_offset[form1] is None
+    assert consumer._committed_offset[form0] == 17
+
+
+def test_an_acknowledgement_from_an_earlier_generation_is_not_counted(consumer: Any) -> None:
+    consumer, _ = consumer
+    app = consumer.app
+    app.consumer_generation_id = 3
+    form0 = TopicPartition(FORM, 0)
+    old = consumer._to_message(form0, record(form0, 7))
+    old.generation_id = 2  # fetched before the last rebalance, skipped by the stream
+    current = consumer._to_message(form0, record(form0, 8))
+    assert current.generation_id == 3
+
+    assert consumer.ack(old) is False
+    assert old.acked
+    assert consumer.ack(current) is True
+    assert consumer._acked[form0] == [8]  # 7 is read again from the committed offset
+
+
+def test_a_drained_buffer_does_not_reactivate_a_paused_partition(consumer: Any) -> None:
+    consumer, _ = consumer
+    app = consumer.app
+    form0, form1 = TP(FORM, 0), TP(FORM, 1)  # as the conductor names them
+    consumer._set_active_tps({form0, form1})
+    app.in_recovery = False
+    consumer.on_buffer_full(form0)
+    consumer.on_buffer_full(form1)
+    consumer.pause_partitions({form0})  # a rebalance holds form0 until recovery ends
+    consumer.on_buffer_drop(form0)
+    consumer.on_buffer_drop(form1)
+    assert consumer._get_active_partitions() == {form1}
+    consumer.resume_partitions({form0})
+    assert consumer._get_active_partitions() == {form0, form1}
+
+
+def test_a_refused_commit_is_logged(consumer: Any, caplog: pytest.LogCaptureFixture) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    assert run(consumer._commit({form0: 12})) is True
+    assert "commit refused" not in caplog.text
+    fake.commits_accepted = False  # Faust's driver: "already rebalanced", dropped silently
+    assert run(consumer._commit({form0: 12})) is False
+    assert "commit refused" in caplog.text and f"{FORM}[0]@12" in caplog.text
+
+
+def test_a_client_only_fetch_reads_every_assigned_partition(consumer: Any) -> None:
+    consumer, fake = consumer
+    assert run(consumer._getmany(None, 1.0)) == {}
+    assert fake.fetched_with == [None]  # no active set: aiokafka reads all, as Faust asks
+
+
+def test_nothing_is_handed_out_without_records_or_when_stopping(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    fake.committed = {form0: 3}
+
+    async def no_records(timeout: float) -> tuple[None, set[Any]]:
+        return None, {form0}
+
+    consumer._wait_next_records = no_records
+    assert run(drain(consumer)) == []
+    batch(consumer, {form0: [record(form0, 3)]}, {form0})
+    monkeypatch.setattr(type(consumer), "should_stop", property(lambda self: True))
+    assert run(drain(consumer)) == []
+    assert fake.seeks == []  # a stopping worker leaves the positions alone
+
+
+def test_a_batch_fetched_while_the_flow_is_stopped_seeks_to_the_committed_offsets(
+    consumer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    fake.committed = {form0: 30}
+    batch(consumer, {form0: [record(form0, 40), record(form0, 41)]}, {form0})
+    consumer.stop_flow()
+    assert run(drain(consumer)) == []
+    assert consumer._read_offset[form0] == 30  # perform_seek ran: read again from committed
+
+    async def failing_seek() -> None:
+        msg = "coordinator gone"
+        raise RuntimeError(msg)
+
+    consumer.perform_seek = failing_seek
+    assert run(drain(consumer)) == []
+    assert "exception performing seek when flow not active" in caplog.text
+    assert "coordinator gone" in caplog.text
+
+
+def test_a_rebalance_during_a_batch_stops_handing_out_and_rewinds_nothing(
+    consumer: Any,
+) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    fake.committed = {form0: 10}
+    consumer.app.consumer_generation_id = 1
+    batch(consumer, {form0: [record(form0, 10), record(form0, 11), record(form0, 12)]}, {form0})
+
+    async def rebalance_after_first(n: int) -> None:
+        consumer.app.consumer_generation_id = 2
+
+    assert run(drain(consumer, rebalance_after_first)) == [(FORM, 0, 10)]
+    assert fake.seeks == []  # the new assignment sets every position
+
+
+def test_held_records_are_not_rewound_once_the_flow_stops(consumer: Any) -> None:
+    consumer, fake = consumer
+    form0, status0 = TopicPartition(FORM, 0), TopicPartition(STATUS, 0)
+    fake.committed = {form0: 10, status0: 5}
+    batch(consumer, {status0: [record(status0, 5)], form0: [record(form0, 10)]}, {form0})
+
+    async def stop_flow(n: int) -> None:
+        consumer.stop_flow()  # a rebalance starts: it sets every position again
+
+    assert run(drain(consumer, stop_flow)) == [(FORM, 0, 10)]
+    assert fake.seeks == []
+
+
+def test_a_seek_during_a_batch_rewinds_to_its_target(consumer: Any) -> None:
+    consumer, fake = consumer
+    form0, form1 = TopicPartition(FORM, 0), TopicPartition(FORM, 1)
+    fake.committed = {form0: 100, form1: 200}
+    batch(
+        consumer,
+        {form0: [record(form0, o) for o in (100, 101, 102)], form1: [record(form1, 200)]},
+        {form0, form1},
+    )
+
+    async def seek_after_first(n: int) -> None:
+        if n == 1:
+            await consumer.seek(form0, 50)
+
+    handed_out = run(drain(consumer, seek_after_first))
+    assert (FORM, 0, 101) not in handed_out and (FORM, 0, 102) not in handed_out
+    assert (FORM, 1, 200) in handed_out
+    assert fake.seeks == [(form0, 50), (form0, 50)]  # the seek, then the rewind to its target
+
+
+def test_a_seek_wait_during_a_batch_rewinds_to_the_first_record_not_handed_out(
+    consumer: Any,
+) -> None:
+    consumer, fake = consumer
+    form0 = TopicPartition(FORM, 0)
+    fake.committed = {form0: 100}
+    batch(consumer, {form0: [record(form0, o) for o in (100, 101, 102)]}, {form0})
+
+    async def seek_wait_after_first(n: int) -> None:
+        if n == 1:
+            await consumer.seek_wait({form0: 500})
+
+    assert run(drain(consumer, seek_wait_after_first)) == [(FORM, 0, 100)]
+    assert fake.seeks == [(form0, 500), (form0, 101)]  # 101 was fetched but never handed out
+
+
+def test_records_of_a_partition_no_longer_assigned_are_not_rewound(consumer: Any) -> None:
+    consumer, fake = consumer
+    form0, status0 = TopicPartition(FORM, 0), TopicPartition(STATUS, 0)
+    fake.committed = {form0: 10}  # status0 was revoked while its records were fetched
+    batch(consumer, {form0: [record(form0, 10)], status0: [record(status0, 5)]}, {form0})
+    assert run(drain(consumer)) == [(FORM, 0, 10)]
+    assert fake.seeks == []  # seeking a partition this member lost would fail
+
+
+def test_a_drop_for_a_partition_not_buffered_changes_nothing(consumer: Any) -> None:
+    consumer, _ = consumer
+    form0, form1 = TP(FORM, 0), TP(FORM, 1)
+    consumer._set_active_tps({form0})
+    consumer.on_buffer_drop(form1)  # never full: Faust did not take it out of the fetch
+    assert consumer._get_active_partitions() == {form0}

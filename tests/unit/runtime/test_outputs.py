@@ -1,0 +1,172 @@
+"""Outputs: a batch's outputs are durable before the changelog writes that record them."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from streams.errors import BrokerError
+from streams.runtime.outputs import Outputs
+
+
+class RecordingProducer:
+    """Logs every produce and flush in order; every record is acknowledged."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, ...]] = []
+        self.reports: list[Any] = []
+
+    def produce(self, topic: str, *, on_delivery: Any = None, **_: Any) -> None:
+        self.log.append(("produce", topic))
+        self.reports.append(on_delivery)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        self.log.append(("flush",))
+        reports, self.reports = self.reports, []
+        for report in reports:
+            report(None, None)
+        return 0
+
+
+def _table(name: str) -> Any:
+    topic = SimpleNamespace(get_topic_name=lambda: f"{name}-changelog")
+    return SimpleNamespace(data={}, changelog_topic=topic)
+
+
+def test_changelog_writes_are_produced_only_after_the_outputs_are_flushed() -> None:
+    producer = RecordingProducer()
+    outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer)  # type: ignore[arg-type]
+    leads = _table("leads")
+
+    outputs.table_set(leads, b"lead-1", b"{state}", 2)
+    outputs.send("conversions", b"lead-1", b"conversion")
+    outputs.table_del(leads, b"lead-2", 3)
+    assert leads.data == {b"lead-1": b"{state}"}  # the table itself changes at once
+    asyncio.run(outputs.flush())
+
+    assert producer.log == [
+        ("produce", "conversions"),
+        ("flush",),
+        ("produce", "leads-changelog"),
+        ("produce", "leads-changelog"),
+        ("flush",),
+    ]
+
+
+def test_a_batch_without_table_changes_flushes_once() -> None:
+    producer = RecordingProducer()
+    outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer)  # type: ignore[arg-type]
+    outputs.send("conversions", b"k", b"v")
+    asyncio.run(outputs.flush())
+    assert producer.log == [("produce", "conversions"), ("flush",)]
+
+
+class HoldingProducer:
+    """A shared producer whose acknowledgements the test controls.
+
+    ``produce`` queues; ``flush``/``poll`` acknowledge (call ``on_delivery``) every queued record
+    whose topic is not held, and return how many records are still unacknowledged. While
+    ``gate`` is clear a flush blocks (a flush in progress in its thread).
+    """
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[str, Any]] = []
+        self.held: set[str] = set()
+        self.log: list[tuple[str, ...]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.lock = threading.Lock()
+
+    def produce(self, topic: str, *, on_delivery: Any = None, **_: Any) -> None:
+        with self.lock:
+            self.queue.append((topic, on_delivery))
+            self.log.append(("produce", topic))
+
+    def _serve(self, timeout: float) -> int:
+        self.gate.wait()
+        with self.lock:
+            ready = [q for q in self.queue if q[0] not in self.held]
+            self.queue = [q for q in self.queue if q[0] in self.held]
+            left = len(self.queue)
+        for topic, callback in ready:
+            self.log.append(("ack", topic))
+            callback(None, SimpleNamespace(topic=lambda t=topic: t))
+        if left and timeout > 0:
+            time.sleep(min(timeout, 0.01))
+        return left
+
+    def poll(self, timeout: float) -> int:
+        self._serve(timeout)
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return self._serve(timeout)
+
+
+def test_an_agent_waits_for_its_own_outputs_queued_while_another_agent_flushes() -> None:
+    """Two agents share the worker's Outputs; B queues while A's flush runs (issue 13 §1)."""
+    producer = HoldingProducer()
+    shared = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer)  # type: ignore[arg-type]
+    producer.held.add("b-out")
+
+    async def scenario() -> None:
+        shared.send("a-out", b"k", b"v")
+        producer.gate.clear()  # A's flush is in progress in its thread
+        a_flush = asyncio.create_task(shared.flush())
+        await asyncio.sleep(0.05)
+        shared.send("b-out", b"k", b"v")  # B queues an output Kafka has not acknowledged yet
+        producer.gate.set()
+        await asyncio.sleep(0.1)  # A's flush has had its acknowledgements
+        b_flush = asyncio.create_task(shared.flush())
+        await asyncio.sleep(0.1)
+        assert not b_flush.done(), "B acknowledged its batch before its output was durable"
+        producer.held.clear()
+        await asyncio.wait_for(asyncio.gather(a_flush, b_flush), 5)
+
+    asyncio.run(scenario())
+    assert producer.log.index(("ack", "b-out")) > 0
+
+
+def test_each_agent_waits_for_exactly_its_own_outputs_and_writes_only_its_own_changelog() -> None:
+    """A's flush neither waits for B's held output nor writes B's changelog before it is durable."""
+    producer = HoldingProducer()
+    worker = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer)  # type: ignore[arg-type]
+    a, b = worker, worker.sibling()
+    leads, identity = _table("leads"), _table("identity")
+    producer.held.add("b-out")
+
+    async def scenario() -> None:
+        a.send("a-out", b"k", b"v")
+        a.table_set(leads, b"lead-1", b"{}", 0)
+        b.send("b-out", b"k", b"v")
+        b.table_set(identity, b"hash", b"lead-1", 0)
+        b_flush = asyncio.create_task(b.flush())
+        await asyncio.wait_for(a.flush(), 5)  # not held back by B's output
+        assert ("produce", "leads-changelog") in producer.log
+        assert ("produce", "identity-changelog") not in producer.log
+        assert not b_flush.done()
+        producer.held.clear()
+        await asyncio.wait_for(b_flush, 5)
+
+    asyncio.run(scenario())
+    log = producer.log
+    assert log.index(("ack", "a-out")) < log.index(("produce", "leads-changelog"))
+    assert log.index(("ack", "b-out")) < log.index(("produce", "identity-changelog"))
+    assert ("ack", "identity-changelog") in log
+
+
+def test_a_flush_that_kafka_never_acknowledges_fails_after_the_timeout() -> None:
+    producer = HoldingProducer()
+    outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer, flush_timeout=0.2)  # type: ignore[arg-type]
+    producer.held.add("out")
+    outputs.send("out", b"k", b"v")
+    with pytest.raises(BrokerError, match="1 records were not acknowledged"):
+        asyncio.run(outputs.flush())
