@@ -19,7 +19,7 @@ from typing import IO, Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.errors import ConfigError, LeadstreamError, SerdeError
-from streams.ops.report.model import History
+from streams.ops.report.figures import History
 from streams.runtime.offsets import fetched_end_offsets
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings

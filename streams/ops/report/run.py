@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import IO
 
 from streams.errors import ConfigError, LeadstreamError
+from streams.ops.report.html import render_html
 from streams.ops.report.model import aggregate, parse_time
 from streams.ops.report.read import read_history
-from streams.ops.report.render import render_html, render_text, to_json
+from streams.ops.report.render import render_text, to_json
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
 

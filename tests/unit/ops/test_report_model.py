@@ -9,18 +9,8 @@ import pytest
 
 from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM
 from streams.domain.types import Rules
-from streams.ops.report.model import (
-    Bucket,
-    History,
-    Report,
-    Stats,
-    aggregate,
-    coverage,
-    histogram,
-    parse_duration,
-    parse_time,
-    percentile,
-)
+from streams.ops.report.figures import Bucket, History, Report, Stats, histogram, percentile
+from streams.ops.report.model import aggregate, coverage, parse_duration, parse_time
 
 # One map for both routes (as LEADSTREAM_STAGE_MAP sets): a qualified lead is QualifiedLead.
 SAME_MAP = DEFAULT_STAGE_MAP_CRM

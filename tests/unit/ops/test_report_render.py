@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from streams.ops.cli import main
-from streams.ops.report.model import History, Report, aggregate
-from streams.ops.report.render import CHARTS, charts, duration, render_html, render_text, to_json
+from streams.ops.report.figures import History, Report
+from streams.ops.report.html import CHARTS, charts, render_html
+from streams.ops.report.model import aggregate
+from streams.ops.report.render import duration, render_text, to_json
 from streams.ops.report.run import time_range
 from tests.unit.ops.test_report_model import RULES, T, known_history
 
