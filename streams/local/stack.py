@@ -24,7 +24,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from streams.errors import LeadstreamError
 from streams.local.broker import free_port, local_broker, wait_for_port
 from streams.local.registry.server import RegistryServer
-from streams.local.sandbox.server import Sandbox, SandboxConfig
+from streams.local.sandbox.config import SandboxConfig
+from streams.local.sandbox.server import Sandbox
 
 T = TypeVar("T")
 

@@ -15,13 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from streams.local.sandbox.server import (
-    FaultSettings,
-    Sandbox,
-    SandboxConfig,
-    _build_parser,
-    main,
-)
+from streams.local.sandbox.config import FaultSettings, SandboxConfig
+from streams.local.sandbox.server import Sandbox, _build_parser, main
 
 TOKEN = "tok-good"  # noqa: S105  # sandbox test token
 OTHER_TOKEN = "tok-other"  # noqa: S105  # sandbox test token
@@ -875,7 +870,7 @@ def test_chunked_body_is_read(api: Api) -> None:
 
 def test_sandbox_imports_nothing_else_from_streams() -> None:
     code = (
-        "import sys, streams.local.sandbox.server, streams.local.sandbox.validation;"
+        "import sys, streams.local.sandbox.server;"
         "print(sorted(m for m in sys.modules if m.startswith('streams')))"
     )
     out = subprocess.run(
@@ -883,7 +878,9 @@ def test_sandbox_imports_nothing_else_from_streams() -> None:
     ).stdout
     assert (
         out.strip() == "['streams', 'streams.local', 'streams.local.sandbox', "
-        "'streams.local.sandbox.server', 'streams.local.sandbox.validation']"
+        "'streams.local.sandbox.config', 'streams.local.sandbox.engine', "
+        "'streams.local.sandbox.server', 'streams.local.sandbox.state', "
+        "'streams.local.sandbox.validation']"
     )
 
 

@@ -14,7 +14,8 @@ import requests
 import responses
 
 from streams.errors import ApiError
-from streams.local.sandbox.server import Sandbox, SandboxConfig
+from streams.local.sandbox.config import SandboxConfig
+from streams.local.sandbox.server import Sandbox
 from streams.tiktok.client import TRACK_PATH, TikTokEventsClient, TrackResponse
 
 TOKEN = "sandbox-test-token"  # noqa: S105 - the sandbox's configured token, not a credential

@@ -1,0 +1,217 @@
+"""The sandbox's ledger, counters and replies, and the helpers the engine changes them with."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any, Final
+
+from streams.local.sandbox.config import (
+    _HTML,
+    _JSON,
+    CODE_TOKEN_EMPTY,
+    CODE_TOKEN_EXPIRED,
+    CODE_TOKEN_INVALID,
+    CODE_TOO_MANY_REQUESTS,
+    REJECTION_STYLES,
+    SHARE_FAULTS,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = _JSON
+    delay: float = 0.0
+    close: bool = False
+
+
+@dataclass(slots=True)
+class _LedgerEntry:
+    first_accepted: datetime
+    times_received: int
+
+
+@dataclass(slots=True)
+class _Tally:
+    accepted: int = 0
+    deduplicated: int = 0
+    duplicates: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "accepted": self.accepted,
+            "deduplicated": self.deduplicated,
+            "duplicates": self.duplicates,
+        }
+
+
+@dataclass(slots=True)
+class _Stats:
+    requests: int = 0
+    connections: int = 0
+    requests_by_code: Counter[str] = field(default_factory=Counter)
+    events_received: int = 0
+    live: _Tally = field(default_factory=_Tally)
+    test: _Tally = field(default_factory=_Tally)
+    rejected: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    max_events_per_request: int = 0
+    # (event_id, counter) for every per-event count above, so stats can be filtered by prefix;
+    # (event_id, request number) for every event received, for a filtered max_events_per_request.
+    by_event: list[tuple[str, str]] = field(default_factory=list)
+    received: list[tuple[str, int]] = field(default_factory=list)
+    request_number: int = 0
+
+
+_EVENT_FILTERS: Final = (
+    "event",
+    "event_id",
+    "event_source",
+    "event_source_id",
+    "test_event_code",
+    "test",
+)
+
+
+def _json_reply(payload: object, status: int = HTTPStatus.OK) -> _Reply:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return _Reply(status, body)
+
+
+def _html_reply(status: HTTPStatus) -> _Reply:
+    text = f"<html><body><h1>{status.value} {status.phrase}</h1></body></html>"
+    return _Reply(status.value, text.encode(), _HTML)
+
+
+def _control_error(message: str, status: int = HTTPStatus.BAD_REQUEST) -> _Reply:
+    return _json_reply({"error": message}, status)
+
+
+def _reject_constant(name: str) -> None:
+    msg = f"invalid JSON constant {name}"
+    raise ValueError(msg)
+
+
+_TOKEN_KEYS: Final = frozenset({"expire_token", "expired_tokens", "clear"})
+
+_AUTH_MESSAGES: Final[dict[int, Callable[[str], str]]] = {
+    CODE_TOKEN_EMPTY: lambda _t: "Access token is empty: send the Access-Token header",
+    CODE_TOKEN_EXPIRED: lambda _t: "Access token has expired",
+    CODE_TOKEN_INVALID: lambda t: (
+        "Invalid access token (send the raw token, without 'Bearer')"
+        if t.lower().startswith("bearer ")
+        else "Invalid access token"
+    ),
+    CODE_TOO_MANY_REQUESTS: lambda _t: "Too many requests",
+}
+
+
+def _event_ids(data: object) -> list[str]:
+    """Return the event_id of each event in a request's ``data`` ("" where there is none)."""
+    if not isinstance(data, list):
+        return []
+    ids = []
+    for event in data:
+        event_id = event.get("event_id") if isinstance(event, dict) else None
+        ids.append(event_id if isinstance(event_id, str) else "")
+    return ids
+
+
+def _prefix_stats(stats: _Stats, prefix: str) -> dict[str, Any]:
+    """Return the per-event counters of ``stats`` for event_ids starting with ``prefix``.
+
+    Request-level counters (requests, connections, requests_by_code, faults) have no event_id
+    and stay session-global; max_events_per_request counts only the matching events of a request.
+    """
+    counts = Counter(name for event_id, name in stats.by_event if event_id.startswith(prefix))
+    per_request = Counter(
+        number for event_id, number in stats.received if event_id.startswith(prefix)
+    )
+    rejected = {
+        name.removeprefix("rejected:"): n
+        for name, n in counts.items()
+        if name.startswith("rejected:")
+    }
+    return {
+        "prefix": prefix,
+        "requests": stats.requests,
+        "connections": stats.connections,
+        "requests_by_code": dict(stats.requests_by_code),
+        "events_received": per_request.total(),
+        "accepted": counts["live:accepted"],
+        "deduplicated": counts["live:deduplicated"],
+        "duplicates": counts["live:duplicates"],
+        "rejected": rejected,
+        "rejected_total": sum(rejected.values()),
+        "test": {
+            name: counts[f"test:{name}"] for name in ("accepted", "deduplicated", "duplicates")
+        },
+        "faults_injected": sum(stats.faults.values()),
+        "faults_by_kind": dict(stats.faults),
+        "max_events_per_request": max(per_request.values(), default=0),
+    }
+
+
+def _matches(value: object, wanted: str) -> bool:
+    if value is None:
+        return wanted == ""
+    return str(value) == wanted
+
+
+def _check_fault_types(updates: Mapping[str, Any]) -> None:
+    for name, value in updates.items():
+        if name in SHARE_FAULTS or name in ("timeout_seconds", "latency_seconds"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                msg = f"{name} must be a number"
+                raise ValueError(msg)
+        elif name == "auth_error" and not isinstance(value, bool):
+            msg = "auth_error must be true or false"
+            raise ValueError(msg)
+        elif (
+            name == "seed"
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int))
+        ):
+            msg = "seed must be an integer or null"
+            raise ValueError(msg)
+        elif name == "timeout_mode" and value not in ("504", "close"):
+            msg = "timeout_mode must be '504' or 'close'"
+            raise ValueError(msg)
+        elif name == "rejection_style" and value not in REJECTION_STYLES:
+            msg = f"rejection_style must be one of {', '.join(REJECTION_STYLES)}"
+            raise ValueError(msg)
+        elif name == "duplicated_request" and (
+            isinstance(value, bool) or not isinstance(value, int | float)
+        ):
+            msg = "duplicated_request must be a number"
+            raise ValueError(msg)
+        elif (
+            name in ("max_events_413", "http_error", "unknown_code")
+            and value is not None
+            and (isinstance(value, bool) or not isinstance(value, int))
+        ):
+            msg = f"{name} must be an integer or null"
+            raise ValueError(msg)
+
+
+def _apply_token_changes(expired: set[str], changes: Mapping[str, Any]) -> set[str]:
+    if "expired_tokens" in changes:
+        tokens = changes["expired_tokens"]
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            msg = "expired_tokens must be a list of strings"
+            raise ValueError(msg)
+        expired = set(tokens)
+    if "expire_token" in changes:
+        token = changes["expire_token"]
+        tokens = token if isinstance(token, list) else [token]
+        if not all(isinstance(t, str) and t for t in tokens):
+            msg = "expire_token must be a token or a list of tokens"
+            raise ValueError(msg)
+        expired.update(tokens)
+    return expired
