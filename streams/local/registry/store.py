@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
-import threading
-import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
 
 from streams.local.registry.compat import (
-    Compatibility,
-    ParsedSchema,
-    SchemaError,
     incompatibilities,
-    parse_avro,
 )
+from streams.local.registry.model import (
+    AVRO,
+    DEFAULT_COMPATIBILITY,
+    RegistryError,
+    SchemaReference,
+    StoredSchema,
+    SubjectVersion,
+    _identity,
+    _schema_not_found,
+    _Subject,
+    _subject_not_found,
+    _Version,
+    parse_level,
+    parse_version,
+)
+from streams.local.registry.state import RegistryState
 
 __all__ = [
     "AVRO",
@@ -35,173 +39,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-AVRO = "AVRO"
-DEFAULT_COMPATIBILITY = Compatibility.BACKWARD
-_FORMAT = 1
-_GUID_NAMESPACE = uuid.UUID("6f1c2a9e-4c59-4d8e-9a54-6c0b3f1e2d7a")
-_MAX_VERSION = 2**31 - 1
 
-
-class RegistryError(Exception):
-    """A request the registry refuses, carrying the Confluent HTTP status and error code.
-
-    Attributes:
-        status: The HTTP status the REST layer answers with.
-        error_code: Confluent's error code (40401 subject not found, 42201 invalid schema, ...).
-        message: Human-readable detail.
-
-    """
-
-    def __init__(self, status: int, error_code: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_code = error_code
-        self.message = message
-
-
-def _subject_not_found(subject: str) -> RegistryError:
-    return RegistryError(404, 40401, f"Subject '{subject}' not found.")
-
-
-def _version_not_found(subject: str, version: int | str) -> RegistryError:
-    return RegistryError(404, 40402, f"Version {version} not found for subject '{subject}'.")
-
-
-def _schema_not_found(what: object = None) -> RegistryError:
-    detail = f" {what}" if what is not None else ""
-    return RegistryError(404, 40403, f"Schema{detail} not found.")
-
-
-def _invalid_schema(detail: str) -> RegistryError:
-    return RegistryError(422, 42201, detail)
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaReference:
-    """A named type imported from another subject's version."""
-
-    name: str
-    subject: str
-    version: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSchema:
-    """A schema under its global id."""
-
-    schema_id: int
-    schema: str
-    schema_type: str
-    references: tuple[SchemaReference, ...]
-    guid: str
-
-
-@dataclass(frozen=True, slots=True)
-class SubjectVersion:
-    """One version of a subject."""
-
-    subject: str
-    version: int
-    schema_id: int
-    schema: str
-    schema_type: str = AVRO
-    references: tuple[SchemaReference, ...] = ()
-    guid: str = ""
-    deleted: bool = False
-
-
-@dataclass(slots=True)
-class _Version:
-    version: int
-    schema_id: int
-    deleted: bool = False
-
-
-@dataclass(slots=True)
-class _Subject:
-    versions: list[_Version] = field(default_factory=list)
-    compatibility: Compatibility | None = None
-
-    def live(self) -> list[_Version]:
-        return [v for v in self.versions if not v.deleted]
-
-
-def _identity(canonical: str, schema_type: str, references: Sequence[SchemaReference]) -> str:
-    refs = [[r.name, r.subject, r.version] for r in references]
-    return json.dumps([schema_type, canonical, refs], separators=(",", ":"))
-
-
-def parse_level(level: str) -> Compatibility:
-    """Turn a level name (any case) into a :class:`Compatibility`.
-
-    Args:
-        level: e.g. ``"backward"`` or ``"FULL_TRANSITIVE"``.
-
-    Returns:
-        The level.
-
-    Raises:
-        RegistryError: 42203 if the name is not a level.
-
-    """
-    try:
-        return Compatibility(str(level).upper())
-    except ValueError:
-        valid = ", ".join(c.value for c in Compatibility)
-        msg = f"Invalid compatibility level '{level}'. Valid values are {valid}."
-        raise RegistryError(422, 42203, msg) from None
-
-
-def parse_version(version: int | str) -> int | None:
-    """Turn a version path segment into a number, or ``None`` for the latest.
-
-    Args:
-        version: ``"latest"``, ``-1`` (also latest) or a number from 1 to 2^31-1.
-
-    Returns:
-        The version number, or ``None`` for latest.
-
-    Raises:
-        RegistryError: 42202 if it is not a valid version.
-
-    """
-    if isinstance(version, str) and version.strip().lower() == "latest":
-        return None
-    try:
-        number = int(version)
-    except (TypeError, ValueError):
-        number = 0
-    if number == -1:
-        return None
-    if not 1 <= number <= _MAX_VERSION:
-        msg = (
-            f"The specified version '{version}' is not a valid version id. Allowed values are "
-            'between [1, 2^31-1] and the string "latest"'
-        )
-        raise RegistryError(422, 42202, msg)
-    return number
-
-
-class Registry:
+class Registry(RegistryState):
     """In-memory, thread-safe schema store with Confluent Schema Registry semantics.
 
     Schema ids are global: the same schema (same canonical JSON, type and references) gets the
     same id under every subject. Only Avro is supported. With ``data_file`` the state is loaded
     at construction and rewritten (atomically) after every change.
     """
-
-    def __init__(self, data_file: str | os.PathLike[str] | None = None) -> None:
-        self._lock = threading.RLock()
-        self._data_file = Path(data_file) if data_file is not None else None
-        self._schemas: dict[int, StoredSchema] = {}
-        self._ids: dict[str, int] = {}
-        self._guids: dict[str, int] = {}
-        self._parsed: dict[int, ParsedSchema] = {}
-        self._subjects: dict[str, _Subject] = {}
-        self._compatibility = DEFAULT_COMPATIBILITY
-        self._next_id = 1
-        if self._data_file is not None and self._data_file.exists():
-            self._load(self._data_file)
 
     # ---- schemas by id -------------------------------------------------------------------------
 
@@ -583,189 +428,3 @@ class Registry:
                 self._subjects[subject].compatibility = None
             self._save()
             return previous
-
-    # ---- internals -----------------------------------------------------------------------------
-
-    def _level(self, subject: str) -> Compatibility:
-        state = self._subjects.get(subject)
-        if state is not None and state.compatibility is not None:
-            return state.compatibility
-        return self._compatibility
-
-    def _versions_of(self, subject: str, deleted: bool) -> list[_Version]:
-        state = self._subjects.get(subject)
-        found = [] if state is None else (state.versions if deleted else state.live())
-        if not found:
-            raise _subject_not_found(subject)
-        return found
-
-    def _find(self, subject: str, version: int | str, deleted: bool) -> _Version:
-        number = parse_version(version)
-        candidates = self._versions_of(subject, deleted)
-        if number is None:
-            return candidates[-1]
-        for v in candidates:
-            if v.version == number:
-                return v
-        raise _version_not_found(subject, number)
-
-    def _view(self, subject: str, entry: _Version) -> SubjectVersion:
-        stored = self._schemas[entry.schema_id]
-        return SubjectVersion(
-            subject=subject,
-            version=entry.version,
-            schema_id=entry.schema_id,
-            schema=stored.schema,
-            schema_type=stored.schema_type,
-            references=stored.references,
-            guid=stored.guid,
-            deleted=entry.deleted,
-        )
-
-    def _parse(
-        self, schema_str: str, schema_type: str, references: tuple[SchemaReference, ...]
-    ) -> ParsedSchema:
-        if (schema_type or AVRO).upper() != AVRO:
-            msg = f"Unsupported schema type '{schema_type}'; only AVRO is served"
-            raise _invalid_schema(msg)
-        if not isinstance(schema_str, str) or not schema_str.strip():
-            msg = "Empty schema"
-            raise _invalid_schema(msg)
-        try:
-            return parse_avro(schema_str, self._reference_texts(references))
-        except SchemaError as exc:
-            raise _invalid_schema(str(exc)) from None
-
-    def _reference_texts(self, references: Iterable[SchemaReference]) -> list[str]:
-        """Texts of the referenced schemas and their own references, dependencies first."""
-        texts: list[str] = []
-        seen: set[int] = set()
-
-        def visit(refs: Iterable[SchemaReference]) -> None:
-            for ref in refs:
-                try:
-                    entry = self._find(ref.subject, ref.version, deleted=True)
-                except RegistryError:
-                    msg = f"Invalid schema: reference {ref.name!r} to {ref.subject} "
-                    msg += f"version {ref.version} not found"
-                    raise _invalid_schema(msg) from None
-                if entry.schema_id in seen:
-                    continue
-                seen.add(entry.schema_id)
-                stored = self._schemas[entry.schema_id]
-                visit(stored.references)
-                texts.append(stored.schema)
-
-        visit(references)
-        return texts
-
-    def _parsed_of(self, schema_id: int) -> ParsedSchema:
-        parsed = self._parsed.get(schema_id)
-        if parsed is None:
-            stored = self._schemas[schema_id]
-            parsed = parse_avro(stored.schema, self._reference_texts(stored.references))
-            self._parsed[schema_id] = parsed
-        return parsed
-
-    def _add_schema(
-        self,
-        parsed: ParsedSchema,
-        schema_type: str,
-        references: tuple[SchemaReference, ...],
-        identity: str,
-    ) -> int:
-        schema_id = self._next_id
-        self._next_id += 1
-        guid = str(uuid.uuid5(_GUID_NAMESPACE, identity))
-        self._schemas[schema_id] = StoredSchema(
-            schema_id, parsed.text, schema_type.upper(), references, guid
-        )
-        self._ids[identity] = schema_id
-        self._guids[guid] = schema_id
-        self._parsed[schema_id] = parsed
-        return schema_id
-
-    # ---- persistence ---------------------------------------------------------------------------
-
-    def _snapshot(self) -> dict[str, Any]:
-        return {
-            "format": _FORMAT,
-            "compatibility": self._compatibility.value,
-            "next_id": self._next_id,
-            "schemas": [
-                {
-                    "id": s.schema_id,
-                    "schema": s.schema,
-                    "schemaType": s.schema_type,
-                    "references": [
-                        {"name": r.name, "subject": r.subject, "version": r.version}
-                        for r in s.references
-                    ],
-                }
-                for s in self._schemas.values()
-            ],
-            "subjects": {
-                name: {
-                    "compatibility": state.compatibility.value if state.compatibility else None,
-                    "versions": [
-                        {"version": v.version, "id": v.schema_id, "deleted": v.deleted}
-                        for v in state.versions
-                    ],
-                }
-                for name, state in self._subjects.items()
-            },
-        }
-
-    def _save(self) -> None:
-        if self._data_file is None:
-            return
-        path = self._data_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write-then-rename so a crash mid-write never leaves a truncated file behind.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self._snapshot(), fh, indent=1)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def _load(self, path: Path) -> None:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") != _FORMAT:
-            msg = f"{path}: unsupported registry data format {data.get('format')!r}"
-            raise ValueError(msg)
-        self._compatibility = parse_level(data["compatibility"])
-        for item in sorted(data["schemas"], key=lambda s: int(s["id"])):
-            references = tuple(SchemaReference(**r) for r in item.get("references", []))
-            schema_type = item.get("schemaType", AVRO)
-            # The identity needs a parse, which needs referenced subjects: filled in below.
-            self._schemas[int(item["id"])] = StoredSchema(
-                int(item["id"]), item["schema"], schema_type, references, ""
-            )
-        for name, state in data["subjects"].items():
-            level = state.get("compatibility")
-            self._subjects[name] = _Subject(
-                versions=[
-                    _Version(int(v["version"]), int(v["id"]), bool(v["deleted"]))
-                    for v in state["versions"]
-                ],
-                compatibility=parse_level(level) if level else None,
-            )
-        for schema_id, stored in sorted(self._schemas.items()):
-            parsed = self._parsed_of(schema_id)
-            identity = _identity(parsed.canonical, stored.schema_type, stored.references)
-            guid = str(uuid.uuid5(_GUID_NAMESPACE, identity))
-            self._schemas[schema_id] = StoredSchema(
-                schema_id, stored.schema, stored.schema_type, stored.references, guid
-            )
-            self._ids[identity] = schema_id
-            self._guids[guid] = schema_id
-        self._next_id = max(int(data.get("next_id", 1)), max(self._schemas, default=0) + 1)
-        logger.info(
-            "loaded %d schemas and %d subjects from %s",
-            len(self._schemas),
-            len(self._subjects),
-            path,
-        )
