@@ -20,7 +20,7 @@ import fastavro
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from benchmarks.common import BenchError
-from streams.serde.avro import RECORD_FILES
+from streams.serde import contract
 
 _HEADER = struct.Struct(">bI")
 
@@ -51,7 +51,9 @@ class RawResult:
 def writer_schemas(schema_dir: Path, ids: dict[int, str]) -> dict[int, Any]:
     """Parse the writer schema of each schema id (``ids`` maps id -> record name)."""
     return {
-        schema_id: fastavro.parse_schema(json.loads((schema_dir / RECORD_FILES[name]).read_text()))
+        schema_id: fastavro.parse_schema(
+            json.loads((schema_dir / contract.record(name).schema_file).read_text())
+        )
         for schema_id, name in ids.items()
     }
 

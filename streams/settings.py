@@ -349,14 +349,6 @@ class Settings(BaseSettings):
             conf["ssl.ca.location"] = str(self.schema_registry_ca_location)
         return conf
 
-    def input_topics(self) -> dict[str, str]:
-        """Return the input topic names by record name."""
-        return {
-            "FormSubmitted": self.topic_form_submitted,
-            "BookingCreated": self.topic_booking_created,
-            "LeadStatusChanged": self.topic_lead_status_changed,
-        }
-
 
 def _given(value: object) -> bool:
     if isinstance(value, SecretStr):

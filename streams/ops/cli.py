@@ -59,10 +59,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_produce(args: argparse.Namespace) -> int:
     """Produce JSON Lines to a topic."""
     from streams.ops.produce import numbered_lines, produce_lines, record_for_topic
+    from streams.serde import contract
     from streams.serde.avro import AvroSerde
 
     settings = _settings()
-    record = args.record or record_for_topic(settings, args.topic)
+    if args.record:  # one line naming the known records, not a KeyError while encoding
+        record = contract.record(args.record).name
+    else:
+        record = record_for_topic(settings, args.topic)
     path = None if args.file == "-" else Path(args.file)
     if path is not None and not path.is_file():
         msg = f"no such file: {path}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -13,19 +13,11 @@ from confluent_kafka import Producer
 
 from streams.connection import KafkaConnection, as_connection
 from streams.errors import LeadstreamError, SerdeError
+from streams.serde import contract
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-# The key of each input record (domain.md §1): the first field present.
-KEY_FIELDS: Mapping[str, tuple[str, ...]] = {
-    "FormSubmitted": ("lead_id",),
-    "BookingCreated": ("lead_id", "booking_id"),
-    "LeadStatusChanged": ("lead_id",),
-    "Conversion": ("lead_id",),
-    "DeliveryReceipt": ("event_id",),
-}
 
 
 def producer_config(conn: KafkaConnection | str) -> dict[str, Any]:
@@ -45,13 +37,13 @@ def producer_config(conn: KafkaConnection | str) -> dict[str, Any]:
 
 
 def record_for_topic(settings: Settings, topic: str) -> str:
-    """Return the record name a topic carries, from the configured topic names."""
+    """Return the record name a configured topic carries (:mod:`streams.serde.contract`).
+
+    Only records keyed by their own fields are offered: a dead letter keeps its source record's
+    key, which ``produce`` cannot know.
+    """
     names = {
-        settings.topic_form_submitted: "FormSubmitted",
-        settings.topic_booking_created: "BookingCreated",
-        settings.topic_lead_status_changed: "LeadStatusChanged",
-        settings.topic_conversions: "Conversion",
-        settings.topic_deliveries: "DeliveryReceipt",
+        t: rec.name for t, rec in contract.records_by_topic(settings).items() if rec.key_fields
     }
     if topic not in names:
         known = ", ".join(sorted(names))
@@ -85,15 +77,6 @@ def parse_json_record(line: str, ts_fields: frozenset[str]) -> dict[str, Any]:
                 raise ValueError(msg)
             record[name] = parsed
     return record
-
-
-def record_key(record_name: str, record: Mapping[str, Any]) -> bytes | None:
-    """Return the Kafka key for a record, per domain.md §1."""
-    for name in KEY_FIELDS.get(record_name, ()):
-        value = record.get(name)
-        if value:
-            return str(value).encode("utf-8")
-    return None
 
 
 @dataclass
@@ -137,9 +120,8 @@ def produce_lines(
             report.bad_lines += 1
             errors.write(f"line {number}: {exc}\n")
             continue
-        producer.produce(
-            topic, value=value, key=record_key(record_name, record), on_delivery=on_delivery
-        )
+        key = contract.record_key(record_name, record)
+        producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
         producer.poll(0)
         report.produced += 1
     remaining = producer.flush(30)

@@ -10,6 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.connection import KafkaConnection, as_connection
 from streams.errors import BrokerError
+from streams.serde import contract
 from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,14 +60,7 @@ def ensure_leadstream_topics(settings: Settings) -> list[str]:
     """Create the input and output topics of the contract (domain.md §1) if missing."""
     return ensure_topics(
         settings.kafka_connection(),
-        [
-            settings.topic_form_submitted,
-            settings.topic_booking_created,
-            settings.topic_lead_status_changed,
-            settings.topic_conversions,
-            settings.topic_deliveries,
-            settings.topic_dead_letter,
-        ],
+        [record.topic(settings) for record in contract.RECORDS],
         partitions=settings.topic_partitions,
         replication=settings.topic_replication,
     )

@@ -28,6 +28,7 @@ from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs, in_event
 from streams.runtime.tables import Tables
 from streams.runtime.topics import Topics
+from streams.serde import contract
 from streams.serde import pipeline as pl
 from streams.settings import Settings
 
@@ -72,10 +73,11 @@ class Agents:
         self.identity_outputs = outputs.sibling()
         self.due = due
         self._in_counters: dict[str, Any] = {}
+        # The leads agent's topics (Topics.lead_inputs) and the record each carries.
         self._record_for_topic = {
-            settings.topic_form_submitted: "FormSubmitted",
-            settings.topic_lead_status_changed: "LeadStatusChanged",
-            topics.bookings_by_lead.get_topic_name(): "BookingCreated",
+            contract.FORM_SUBMITTED.topic(settings): contract.FORM_SUBMITTED.name,
+            contract.LEAD_STATUS_CHANGED.topic(settings): contract.LEAD_STATUS_CHANGED.name,
+            topics.bookings_by_lead.get_topic_name(): contract.BOOKING_CREATED.name,
         }
         self._ticks = topics.ticks.get_topic_name()
         app.agent(topics.lead_inputs, name="leads")(self.leads)

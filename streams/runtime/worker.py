@@ -27,6 +27,7 @@ from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs, producer_for
 from streams.runtime.tables import declare_tables
 from streams.runtime.topics import Topics, declare_topics
+from streams.serde import contract
 from streams.serde.avro import AvroSerde
 from streams.serde.pipeline import Pipeline
 from streams.settings import Settings
@@ -94,15 +95,7 @@ class Worker:
         self.app: faust.App = create_app(settings)
         self.topics = declare_topics(self.app, settings)
         self.serde = AvroSerde.from_settings(settings)
-        self.pipeline = Pipeline(
-            self.serde,
-            settings.topic_dead_letter,
-            {
-                "FormSubmitted": settings.topic_form_submitted,
-                "BookingCreated": settings.topic_booking_created,
-                "LeadStatusChanged": settings.topic_lead_status_changed,
-            },
-        )
+        self.pipeline = Pipeline.from_settings(self.serde, settings)
         self.due = DueIndex()
         self.tables = declare_tables(self.app, settings, on_lead_changelog=self._on_lead_changelog)
         self.outputs = Outputs(self.topics, self.tables, self.metrics, producer_for(self.conn))
@@ -153,16 +146,8 @@ class Worker:
             partitions=self.settings.topic_partitions,
             replication=self.settings.topic_replication,
         )
-        s = self.settings
-        for topic, record in (
-            (s.topic_form_submitted, "FormSubmitted"),
-            (s.topic_booking_created, "BookingCreated"),
-            (s.topic_lead_status_changed, "LeadStatusChanged"),
-            (s.topic_conversions, "Conversion"),
-            (s.topic_deliveries, "DeliveryReceipt"),
-            (s.topic_dead_letter, "DeadLetter"),
-        ):
-            self.serde.register(topic, record)
+        for record in contract.RECORDS:
+            self.serde.register(record.topic(self.settings), record.name)
 
     def _pages(self) -> None:
         """Health endpoints, ``/metrics`` (Faust's Prometheus sensor + ours) and the lag probe."""

@@ -24,6 +24,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.read import SchemaResolutionError
 
 from streams.errors import LeadstreamError, SerdeError
+from streams.serde import contract
 
 if TYPE_CHECKING:
     from streams.settings import Settings
@@ -33,29 +34,20 @@ logger = logging.getLogger(__name__)
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 
-RECORD_FILES = {
-    "FormSubmitted": "form_submitted.avsc",
-    "BookingCreated": "booking_created.avsc",
-    "LeadStatusChanged": "lead_status_changed.avsc",
-    "Conversion": "conversion.avsc",
-    "DeliveryReceipt": "delivery_receipt.avsc",
-    "DeadLetter": "dead_letter.avsc",
-}
-
 
 class RegistryUnavailableError(LeadstreamError):
     """The schema registry could not be reached: transient, never a reason to dead-letter."""
 
 
 def load_schemas(schema_dir: Path) -> dict[str, str]:
-    """Read every ``.avsc`` Leadstream owns, by record name, as JSON text."""
+    """Read every ``.avsc`` of the contract, by record name, as JSON text."""
     out: dict[str, str] = {}
-    for name, filename in RECORD_FILES.items():
-        path = schema_dir / filename
+    for rec in contract.RECORDS:
+        path = schema_dir / rec.schema_file
         try:
-            out[name] = path.read_text(encoding="utf-8")
+            out[rec.name] = path.read_text(encoding="utf-8")
         except OSError as exc:
-            msg = f"cannot read schema {name} from {path}: {exc} (set LEADSTREAM_SCHEMA_DIR)"
+            msg = f"cannot read schema {rec.name} from {path}: {exc} (set LEADSTREAM_SCHEMA_DIR)"
             raise LeadstreamError(msg) from exc
     return out
 

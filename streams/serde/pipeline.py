@@ -16,12 +16,16 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from streams.domain import matchkeys, records
 from streams.domain.types import Booking, FormSubmit, Rejection, SourceRef, StatusChange
 from streams.errors import SerdeError
+from streams.serde import contract
 from streams.serde.avro import AvroSerde, RegistryUnavailableError
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +44,14 @@ def is_redrive(headers: object) -> bool:
 
 Input = FormSubmit | Booking | StatusChange
 _PII_FIELDS = ("email", "phone", "external_id")
-_DECODERS: dict[str, Callable[[Mapping[str, Any], datetime], Any]] = {
-    "FormSubmitted": records.form_from_record,
-    "BookingCreated": records.booking_from_record,
-    "LeadStatusChanged": records.status_from_record,
-}
+# Each input record of the contract: the domain value it becomes and the function validating it.
+_INPUTS: tuple[tuple[contract.Record, type, Callable[[Mapping[str, Any], datetime], Any]], ...] = (
+    (contract.FORM_SUBMITTED, FormSubmit, records.form_from_record),
+    (contract.BOOKING_CREATED, Booking, records.booking_from_record),
+    (contract.LEAD_STATUS_CHANGED, StatusChange, records.status_from_record),
+)
+_DECODERS = {rec.name: decode for rec, _, decode in _INPUTS}
+_RECORD_OF_TYPE = {kind: rec.name for rec, kind, _ in _INPUTS}
 
 
 async def while_registry_down(call: Callable[[], T], what: str, max_delay: float = 30.0) -> T:
@@ -129,6 +136,15 @@ class Pipeline:
         self.dead_letter_topic = dead_letter_topic
         self._topics = dict(topics_by_record)
 
+    @classmethod
+    def from_settings(cls, serde: AvroSerde, settings: Settings) -> Pipeline:
+        """Build the pipeline for the configured topics (:mod:`streams.serde.contract`)."""
+        return cls(
+            serde,
+            contract.DEAD_LETTER.topic(settings),
+            contract.topics_by_record(settings, contract.INPUTS),
+        )
+
     def decode(self, raw: Raw, record_name: str, now: datetime) -> Input | DeadLetterOut:
         """Decode and validate one input record, or build its dead letter."""
         try:
@@ -180,11 +196,7 @@ class Pipeline:
 
     def encode_input(self, item: Input) -> bytes:
         """Encode a validated (hashed) input back to Avro, for internal topics and dead letters."""
-        name = {
-            FormSubmit: "FormSubmitted",
-            Booking: "BookingCreated",
-            StatusChange: "LeadStatusChanged",
-        }[type(item)]
+        name = _RECORD_OF_TYPE[type(item)]
         return self.serde.encode(self._topics[name], name, records.to_record(item))
 
     def dead_letter(
@@ -200,7 +212,7 @@ class Pipeline:
         """Build the DeadLetter record for ``raw`` (domain.md §8)."""
         value = self.serde.encode(
             self.dead_letter_topic,
-            "DeadLetter",
+            contract.DEAD_LETTER.name,
             {
                 "source_topic": raw.topic,
                 "source_partition": raw.partition,

@@ -262,7 +262,7 @@ def make_rig(serde: AvroSerde) -> Any:
         tables: Any = SimpleNamespace(
             delivered=delivered_table, dead_lettered=FakeTable("dead_lettered")
         )
-        pipeline = Pipeline(serde, settings.topic_dead_letter, settings.input_topics())
+        pipeline = Pipeline.from_settings(serde, settings)
         destination = FakeDestination(list(answers or []))
         sleeps = Sleeps(metrics, sleep_limit)
         delivery = Delivery(

@@ -14,6 +14,7 @@ from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM, DEFAULT_STAGE_MAP_WEB
 from streams.domain.types import ConsentPolicy, Rules
 from streams.errors import ConfigError
 from streams.ops.cli import main
+from streams.serde import contract
 from streams.settings import (
     DEFAULT_SCHEMA_DIR,
     Settings,
@@ -67,14 +68,14 @@ def test_defaults() -> None:
 
 def test_default_topic_names_match_the_contract() -> None:
     s = Settings()
-    assert s.input_topics() == {
+    assert contract.topics_by_record(s) == {
         "FormSubmitted": "leads.form-submitted",
         "BookingCreated": "leads.booking-created",
         "LeadStatusChanged": "crm.lead-status-changed",
+        "Conversion": "leadstream.conversions",
+        "DeliveryReceipt": "leadstream.deliveries",
+        "DeadLetter": "leadstream.dead-letter",
     }
-    assert s.topic_conversions == "leadstream.conversions"
-    assert s.topic_deliveries == "leadstream.deliveries"
-    assert s.topic_dead_letter == "leadstream.dead-letter"
 
 
 def test_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,7 +88,7 @@ def test_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert s.kafka_bootstrap == "broker-1:9093,broker-2:9093"
     assert s.web_port == 9100
-    assert s.input_topics()["LeadStatusChanged"] == "hubspot.stages"
+    assert contract.LEAD_STATUS_CHANGED.topic(s) == "hubspot.stages"
     assert s.tiktok_timeout == 2.5
 
 

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from streams.errors import ConfigError, LeadstreamError, SerdeError
 from streams.ops.report.figures import History
 from streams.runtime.offsets import fetched_end_offsets
+from streams.serde import contract
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
 
@@ -238,18 +239,8 @@ def read_history(
         reason = _reason(exc) if isinstance(exc, KafkaException) else str(exc)
         text = f"Kafka client settings: {reason}"
         raise ConfigError(text) from None
-    plan: list[tuple[str, str, tuple[str, ...] | None]] = [
-        (settings.topic_form_submitted, "FormSubmitted", _INPUT_FIELDS["FormSubmitted"]),
-        (settings.topic_booking_created, "BookingCreated", _INPUT_FIELDS["BookingCreated"]),
-        (
-            settings.topic_lead_status_changed,
-            "LeadStatusChanged",
-            _INPUT_FIELDS["LeadStatusChanged"],
-        ),
-        (settings.topic_conversions, "Conversion", None),
-        (settings.topic_deliveries, "DeliveryReceipt", None),
-        (settings.topic_dead_letter, "DeadLetter", None),
-    ]
+    # Every topic of the contract, in its order (the order History takes them in).
+    plan = [(r.topic(settings), r.name, _INPUT_FIELDS.get(r.name)) for r in contract.RECORDS]
     counts: dict[str, int] = {}
     decoded: list[list[dict[str, Any]]] = []
     try:
@@ -274,7 +265,7 @@ def read_history(
                 raise ReadError(text) from exc
             if fields is not None:
                 rows = [_trim(r, fields) for r in rows]
-            if record_name == "DeadLetter":
+            if record_name == contract.DEAD_LETTER.name:
                 for r in rows:
                     r.pop("original", None)
             counts[topic] = read

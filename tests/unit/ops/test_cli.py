@@ -146,6 +146,16 @@ def test_produce_unknown_topic(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "--record" in line
 
 
+def test_produce_unknown_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "x.jsonl"
+    data.write_text("{}\n", encoding="utf-8")
+
+    assert main(["produce", "some.topic", str(data), "--record", "Nope"]) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert line.startswith("leadstream: error: no record is called 'Nope' (known: FormSubmitted,")
+
+
 @pytest.mark.parametrize("token", [None, ""])
 def test_worker_without_token_names_the_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], token: str | None

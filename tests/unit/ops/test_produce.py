@@ -18,16 +18,15 @@ from streams.connection import KafkaConnection
 from streams.errors import LeadstreamError
 from streams.local.registry.server import RegistryServer
 from streams.ops.produce import (
-    KEY_FIELDS,
     numbered_lines,
     parse_json_record,
     produce_lines,
     producer_config,
     record_for_topic,
-    record_key,
     timestamp_fields,
 )
-from streams.serde.avro import RECORD_FILES, AvroSerde
+from streams.serde import contract
+from streams.serde.avro import AvroSerde
 from streams.settings import Settings
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
@@ -41,7 +40,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _schema_text(record_name: str) -> str:
-    return (SCHEMAS / RECORD_FILES[record_name]).read_text(encoding="utf-8")
+    return (SCHEMAS / contract.record(record_name).schema_file).read_text(encoding="utf-8")
 
 
 # --- parse_json_record ------------------------------------------------------------------------
@@ -97,37 +96,6 @@ def test_non_object_lines_are_value_errors(line: str, match: str) -> None:
 def test_unparsable_timestamp_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="yesterday"):
         parse_json_record('{"occurred_at": "yesterday"}', TS)
-
-
-# --- record_key -------------------------------------------------------------------------------
-
-
-def test_key_fields_cover_the_domain_contract() -> None:
-    assert KEY_FIELDS["FormSubmitted"] == ("lead_id",)
-    assert KEY_FIELDS["BookingCreated"] == ("lead_id", "booking_id")
-    assert KEY_FIELDS["LeadStatusChanged"] == ("lead_id",)
-    assert KEY_FIELDS["Conversion"] == ("lead_id",)
-    assert KEY_FIELDS["DeliveryReceipt"] == ("event_id",)
-
-
-@pytest.mark.parametrize(
-    ("record_name", "record", "key"),
-    [
-        ("FormSubmitted", {"lead_id": "lead-1", "event_id": "e1"}, b"lead-1"),
-        ("LeadStatusChanged", {"lead_id": "lead-2", "change_id": "c1"}, b"lead-2"),
-        ("BookingCreated", {"lead_id": "lead-3", "booking_id": "bk-3"}, b"lead-3"),
-        ("BookingCreated", {"lead_id": None, "booking_id": "bk-4"}, b"bk-4"),
-        ("BookingCreated", {"booking_id": "bk-5"}, b"bk-5"),
-        ("BookingCreated", {"lead_id": "", "booking_id": "bk-6"}, b"bk-6"),
-        ("Conversion", {"lead_id": "lead-7", "event_id": "x"}, b"lead-7"),
-        ("DeliveryReceipt", {"lead_id": "lead-8", "event_id": "evt-8"}, b"evt-8"),
-        ("FormSubmitted", {"event_id": "e1"}, None),
-        ("Unknown", {"lead_id": "lead-9"}, None),
-        ("FormSubmitted", {"lead_id": "léad"}, "léad".encode()),
-    ],
-)
-def test_record_key(record_name: str, record: dict[str, object], key: bytes | None) -> None:
-    assert record_key(record_name, record) == key
 
 
 # --- timestamp_fields -------------------------------------------------------------------------

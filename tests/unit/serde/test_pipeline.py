@@ -20,6 +20,7 @@ from streams.domain.types import Booking, FormSubmit, MatchKeys, SourceRef, Stat
 from streams.local.registry.server import RegistryServer
 from streams.serde.avro import AvroSerde, RegistryUnavailableError, frame
 from streams.serde.pipeline import DeadLetterOut, Pipeline, Raw, scrub_pii
+from streams.settings import Settings
 from tests.unit.factories import (
     EMAIL,
     EMAIL_SHA,
@@ -482,3 +483,21 @@ def test_encode_input_uses_the_input_topic_subject(
     latest = _client(registry.url).get_latest_version(f"{TOPICS['FormSubmitted']}-value")
     assert int.from_bytes(data[1:5], "big") == latest.schema_id
     assert form_from_record(serde.decode(data, "FormSubmitted"), NOW) == make_form_submit()
+
+
+def test_from_settings_uses_the_configured_topics_of_the_contract(
+    serde: AvroSerde, registry: RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_TOPIC_BOOKING_CREATED", "pipe.settings.bookings")
+    monkeypatch.setenv("LEADSTREAM_TOPIC_DEAD_LETTER", "pipe.settings.dlq")
+    pipeline = Pipeline.from_settings(serde, Settings())
+
+    data = pipeline.encode_input(make_booking())
+    dead = pipeline.dead_letter(Raw("t", 0, 1, None, b"x"), "undecodable", "m", None, b"x", NOW)
+
+    client = _client(registry.url)
+    assert pipeline.dead_letter_topic == "pipe.settings.dlq"
+    bookings = client.get_latest_version("pipe.settings.bookings-value")
+    assert int.from_bytes(data[1:5], "big") == bookings.schema_id
+    dlq = client.get_latest_version("pipe.settings.dlq-value")
+    assert int.from_bytes(dead.value[1:5], "big") == dlq.schema_id

@@ -16,7 +16,8 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from streams.domain.records import conversion_to_record
 from streams.local.registry.server import RegistryServer
-from streams.serde.avro import RECORD_FILES, AvroSerde
+from streams.serde import contract
+from streams.serde.avro import AvroSerde
 from tests.unit.factories import (
     NOW,
     make_booking_record,
@@ -27,7 +28,8 @@ from tests.unit.factories import (
 
 SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 NAMESPACE = "io.leadstream.v1"
-ALL_RECORDS = sorted(RECORD_FILES)
+SCHEMA_FILES = {r.name: r.schema_file for r in contract.RECORDS}
+ALL_RECORDS = sorted(SCHEMA_FILES)
 
 
 def _realistic(record_name: str) -> dict[str, Any]:
@@ -71,7 +73,7 @@ def _realistic(record_name: str) -> dict[str, Any]:
 
 
 def _schema_json(record_name: str) -> dict[str, Any]:
-    return json.loads((SCHEMAS / RECORD_FILES[record_name]).read_text(encoding="utf-8"))
+    return json.loads((SCHEMAS / SCHEMA_FILES[record_name]).read_text(encoding="utf-8"))
 
 
 def _evolved(record_name: str, *, default: bool = True) -> dict[str, Any]:
@@ -106,11 +108,6 @@ def client(registry: RegistryServer) -> SchemaRegistryClient:
 @pytest.fixture(scope="module")
 def serde(client: SchemaRegistryClient) -> AvroSerde:
     return AvroSerde(client, SCHEMAS)
-
-
-def test_every_avsc_file_is_a_known_record() -> None:
-    on_disk = sorted(p.name for p in SCHEMAS.glob("*.avsc"))
-    assert on_disk == sorted(RECORD_FILES.values())
 
 
 @pytest.mark.parametrize("record_name", ALL_RECORDS)
@@ -218,7 +215,7 @@ def test_evolved_reader_decodes_data_written_with_the_old_schema(
 ) -> None:
     evolved_dir = tmp_path / "schemas"
     shutil.copytree(SCHEMAS, evolved_dir)
-    (evolved_dir / RECORD_FILES[record_name]).write_text(
+    (evolved_dir / SCHEMA_FILES[record_name]).write_text(
         json.dumps(_evolved(record_name)), encoding="utf-8"
     )
     topic = f"schemas.evolve-read.{record_name}"
@@ -254,7 +251,7 @@ def test_the_new_optional_fields_evolve_the_registered_schema_and_old_records_st
     [added] = [f for f in before["fields"] if f["name"] == field]
     assert added["type"] == ["null", "string"] and added["default"] is None  # optional
     before["fields"] = [f for f in before["fields"] if f["name"] != field]
-    (before_dir / RECORD_FILES[record_name]).write_text(json.dumps(before), encoding="utf-8")
+    (before_dir / SCHEMA_FILES[record_name]).write_text(json.dumps(before), encoding="utf-8")
     old_serde = AvroSerde(SchemaRegistryClient({"url": registry.url}), before_dir)
     topic = f"schemas.issue13.{record_name}"
     old_value = {k: v for k, v in _realistic(record_name).items() if k != field}
