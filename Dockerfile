@@ -12,6 +12,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 # README.md is the package's readme (pyproject.toml), so the build needs it.
 COPY pyproject.toml README.md ./
+# streams/ carries the Avro schemas (streams/serde/schemas/, package data of the wheel).
 COPY streams/ streams/
 
 # rocksdict backs Faust's rocksdb:// store (chart: persistence.enabled / tables.store); it is
@@ -32,14 +33,12 @@ RUN groupadd --system --gid 10001 leadstream \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin leadstream
 
+# The installed package reads its Avro schemas from itself (importlib.resources): no schema folder.
 COPY --from=build /opt/venv /opt/venv
-# The package is installed non-editable, so the schemas live beside it, not inside it.
-COPY schemas/ /app/schemas/
 
 ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    LEADSTREAM_SCHEMA_DIR=/app/schemas
+    PYTHONUNBUFFERED=1
 
 WORKDIR /app
 USER 10001:10001

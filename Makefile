@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv kafka test test-unit test-integration demo lint typecheck drills bench bench-smoke clean
+.PHONY: venv kafka schemas test test-unit test-integration demo lint typecheck drills bench bench-smoke clean
 
 $(BIN)/leadstream: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ venv: $(BIN)/leadstream kafka ## create .venv, install Leadstream with test and 
 
 kafka: $(BIN)/leadstream ## fetch Apache Kafka (pinned in streams/local/broker.py) with Maven into .cache/
 	$(BIN)/python -m streams.local.broker fetch
+
+schemas: ## copy schemas/*.avsc into the package (streams/serde/schemas/), which ships them; after any .avsc edit
+	rm -f streams/serde/schemas/*.avsc
+	cp schemas/*.avsc streams/serde/schemas/
 
 test: venv ## the default test run: unit, agent and integration tiers on one real broker; coverage floors
 	$(BIN)/pytest -m "not slow" --cov --cov-report=term:skip-covered $(PYTEST_ARGS)

@@ -92,9 +92,9 @@ def status_record(
 class Encoder:
     """Encodes records once, with the schema registered under each topic's ``-value`` subject."""
 
-    def __init__(self, registry_url: str, schema_dir: Any) -> None:
+    def __init__(self, registry_url: str) -> None:
         """Connect to the registry double (schemas are registered on first use per topic)."""
-        self.serde = AvroSerde.connect(registry_url, schema_dir)
+        self.serde = AvroSerde.connect(registry_url)
 
     def forms(self, topic: str, prefix: str, leads: Iterable[int], now: datetime) -> list[KeyValue]:
         """Encode the form submits of ``leads`` for ``topic``."""

@@ -13,14 +13,13 @@ import json
 import struct
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import fastavro
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from benchmarks.common import BenchError
-from streams.serde import contract
+from streams.serde.avro import load_schemas
 
 _HEADER = struct.Struct(">bI")
 
@@ -48,13 +47,11 @@ class RawResult:
         }
 
 
-def writer_schemas(schema_dir: Path, ids: dict[int, str]) -> dict[int, Any]:
+def writer_schemas(ids: dict[int, str]) -> dict[int, Any]:
     """Parse the writer schema of each schema id (``ids`` maps id -> record name)."""
+    texts = load_schemas()
     return {
-        schema_id: fastavro.parse_schema(
-            json.loads((schema_dir / contract.record(name).schema_file).read_text())
-        )
-        for schema_id, name in ids.items()
+        schema_id: fastavro.parse_schema(json.loads(texts[name])) for schema_id, name in ids.items()
     }
 
 

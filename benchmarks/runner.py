@@ -29,7 +29,6 @@ from benchmarks import profile as pyspy
 from benchmarks.common import BenchError, Contention, new_names, progress
 from streams.local.stack import LocalStack
 from streams.serde.avro import unframe
-from streams.settings import DEFAULT_SCHEMA_DIR
 
 MEASUREMENTS = ("raw", "noop", "naive", "e2e", "latency", "memory")
 BUSY_PCT = 15.0
@@ -240,7 +239,7 @@ def prepare_baselines(stack: LocalStack, encoder: data.Encoder, cfg: Config) -> 
     return BaselineInput(
         topics=[names.form, names.status],
         records=2 * leads,
-        writers=raw_loop.writer_schemas(DEFAULT_SCHEMA_DIR, ids),
+        writers=raw_loop.writer_schemas(ids),
         prefix=names.prefix,
     )
 
@@ -264,7 +263,7 @@ def run_state_memory(leads: int) -> dict[str, Any]:
 def run_all(cfg: Config, stack: LocalStack, got: Collected, workdir: Path) -> dict[str, Any]:
     """Run every selected measurement ``cfg.repeat`` times; return extra report sections."""
     extra: dict[str, Any] = {}
-    encoder = data.Encoder(stack.registry.url, DEFAULT_SCHEMA_DIR)
+    encoder = data.Encoder(stack.registry.url)
     bootstrap = stack.broker.bootstrap
     base: BaselineInput | None = None
     if any(cfg.wants(n) for n in ("raw", "noop", "naive")):

@@ -28,7 +28,6 @@ from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM, DEFAULT_STAGE_MAP_WEB,
 from streams.domain.types import ConsentPolicy, Rules
 from streams.errors import ConfigError
 
-DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 ENV_PREFIX = "LEADSTREAM_"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -113,7 +112,9 @@ class Settings(BaseSettings):
     schema_registry_url: str = Field(
         "http://localhost:8081", description="Confluent-compatible registry."
     )
-    schema_dir: Path = Field(DEFAULT_SCHEMA_DIR, description="Folder of the .avsc files.")
+    schema_dir: Path | None = Field(
+        None, description="Folder of the .avsc files; unset: the schemas shipped in the package."
+    )
     schema_registry_basic_auth: SecretStr | None = Field(
         None, description="``user:password`` for a registry behind basic auth."
     )

@@ -4,7 +4,12 @@ Framing, explicitly: byte 0 is the magic byte ``0``, bytes 1-4 the big-endian sc
 is the Avro binary body (no container header). Schemas are registered under the topic's
 ``<topic>-value`` subject (TopicNameStrategy) through confluent-kafka's ``SchemaRegistryClient``;
 the writer schema of a record is fetched by id (cached) and resolved against Leadstream's reader
-schema from ``schemas/``, so older and newer compatible writers decode.
+schema, so older and newer compatible writers decode.
+
+The reader schemas are the ``.avsc`` files of ``schemas/``, shipped inside the package as
+``streams/serde/schemas/`` (``make schemas`` copies them; a unit test fails when the copies
+differ) and read with :mod:`importlib.resources`, so an installed package needs no schema
+folder. ``LEADSTREAM_SCHEMA_DIR`` (``Settings.schema_dir``) reads them from a folder instead.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import logging
 import struct
 import threading
 from collections.abc import Mapping
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,15 +46,36 @@ class RegistryUnavailableError(LeadstreamError):
     """The schema registry could not be reached: transient, never a reason to dead-letter."""
 
 
-def load_schemas(schema_dir: Path) -> dict[str, str]:
-    """Read every ``.avsc`` of the contract, by record name, as JSON text."""
+def packaged_schemas() -> Traversable:
+    """Return the folder of ``.avsc`` files shipped in the package (``streams/serde/schemas``)."""
+    return resources.files("streams.serde") / "schemas"
+
+
+def load_schemas(schema_dir: Path | None = None) -> dict[str, str]:
+    """Read every ``.avsc`` of the contract, by record name, as JSON text.
+
+    Args:
+        schema_dir: A folder holding the files; None reads the copies shipped in the package.
+
+    Raises:
+        LeadstreamError: a file cannot be read; the message names it and what to do.
+
+    """
+    packaged = packaged_schemas()
     out: dict[str, str] = {}
     for rec in contract.RECORDS:
-        path = schema_dir / rec.schema_file
         try:
-            out[rec.name] = path.read_text(encoding="utf-8")
+            if schema_dir is None:
+                out[rec.name] = (packaged / rec.schema_file).read_text(encoding="utf-8")
+            else:
+                out[rec.name] = (schema_dir / rec.schema_file).read_text(encoding="utf-8")
         except OSError as exc:
-            msg = f"cannot read schema {rec.name} from {path}: {exc} (set LEADSTREAM_SCHEMA_DIR)"
+            if schema_dir is None:
+                where = f"the package ({packaged / rec.schema_file})"
+                hint = "reinstall leadstream, or set LEADSTREAM_SCHEMA_DIR"
+            else:
+                where, hint = str(schema_dir / rec.schema_file), "check LEADSTREAM_SCHEMA_DIR"
+            msg = f"cannot read schema {rec.name} from {where}: {exc} ({hint})"
             raise LeadstreamError(msg) from exc
     return out
 
@@ -72,8 +100,12 @@ def unframe(data: bytes) -> tuple[int, memoryview]:
 class AvroSerde:
     """Encodes and decodes Leadstream's records, registering their schemas once per topic."""
 
-    def __init__(self, registry: SchemaRegistryClient, schema_dir: Path) -> None:
-        """Parse the reader schemas once; registration happens on first use per topic."""
+    def __init__(self, registry: SchemaRegistryClient, schema_dir: Path | None = None) -> None:
+        """Parse the reader schemas once; registration happens on first use per topic.
+
+        ``schema_dir`` is a folder of ``.avsc`` files; None (the default) reads the schemas
+        shipped in the package.
+        """
         self._registry = registry
         self._texts = load_schemas(schema_dir)
         self._parsed: dict[str, Any] = {
@@ -85,7 +117,9 @@ class AvroSerde:
         self._lock = threading.Lock()
 
     @classmethod
-    def connect(cls, registry: str | Mapping[str, str], schema_dir: Path) -> AvroSerde:
+    def connect(
+        cls, registry: str | Mapping[str, str], schema_dir: Path | None = None
+    ) -> AvroSerde:
         """Build a serde talking to a registry.
 
         ``registry`` is its URL, or the whole ``SchemaRegistryClient`` configuration
@@ -96,7 +130,7 @@ class AvroSerde:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AvroSerde:
-        """Build the serde the settings describe (registry URL, auth, CA; schema folder)."""
+        """Build the serde the settings describe (registry URL, auth, CA; schema folder if set)."""
         return cls.connect(settings.schema_registry_config(), settings.schema_dir)
 
     def schema_text(self, record_name: str) -> str:

@@ -30,7 +30,7 @@ from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs
 from streams.serde.avro import AvroSerde
 from streams.serde.pipeline import Pipeline
-from streams.settings import DEFAULT_SCHEMA_DIR, Settings
+from streams.settings import Settings
 from streams.tiktok import payload
 from streams.tiktok.client import TrackResponse
 from streams.tiktok.verdicts import UNKNOWN_CODE_ATTEMPTS
@@ -181,9 +181,7 @@ def registry() -> Iterator[RegistryServer]:
 
 @pytest.fixture(scope="module")
 def serde(registry: RegistryServer) -> AvroSerde:
-    return AvroSerde(
-        SchemaRegistryClient({"url": registry.url, "max.retries": 0}), DEFAULT_SCHEMA_DIR
-    )
+    return AvroSerde(SchemaRegistryClient({"url": registry.url, "max.retries": 0}))
 
 
 @pytest.fixture(autouse=True)

@@ -30,7 +30,7 @@ from streams.domain import records
 from streams.local.registry.server import RegistryServer
 from streams.runtime.worker import Worker
 from streams.serde.avro import AvroSerde
-from streams.settings import DEFAULT_SCHEMA_DIR, Settings
+from streams.settings import Settings
 from streams.tiktok.client import TrackResponse
 from tests.unit.factories import (
     EMAIL_SHA,
@@ -71,7 +71,7 @@ def registry() -> Iterator[RegistryServer]:
 @pytest.fixture(scope="module")
 def serde(registry: RegistryServer) -> AvroSerde:
     client = SchemaRegistryClient({"url": registry.url, "max.retries": 0})
-    return AvroSerde(client, DEFAULT_SCHEMA_DIR)
+    return AvroSerde(client)
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,6 @@ from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from streams.ops.lag import measure_lag
 from streams.ops.produce import producer_config
 from streams.serde.avro import AvroSerde
-from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names
 
 FAST = {
@@ -36,7 +35,7 @@ Record = tuple[str, bytes | None, bytes]  # topic, key, value
 
 
 def serde_for(stack: LocalStack) -> AvroSerde:
-    return AvroSerde.connect(stack.registry.url, DEFAULT_SCHEMA_DIR)
+    return AvroSerde.connect(stack.registry.url)
 
 
 def good_lead(serde: AvroSerde, names: Names, prefix: str, i: int) -> tuple[Record, Record]:

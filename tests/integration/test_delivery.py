@@ -18,7 +18,6 @@ from confluent_kafka import Producer
 
 from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from streams.serde.avro import AvroSerde
-from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names
 from tests.drills.traffic import resend_bound
 from tests.integration.helpers import records_on, wait_caught_up, wait_paused
@@ -55,7 +54,7 @@ def conversion(prefix: str, n: int, **overrides: Any) -> dict[str, Any]:
 
 
 def produce_conversions(stack: LocalStack, names: Names, records: list[dict[str, Any]]) -> None:
-    serde = AvroSerde.connect(stack.registry.url, DEFAULT_SCHEMA_DIR)
+    serde = AvroSerde.connect(stack.registry.url)
     producer = Producer({"bootstrap.servers": stack.broker.bootstrap, "linger.ms": 20})
     for record in records:
         value = serde.encode(names.conversions, "Conversion", record)
@@ -78,7 +77,7 @@ def accepted(stack: LocalStack, prefix: str) -> list[dict[str, Any]]:
 
 
 def dead_letters(stack: LocalStack, names: Names) -> list[dict[str, Any]]:
-    serde = AvroSerde.connect(stack.registry.url, DEFAULT_SCHEMA_DIR)
+    serde = AvroSerde.connect(stack.registry.url)
     return [
         serde.decode(m.value(), "DeadLetter")
         for m in stack.consume_all(names.dead_letter, idle=1.0)

@@ -18,7 +18,6 @@ from confluent_kafka import Producer
 
 from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from streams.serde.avro import AvroSerde
-from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names
 from tests.integration.helpers import (
     form,
@@ -78,7 +77,7 @@ def scenario(stack: LocalStack) -> Iterator[Scenario]:
     env = names.env()
     p = names.prefix
     worker = stack.start_worker(p, **env)
-    serde = AvroSerde.connect(stack.registry.url, DEFAULT_SCHEMA_DIR)
+    serde = AvroSerde.connect(stack.registry.url)
     try:
         worker.wait_ready()
         # L3: the status change comes before its form.

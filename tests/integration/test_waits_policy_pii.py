@@ -18,7 +18,6 @@ from confluent_kafka.admin import AdminClient
 
 from streams.local.stack import TOKEN, LocalStack, WorkerProcess, wait_until
 from streams.serde.avro import AvroSerde
-from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names
 from tests.integration.helpers import NOW, form, iso, produce, sandbox_events, status
 
@@ -85,7 +84,7 @@ def run(stack: LocalStack) -> Iterator[Run]:
         "LEADSTREAM_FALLBACK_PAGE_URL": "https://shop.example.com/",
     }
     worker = stack.start_worker(p, **env)
-    serde = AvroSerde.connect(stack.registry.url, DEFAULT_SCHEMA_DIR)
+    serde = AvroSerde.connect(stack.registry.url)
     try:
         worker.wait_ready()
         produce(stack, env, names.form, form(p, 1, ad_consent="UNKNOWN"))

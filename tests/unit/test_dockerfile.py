@@ -1,8 +1,8 @@
 """Dockerfile and .dockerignore: checked by content (no Docker engine here), against the Helm chart.
 
 The image and the chart make one contract: the container runs exactly ``leadstream worker`` as a
-numeric non-root user, serves health and metrics on the chart's ``http`` port, and finds the
-Avro schemas through LEADSTREAM_SCHEMA_DIR.
+numeric non-root user, serves health and metrics on the chart's ``http`` port, and reads the
+Avro schemas from the installed package (no LEADSTREAM_SCHEMA_DIR, no schema folder).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def test_multi_stage_build_keeps_build_tools_out_of_the_final_image(
     final_runs = " ".join(final.all("RUN"))
     for tool in BUILD_TOOLS:
         assert tool not in final_runs, f"{tool!r} in the final stage"
-    # The sources are not copied into the final image: only the venv and the schemas.
+    # The sources are not copied into the final image: only the venv.
     assert not any(args.split()[0] in ("streams/", "streams", ".") for args in final.all("COPY"))
     assert env_vars(final)["PATH"].startswith("/opt/venv/bin:")
 
@@ -223,18 +223,20 @@ def test_exposed_port_is_the_charts_web_port(
     assert {"name": "http", "containerPort": web_port, "protocol": "TCP"} in container["ports"]
 
 
-def test_schema_dir_points_to_the_copied_schemas(final: Stage) -> None:
-    schema_dir = env_vars(final)["LEADSTREAM_SCHEMA_DIR"]
-    assert schema_dir == "/app/schemas"
-    copies = [args.split() for args in final.all("COPY")]
-    assert any(
-        src.rstrip("/") == "schemas" and dest.rstrip("/") == schema_dir
-        for src, dest in (c for c in copies if len(c) == 2)
-    )
-    assert sorted(p.name for p in (REPO / "schemas").glob("*.avsc"))
+def test_the_wheel_carries_the_schemas_and_the_image_sets_no_schema_dir(
+    stages: list[Stage], final: Stage
+) -> None:
+    """The schemas reach the image inside the wheel, which is built from ``streams/``."""
+    build = stages[0]
+    copies = [args.split() for args in build.all("COPY")]
+    assert ["streams/", "streams/"] in copies
+    packaged = sorted(p.name for p in (REPO / "streams" / "serde" / "schemas").glob("*.avsc"))
+    assert packaged == sorted(p.name for p in (REPO / "schemas").glob("*.avsc"))
+    assert "LEADSTREAM_SCHEMA_DIR" not in env_vars(final)
+    assert not any("schemas" in args for args in final.all("COPY"))
 
 
-def test_chart_leaves_the_images_schema_dir_alone(chart_values: dict[str, Any]) -> None:
+def test_chart_leaves_the_schema_dir_unset(chart_values: dict[str, Any]) -> None:
     assert chart_values["schemaRegistry"]["schemaDir"] == ""
 
 
@@ -276,5 +278,10 @@ def test_dockerignore_excludes_local_clutter_but_not_the_build_inputs() -> None:
         "streams/__pycache__/cli.cpython-311.pyc",
     ):
         assert _ignored(path, patterns), f"{path} would be sent to the build context"
-    for path in ("pyproject.toml", "README.md", "streams/ops/cli.py", "schemas/conversion.avsc"):
+    for path in (
+        "pyproject.toml",
+        "README.md",
+        "streams/ops/cli.py",
+        "streams/serde/schemas/conversion.avsc",
+    ):
         assert not _ignored(path, patterns), f"{path} is needed by the build"

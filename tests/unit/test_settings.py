@@ -16,7 +16,6 @@ from streams.errors import ConfigError
 from streams.ops.cli import main
 from streams.serde import contract
 from streams.settings import (
-    DEFAULT_SCHEMA_DIR,
     Settings,
     check_environment,
     describe_validation_error,
@@ -24,8 +23,6 @@ from streams.settings import (
     load_settings,
     unknown_variables,
 )
-
-REPO_SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 @pytest.fixture(autouse=True)
@@ -62,8 +59,12 @@ def test_defaults() -> None:
     assert s.retry_horizon == timedelta(hours=3)
     assert s.delivery_batch_max == 1000
     assert s.delivery_linger == 1.0
-    assert s.schema_dir == DEFAULT_SCHEMA_DIR == REPO_SCHEMAS
-    assert (s.schema_dir / "form_submitted.avsc").is_file()
+    assert s.schema_dir is None  # the schemas shipped in the package
+
+
+def test_schema_dir_is_an_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LEADSTREAM_SCHEMA_DIR", str(tmp_path))
+    assert Settings().schema_dir == tmp_path
 
 
 def test_default_topic_names_match_the_contract() -> None:

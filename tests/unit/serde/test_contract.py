@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from streams.errors import LeadstreamError
 from streams.serde import contract
+from streams.serde.avro import load_schemas, packaged_schemas
 from streams.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMAS = REPO / "schemas"
+PACKAGED = REPO / "streams" / "serde" / "schemas"
 
 
 @pytest.fixture(autouse=True)
@@ -109,3 +116,83 @@ def test_record_by_name() -> None:
 )
 def test_record_key(record_name: str, record: dict[str, object], key: bytes | None) -> None:
     assert contract.record_key(record_name, record) == key
+
+
+# --- the schemas shipped in the package --------------------------------------------------------
+
+
+def test_the_packaged_schemas_are_byte_copies_of_schemas_dir() -> None:
+    """``streams/serde/schemas/`` ships ``schemas/``; after an .avsc edit run ``make schemas``."""
+    packaged = {p.name: p.read_bytes() for p in PACKAGED.glob("*.avsc")}
+    source = {p.name: p.read_bytes() for p in SCHEMAS.glob("*.avsc")}
+    stale = sorted(n for n in source.keys() | packaged.keys() if source.get(n) != packaged.get(n))
+    assert not stale, f"streams/serde/schemas/ differs from schemas/ in {stale}: run make schemas"
+
+
+def test_the_package_declares_its_schemas_as_package_data() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    package_data = pyproject["tool"]["setuptools"]["package-data"]
+    assert "schemas/*.avsc" in package_data["streams.serde"]
+
+
+def test_default_loading_reads_the_packaged_copies() -> None:
+    assert Path(str(packaged_schemas())) == PACKAGED
+    texts = load_schemas()
+    assert texts == {
+        r.name: (SCHEMAS / r.schema_file).read_text(encoding="utf-8") for r in contract.RECORDS
+    }
+
+
+def test_schema_dir_overrides_the_packaged_copies(tmp_path: Path) -> None:
+    shutil.copytree(SCHEMAS, tmp_path, dirs_exist_ok=True)
+    changed = json.loads((SCHEMAS / "dead_letter.avsc").read_text(encoding="utf-8"))
+    changed["doc"] = "from the override folder"
+    (tmp_path / "dead_letter.avsc").write_text(json.dumps(changed), encoding="utf-8")
+
+    assert json.loads(load_schemas(tmp_path)["DeadLetter"])["doc"] == "from the override folder"
+    assert json.loads(load_schemas()["DeadLetter"])["doc"] != "from the override folder"
+
+
+def test_schemas_load_from_a_zipped_package_without_a_schema_folder(tmp_path: Path) -> None:
+    """Installed elsewhere (here: imported from a zip, far from the repository) it needs no dir.
+
+    ``importlib.resources`` reads the files through the package's loader, so this also holds for
+    a wheel, a zipapp or any other non-filesystem install.
+    """
+    archive = tmp_path / "leadstream.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted((REPO / "streams").rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, path.relative_to(REPO).as_posix())
+    code = (
+        "import streams, sys\n"
+        "from streams.serde.avro import load_schemas\n"
+        "assert streams.__file__.startswith(sys.argv[1]), streams.__file__\n"
+        "print(sorted(load_schemas()))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADSTREAM_")}
+    env["PYTHONPATH"] = str(archive)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(archive)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(sorted(r.name for r in contract.RECORDS))
+
+
+def test_a_missing_packaged_schema_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.serde.avro as avro
+
+    empty = Path(str(packaged_schemas())).parent / "no-such-folder"
+    monkeypatch.setattr(avro, "packaged_schemas", lambda: empty)
+    with pytest.raises(LeadstreamError) as info:
+        load_schemas()
+    assert str(info.value).startswith(
+        f"cannot read schema FormSubmitted from the package ({empty / 'form_submitted.avsc'}): "
+    )
+    assert str(info.value).endswith("(reinstall leadstream, or set LEADSTREAM_SCHEMA_DIR)")
