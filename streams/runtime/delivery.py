@@ -22,6 +22,15 @@ from typing import Any
 from faust.types import EventT
 
 from streams.domain import records
+from streams.domain.retry import (
+    BatchVerdict,
+    CircuitChange,
+    RetryPolicy,
+    RetryState,
+    Step,
+    Verdict,
+    next_step,
+)
 from streams.domain.types import Conversion, Rejection
 from streams.errors import ApiError, SerdeError
 from streams.runtime.metrics import Metrics
@@ -31,14 +40,8 @@ from streams.runtime.topics import Topics
 from streams.serde import pipeline as pl
 from streams.settings import Settings
 from streams.tiktok import payload
-from streams.tiktok.client import EventsDestination
-from streams.tiktok.verdicts import (
-    UNKNOWN_CODE_ATTEMPTS,
-    BatchVerdict,
-    Verdict,
-    backoff_seconds,
-    classify,
-)
+from streams.tiktok.client import EventsApiClient
+from streams.tiktok.verdicts import classify
 
 logger = logging.getLogger(__name__)
 
@@ -72,18 +75,18 @@ class Circuit:
     """Auth-error circuit of one destination."""
 
     open: bool = False
-    opened_at: float = 0.0
+    opened_at: datetime | None = None
     probes: int = 0
     history: list[str] = field(default_factory=list)
 
 
 class Delivery:
-    """Sends batches of conversions to one Events API destination."""
+    """Sends batches of conversions through one Events API client, per destination."""
 
     def __init__(
         self,
         settings: Settings,
-        destination: EventsDestination,
+        client: EventsApiClient,
         pipeline: pl.Pipeline,
         topics: Topics,
         tables: Tables,
@@ -92,9 +95,9 @@ class Delivery:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], datetime] = pl.utcnow,
     ) -> None:
-        """Bind the destination and outputs; ``sleep`` and ``clock`` are injectable for tests."""
+        """Bind the API client and outputs; ``sleep`` and ``clock`` are injectable for tests."""
         self.settings = settings
-        self.destination = destination
+        self.client = client
         self.pipeline = pipeline
         self.topics = topics
         self.tables = tables
@@ -102,6 +105,12 @@ class Delivery:
         self.outputs = outputs
         self.sleep = sleep
         self.clock = clock
+        self.policy = RetryPolicy(
+            horizon=settings.retry_horizon,
+            backoff_initial=settings.retry_backoff_initial,
+            backoff_max=settings.retry_backoff_max,
+            probe_interval=settings.circuit_probe_interval,
+        )
         self.circuits: dict[str, Circuit] = {}
         self._random = random.Random()  # noqa: S311 - jitter, not security
         self._logged_requests: OrderedDict[str, None] = OrderedDict()
@@ -171,136 +180,81 @@ class Delivery:
     async def _send_group(self, dest: payload.Destination, items: list[Item]) -> list[Result]:
         """Send ``items`` to ``dest`` until each has a final outcome.
 
-        The work is a queue of requests (chunks of items). A rejection that names no event
-        bisects its request; 40061 and HTTP 413 halve it; the answers that pause the destination
-        (auth, configuration) or are retried resend the same request.
+        The work is a queue of requests (chunks of items). After each answer the retry plan
+        (``streams.domain.retry.next_step``) says what next; this shell only carries it out:
+        outcomes, the requests to send next, the wait, and the circuit.
         """
-        name = self.destination.name
+        name = self.client.name
         circuit = self.circuits.setdefault(f"{dest.event_source}:{dest.event_source_id}", Circuit())
-        horizon = self.settings.retry_horizon.total_seconds()
         size = self.settings.delivery_batch_max
         work: deque[list[Item]] = deque(items[i : i + size] for i in range(0, len(items), size))
         results: list[Result] = []
-        retrying_since: float | None = None  # the horizon runs from the first retryable failure
-        attempt = 0
-        unknown_tries = 0
+        state = RetryState()
         while work:
             chunk = work.popleft()
             verdict, request_id = await self._post(dest, chunk)
             for it in chunk:
                 it.attempts += 1
             self.metrics.requests.labels(name, verdict.verdict.value).inc()
-            if verdict.verdict is not Verdict.RETRY:
-                retrying_since = None
-            if verdict.verdict is not Verdict.UNKNOWN:
-                unknown_tries = 0
-            if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED, Verdict.BISECT):
+            plan = next_step(
+                state,
+                verdict,
+                size=len(chunk),
+                attempts=chunk[0].attempts,
+                now=self.clock(),
+                rand=self._random.random(),
+                policy=self.policy,
+            )
+            state = plan.state
+            if plan.circuit is CircuitChange.CLOSE:
                 self._close(circuit, dest)  # the API read the events: the credentials work
-            if verdict.verdict in (Verdict.DELIVERED, Verdict.REJECTED):
-                attempt = 0
-                again = []
-                for idx, it in enumerate(chunk):
-                    if idx in verdict.rejected:
-                        msg = verdict.rejected[idx]
-                        results.append(
-                            Result(it, False, verdict.code, msg, request_id, "api_rejected")
-                        )
-                    elif verdict.verdict is Verdict.DELIVERED:
-                        results.append(Result(it, True, verdict.code, verdict.message, request_id))
-                    else:
-                        again.append(it)
-                if again:
-                    work.appendleft(again)
-            elif verdict.verdict in (Verdict.SPLIT, Verdict.BISECT) and len(chunk) == 1:
-                # "Too many events" for a single event cannot be fixed by splitting: permanent.
-                msg = (
-                    f"rejected as too large even alone: {verdict.message}"
-                    if verdict.verdict is Verdict.SPLIT
-                    else verdict.message
-                )
-                results.append(
-                    Result(chunk[0], False, verdict.code, msg, request_id, "api_rejected")
-                )
-            elif verdict.verdict in (Verdict.SPLIT, Verdict.BISECT):
-                half = len(chunk) // 2
-                work.appendleft(chunk[half:])
-                work.appendleft(chunk[:half])
-                if verdict.verdict is Verdict.SPLIT:
-                    size = max(1, half)
-                    logger.warning(
-                        "%s: %d events rejected as too many (code=%s); splitting to %d",
-                        name,
-                        len(chunk),
-                        verdict.code,
-                        size,
-                    )
-                else:
-                    logger.warning(
-                        "%s: %d events rejected without naming the bad ones (code=%s: %s); "
-                        "bisecting to isolate them",
-                        name,
-                        len(chunk),
-                        verdict.code,
-                        verdict.message,
-                    )
-            elif verdict.verdict in (Verdict.AUTH, Verdict.CONFIG):
+            elif plan.circuit is CircuitChange.OPEN:
                 self._open(circuit, dest, verdict)
-                await self.sleep(self.settings.circuit_probe_interval)
+            results += [
+                Result(chunk[f.index], f.delivered, verdict.code, f.message, request_id, f.reason)
+                for f in plan.finished
+            ]
+            if plan.step is Step.SPLIT:
+                self._log_split(chunk, verdict)
+            elif plan.step is Step.SLEEP:
+                self._log_retry(chunk, verdict, plan.wait)
+            if plan.wait:
+                await self.sleep(plan.wait)
+            if plan.step is Step.PAUSE:
                 circuit.probes += 1
-                work.appendleft(chunk)
-            elif verdict.verdict is Verdict.UNKNOWN:
-                unknown_tries += 1
-                if unknown_tries >= UNKNOWN_CODE_ATTEMPTS:
-                    msg = (
-                        f"unknown Events API code {verdict.code} after {unknown_tries} "
-                        f"attempts: {verdict.message}"
-                    )
-                    unknown_tries = 0
-                    results += [
-                        Result(it, False, verdict.code, msg, request_id, "api_rejected")
-                        for it in chunk
-                    ]
-                    continue
-                await self._back_off(name, chunk, verdict, attempt)
-                attempt += 1
-                work.appendleft(chunk)
-            else:  # RETRY
-                if retrying_since is None:
-                    retrying_since = time.monotonic()
-                if time.monotonic() - retrying_since >= horizon:
-                    msg = (
-                        f"gave up after {chunk[0].attempts} attempts over the retry horizon: "
-                        f"{verdict.message}"
-                    )
-                    results += [
-                        Result(it, False, verdict.code, msg, request_id, "retry_exhausted")
-                        for it in chunk
-                    ]
-                    continue
-                await self._back_off(name, chunk, verdict, attempt)
-                attempt += 1
-                work.appendleft(chunk)
+            work.extendleft(reversed([[chunk[i] for i in idx] for idx in plan.resend]))
         return results
 
-    async def _back_off(
-        self, name: str, chunk: list[Item], verdict: BatchVerdict, attempt: int
-    ) -> None:
-        delay = backoff_seconds(
-            attempt,
-            self.settings.retry_backoff_initial,
-            self.settings.retry_backoff_max,
-            self._random.random(),
-        )
-        self.metrics.retries.labels(name, str(verdict.code or "http")).inc()
+    def _log_split(self, chunk: list[Item], verdict: BatchVerdict) -> None:
+        name = self.client.name
+        if verdict.verdict is Verdict.SPLIT:
+            logger.warning(
+                "%s: %d events rejected as too many (code=%s); splitting to %d",
+                name,
+                len(chunk),
+                verdict.code,
+                len(chunk) // 2,
+            )
+        else:
+            logger.warning(
+                "%s: %d events rejected without naming the bad ones (code=%s: %s); "
+                "bisecting to isolate them",
+                name,
+                len(chunk),
+                verdict.code,
+                verdict.message,
+            )
+
+    def _log_retry(self, chunk: list[Item], verdict: BatchVerdict, delay: float) -> None:
+        self.metrics.retries.labels(self.client.name, str(verdict.code or "http")).inc()
         logger.warning(
             "%s: retrying %d events in %.2fs (code=%s: %s)",
-            name,
+            self.client.name,
             len(chunk),
             delay,
             verdict.code,
             verdict.message,
         )
-        await self.sleep(delay)
 
     async def _post(
         self, dest: payload.Destination, chunk: list[Item]
@@ -309,7 +263,7 @@ class Delivery:
         self.metrics.batch_size.observe(len(chunk))
         started = time.perf_counter()
         try:
-            resp = await asyncio.to_thread(self.destination.track, request)
+            resp = await asyncio.to_thread(self.client.track, request)
         except ApiError as exc:
             verdict = classify(exc.status_code, exc.code, str(exc), {}, len(chunk))
             request_id, status, body = exc.request_id, exc.status_code, exc.body
@@ -317,7 +271,7 @@ class Delivery:
             verdict = classify(resp.http_status, resp.code, resp.message, resp.data, len(chunk))
             request_id, status, body = resp.request_id, resp.http_status, resp.body
         finally:
-            self.metrics.request_seconds.labels(self.destination.name).observe(
+            self.metrics.request_seconds.labels(self.client.name).observe(
                 time.perf_counter() - started
             )
         if verdict.verdict is not Verdict.DELIVERED or verdict.rejected:
@@ -348,7 +302,7 @@ class Delivery:
                 self._logged_requests.popitem(last=False)
         logger.warning(
             "%s %s/%s: request %s (%d events: %s) answered HTTP %s, %s: %s",
-            self.destination.name,
+            self.client.name,
             dest.event_source,
             dest.event_source_id,
             request_id,
@@ -361,11 +315,11 @@ class Delivery:
 
     def _open(self, circuit: Circuit, dest: payload.Destination, verdict: BatchVerdict) -> None:
         if not circuit.open:
-            circuit.open, circuit.opened_at = True, time.monotonic()
+            circuit.open, circuit.opened_at = True, self.clock()
             kind = "auth error" if verdict.verdict is Verdict.AUTH else "configuration error"
             logger.error(
                 "%s %s/%s: %s %s (%s); delivery paused, probing every %.0fs",
-                self.destination.name,
+                self.client.name,
                 dest.event_source,
                 dest.event_source_id,
                 kind,
@@ -373,19 +327,20 @@ class Delivery:
                 verdict.message,
                 self.settings.circuit_probe_interval,
             )
-        self.metrics.circuit_open.labels(self.destination.name).set(1)
+        self.metrics.circuit_open.labels(self.client.name).set(1)
 
     def _close(self, circuit: Circuit, dest: payload.Destination) -> None:
         if circuit.open:
+            paused = self.clock() - (circuit.opened_at or self.clock())
             logger.warning(
                 "%s %s/%s: delivery resumed after %.0fs paused",
-                self.destination.name,
+                self.client.name,
                 dest.event_source,
                 dest.event_source_id,
-                time.monotonic() - circuit.opened_at,
+                paused.total_seconds(),
             )
             circuit.open = False
-        self.metrics.circuit_open.labels(self.destination.name).set(0)
+        self.metrics.circuit_open.labels(self.client.name).set(0)
 
     async def _record(self, dest: payload.Destination, result: Result) -> None:
         now = self.clock()
@@ -405,7 +360,7 @@ class Delivery:
                 "event_id": it.conv.event_id,
                 "event": it.conv.event,
                 "lead_id": it.conv.lead_id,
-                "destination": self.destination.name,
+                "destination": self.client.name,
                 "event_source": dest.event_source,
                 "event_source_id": dest.event_source_id,
                 "outcome": "DELIVERED" if result.delivered else "DEAD_LETTERED",
@@ -419,7 +374,7 @@ class Delivery:
         )
         self.outputs.send(self.settings.topic_deliveries, it.conv.event_id.encode(), value)
         outcome = "delivered" if result.delivered else result.reason
-        self.metrics.deliveries.labels(self.destination.name, outcome, str(result.code)).inc()
+        self.metrics.deliveries.labels(self.client.name, outcome, str(result.code)).inc()
 
     async def _dead(
         self,

@@ -31,7 +31,7 @@ from streams.serde import contract
 from streams.serde.avro import AvroSerde
 from streams.serde.pipeline import Pipeline
 from streams.settings import Settings
-from streams.tiktok.client import EventsDestination, TikTokEventsClient
+from streams.tiktok.client import EventsApiClient, TikTokEventsClient
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class Worker:
     def __init__(
         self,
         settings: Settings,
-        destination: EventsDestination | None = None,
+        client: EventsApiClient | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         """Build the app; nothing connects until Faust starts it."""
@@ -99,16 +99,16 @@ class Worker:
         self.due = DueIndex()
         self.tables = declare_tables(self.app, settings, on_lead_changelog=self._on_lead_changelog)
         self.outputs = Outputs(self.topics, self.tables, self.metrics, producer_for(self.conn))
-        if destination is None:
+        if client is None:
             token = settings.tiktok_access_token
-            destination = TikTokEventsClient(
+            client = TikTokEventsClient(
                 settings.tiktok_api_url,
                 token.get_secret_value() if token else "",
                 timeout=settings.tiktok_timeout,
             )
         self.delivery = Delivery(
             settings,
-            destination,
+            client,
             self.pipeline,
             self.topics,
             self.tables,

@@ -39,8 +39,12 @@ class TrackResponse:
     body: str = field(default="", compare=False, repr=False)
 
 
-class EventsDestination(Protocol):
-    """What the delivery agent needs from a destination; a second platform is a second class."""
+class EventsApiClient(Protocol):
+    """What the delivery agent needs from an Events API client (the HTTP side, not a destination).
+
+    A destination is the configured target a conversion is routed to (``payload.Destination``);
+    this is the client that carries requests to it. A second platform is a second class.
+    """
 
     name: str
 

@@ -1,4 +1,4 @@
-"""Delivery decisions: classify an Events API answer into per-event verdicts (pure).
+"""Classify a TikTok Events API answer into per-event verdicts (pure).
 
 Errors usually come back as HTTP 200 with a non-zero body ``code``; the HTTP status and the body
 are read together (events-api.md, "Response"; domain.md §7):
@@ -11,15 +11,28 @@ are read together (events-api.md, "Response"; domain.md §7):
   (:attr:`Verdict.CONFIG`): the destination pauses like on an auth error, nothing is dead-lettered;
 - a ``4xxxx`` code this module does not know is retried :data:`UNKNOWN_CODE_ATTEMPTS` times
   (:attr:`Verdict.UNKNOWN`), then dead-lettered with the code kept.
+
+What follows a verdict (send, split, sleep, pause, finish) is the destination-neutral retry plan,
+``streams.domain.retry.next_step``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
+
+from streams.domain.retry import UNKNOWN_CODE_ATTEMPTS, BatchVerdict, Verdict, backoff_seconds
+
+__all__ = [  # the verdict kinds and the backoff live in the destination-neutral retry plan
+    "UNKNOWN_CODE_ATTEMPTS",
+    "BatchVerdict",
+    "Verdict",
+    "backoff_seconds",
+    "classify",
+    "is_retryable_code",
+    "rejected_events",
+]
 
 OK = 0
 PARTIAL = 20001
@@ -33,38 +46,9 @@ AUTH = frozenset({40001, 40102, 40104, 40105})
 REJECTIONS = INVALID | {NOT_HASHED}  # permanent, about the events sent
 CONFIG_HTTP = frozenset({401, 403, 404})
 TOO_LARGE_HTTP = 413
-UNKNOWN_CODE_ATTEMPTS = 3  # tries of a request answered with an unknown 4xxxx code
 
 # ``data.3.properties.value``, ``Batch.0.user.email``, ``DATA[2]``: the index of an event.
 _EVENT_PATH = re.compile(r"\b(?:data|batch)(?:\.(\d+)|\[(\d+)\])(?:\.[\w.]+)?", re.IGNORECASE)
-
-
-class Verdict(StrEnum):
-    """What to do with a request's events."""
-
-    DELIVERED = "delivered"  # accepted (or some rejected, see BatchVerdict.rejected)
-    RETRY = "retry"  # transient: resend the same events after a backoff
-    AUTH = "auth"  # credentials or permission: pause the destination, keep the events
-    CONFIG = "config"  # wrong URL, token or permission (HTTP 401/403/404, no envelope): pause too
-    SPLIT = "split"  # too many events (or bytes) in one request: halve and resend
-    REJECTED = "rejected"  # the named events are permanently invalid; resend the others
-    BISECT = "bisect"  # a rejection naming no event: halve until the bad events are alone
-    UNKNOWN = "unknown"  # an unknown 4xxxx code: retry a few times, then dead-letter (code kept)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchVerdict:
-    """The classification of one answer for a batch of ``n`` events.
-
-    ``rejected`` maps an event's index in the batch to the API's message about it. With
-    ``REJECTED`` the events not named were not accepted and must be sent again; with
-    ``DELIVERED`` they were accepted.
-    """
-
-    verdict: Verdict
-    code: int | None
-    message: str
-    rejected: Mapping[int, str] = field(default_factory=dict)
 
 
 def is_retryable_code(code: int) -> bool:
@@ -139,8 +123,3 @@ def classify(
             return BatchVerdict(Verdict.REJECTED, code, message, {0: message})
         return BatchVerdict(Verdict.BISECT, code, message)
     return BatchVerdict(Verdict.UNKNOWN, code, message)
-
-
-def backoff_seconds(attempt: int, initial: float, maximum: float, rand: float) -> float:
-    """Exponential backoff with full jitter: ``rand`` in [0, 1) scales the capped exponential."""
-    return min(maximum, initial * (2 ** min(attempt, 30))) * (0.5 + rand / 2)

@@ -1,6 +1,6 @@
 """Delivery driven directly with fakes: batching, answer handling, retries, circuit, receipts.
 
-No broker: a scripted fake destination, fake topics that collect what is sent, a dict as the
+No broker: a scripted fake Events API client, fake topics that collect what is sent, a dict as the
 ``delivered`` table, and a recorder instead of ``asyncio.sleep``. Outputs are decoded with the
 real AvroSerde against the registry double, so the receipts and dead letters are the records a
 consumer would read.
@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-import streams.runtime.delivery as delivery_module
 from streams.domain import records
 from streams.domain.types import Channel, Conversion
 from streams.errors import ApiError
@@ -112,7 +111,7 @@ Answer = TrackResponse | ApiError
 
 
 @dataclass
-class FakeDestination:
+class FakeClient:
     """Records every request; answers from a script, then OK once the script runs out."""
 
     answers: list[Answer] = field(default_factory=list)
@@ -196,7 +195,7 @@ class Rig:
     """One Delivery with its fakes."""
 
     delivery: Delivery
-    destination: FakeDestination
+    client: FakeClient
     serde: AvroSerde
     metrics: Metrics
     sleeps: Sleeps
@@ -233,7 +232,7 @@ class Rig:
         return {r["event_id"]: r["outcome"] for r in self.receipts()}
 
     def sent_ids(self) -> list[list[str]]:
-        return [[e["event_id"] for e in p["data"]] for p in self.destination.payloads]
+        return [[e["event_id"] for e in p["data"]] for p in self.client.payloads]
 
 
 @pytest.fixture
@@ -261,11 +260,11 @@ def make_rig(serde: AvroSerde) -> Any:
             delivered=delivered_table, dead_lettered=FakeTable("dead_lettered")
         )
         pipeline = Pipeline.from_settings(serde, settings)
-        destination = FakeDestination(list(answers or []))
+        client = FakeClient(list(answers or []))
         sleeps = Sleeps(metrics, sleep_limit)
         delivery = Delivery(
             settings,
-            destination,
+            client,
             pipeline,
             topics,
             tables,
@@ -274,9 +273,7 @@ def make_rig(serde: AvroSerde) -> Any:
             sleep=sleeps,
             clock=lambda: NOW,
         )
-        return Rig(
-            delivery, destination, serde, metrics, sleeps, deliveries, dead_letter, delivered
-        )
+        return Rig(delivery, client, serde, metrics, sleeps, deliveries, dead_letter, delivered)
 
     return make
 
@@ -294,8 +291,8 @@ async def test_all_delivered_in_one_request_with_receipts_and_ledger(make_rig: A
     rig: Rig = make_rig([TrackResponse(200, 0, "OK", "req-1")])
     await rig.handle(conv(0), conv(1), conv(2))
 
-    assert len(rig.destination.payloads) == 1
-    request = rig.destination.payloads[0]
+    assert len(rig.client.payloads) == 1
+    request = rig.client.payloads[0]
     assert set(request) == {"event_source", "event_source_id", "data"}
     assert request["event_source"] == "web"
     assert request["event_source_id"] == PIXEL
@@ -379,7 +376,7 @@ async def test_partial_success_dead_letters_only_the_named_event(make_rig: Any) 
     events = [rig.event(conv(n)) for n in range(4)]
     await rig.handle(*events)
 
-    assert len(rig.destination.payloads) == 1
+    assert len(rig.client.payloads) == 1
     [dead] = rig.dead()
     assert dead["reason"] == "api_rejected"
     assert dead["event_id"] == "evt-2:QualifiedLead"
@@ -445,7 +442,7 @@ async def test_too_many_events_halves_the_batch_and_resends(make_rig: Any) -> No
     rig: Rig = make_rig([TrackResponse(200, 40061, "more than 1000 events", "req-big")])
     await rig.handle(*(conv(n) for n in range(4)))
 
-    assert [len(p["data"]) for p in rig.destination.payloads] == [4, 2, 2]
+    assert [len(p["data"]) for p in rig.client.payloads] == [4, 2, 2]
     assert rig.sent_ids()[1] + rig.sent_ids()[2] == [f"evt-{n}:QualifiedLead" for n in range(4)]
     assert set(rig.outcomes().values()) == {"DELIVERED"}
     assert len(rig.receipts()) == 4
@@ -460,7 +457,7 @@ async def test_too_many_events_for_a_single_event_is_permanent_not_a_loop(make_r
     rig: Rig = make_rig([TrackResponse(200, 40061, "more than 1000 events", "req-one")] * 3)
     await rig.handle(conv(0))
 
-    assert [len(p["data"]) for p in rig.destination.payloads] == [1]
+    assert [len(p["data"]) for p in rig.client.payloads] == [1]
     assert [d["reason"] for d in rig.dead()] == ["api_rejected"]
     assert set(rig.outcomes().values()) == {"DEAD_LETTERED"}
 
@@ -528,7 +525,7 @@ async def test_retry_horizon_exhausted_dead_letters_every_event(
     rig: Rig = make_rig([answer], retry_horizon=timedelta(0))
     await rig.handle(conv(0), conv(1))
 
-    assert len(rig.destination.payloads) == 1
+    assert len(rig.client.payloads) == 1
     assert rig.sleeps.delays == []
     dead = rig.dead()
     assert [d["event_id"] for d in dead] == ["evt-0:QualifiedLead", "evt-1:QualifiedLead"]
@@ -587,7 +584,7 @@ async def test_auth_error_opens_the_circuit_probes_then_resumes(
     # Three probes while paused, each after one probe interval, with the gauge at 1.
     assert rig.sleeps.delays == [30.0, 30.0, 30.0]
     assert rig.sleeps.gauge == [1.0, 1.0, 1.0]
-    assert len(rig.destination.payloads) == 4
+    assert len(rig.client.payloads) == 4
     assert sample(rig.metrics, "leadstream_destination_circuit_open") == 0
     assert rig.dead() == []
     assert set(rig.outcomes().values()) == {"DELIVERED"}
@@ -653,7 +650,7 @@ async def test_fallback_page_url_is_used_for_conversions_without_a_page(make_rig
     rig: Rig = make_rig(fallback_page_url=fallback)
     await rig.handle(conv(0, page_url=None, referrer_url=None), conv(1))
 
-    [request] = rig.destination.payloads
+    [request] = rig.client.payloads
     pages = {e["event_id"]: e["page"] for e in request["data"]}
     assert pages == {
         "evt-0:QualifiedLead": {"url": fallback},
@@ -670,7 +667,7 @@ async def test_test_event_code_marks_the_request_and_the_receipts(make_rig: Any)
     rig: Rig = make_rig(tiktok_test_event_code="TEST42")
     await rig.handle(conv(0), conv(1))
 
-    [request] = rig.destination.payloads
+    [request] = rig.client.payloads
     assert request["test_event_code"] == "TEST42"
     assert request["event_source_id"] == PIXEL
     assert {r["test_event"] for r in rig.receipts()} == {True}
@@ -696,7 +693,7 @@ async def test_crm_conversion_goes_to_the_crm_event_set(make_rig: Any) -> None:
     rig: Rig = make_rig(tiktok_crm_event_set_id=CRM_SET)
     await rig.handle(crm_conv(0))
 
-    [request] = rig.destination.payloads
+    [request] = rig.client.payloads
     assert request["event_source"] == "crm"
     assert request["event_source_id"] == CRM_SET
     [event] = request["data"]
@@ -715,7 +712,7 @@ async def test_web_and_crm_conversions_are_sent_in_separate_requests(make_rig: A
     rig: Rig = make_rig(tiktok_crm_event_set_id=CRM_SET)
     await rig.handle(conv(0), crm_conv(1), conv(2), crm_conv(3))
 
-    assert [(p["event_source"], p["event_source_id"]) for p in rig.destination.payloads] == [
+    assert [(p["event_source"], p["event_source_id"]) for p in rig.client.payloads] == [
         ("web", PIXEL),
         ("crm", CRM_SET),
     ]
@@ -730,7 +727,7 @@ async def test_crm_channel_without_crm_set_goes_to_the_pixel(make_rig: Any) -> N
     rig: Rig = make_rig(fallback_page_url="https://example.com/crm")
     await rig.handle(crm_conv(0))
 
-    [request] = rig.destination.payloads
+    [request] = rig.client.payloads
     assert (request["event_source"], request["event_source_id"]) == ("web", PIXEL)
     assert "lead" not in request["data"][0]
 
@@ -740,26 +737,26 @@ async def test_crm_channel_without_crm_set_goes_to_the_pixel(make_rig: Any) -> N
 
 async def test_auth_error_on_the_pixel_does_not_stop_the_crm_event_set(make_rig: Any) -> None:
     rig: Rig = make_rig(tiktok_crm_event_set_id=CRM_SET, sleep_limit=3)
-    rig.destination.by_source["web"] = TrackResponse(200, 40001, "No permission", "req-a")
+    rig.client.by_source["web"] = TrackResponse(200, 40001, "No permission", "req-a")
     with pytest.raises(StopProbing):
         await rig.handle(conv(0), crm_conv(1))
 
     assert ("crm", CRM_SET) in [
-        (p["event_source"], p["event_source_id"]) for p in rig.destination.payloads
+        (p["event_source"], p["event_source_id"]) for p in rig.client.payloads
     ]
 
 
 async def test_time_paused_by_the_auth_circuit_is_not_charged_to_the_retry_horizon(
-    make_rig: Any, monkeypatch: pytest.MonkeyPatch
+    make_rig: Any,
 ) -> None:
     auth = TrackResponse(200, 40105, "Access token is invalid", "req-a")
     busy = TrackResponse(200, 50000, "server busy", "req-b")
-    rig: Rig = make_rig([auth] * 4 + [busy], retry_horizon=timedelta(minutes=1))
-    fake_time = SimpleNamespace(monotonic=lambda: rig.sleeps.clock, perf_counter=lambda: 0.0)
-    monkeypatch.setattr(delivery_module, "time", fake_time)
+    rig: Rig = make_rig([busy] + [auth] * 4 + [busy], retry_horizon=timedelta(minutes=1))
+    rig.delivery.clock = lambda: NOW + timedelta(seconds=rig.sleeps.clock)  # advanced by sleeps
     await rig.handle(conv(0))
 
-    # Paused for 4 x 30 s (longer than the 60 s horizon), then one 50000, then OK.
+    # One 50000 starts the horizon; then paused for 4 x 30 s (longer than the 60 s horizon),
+    # then one 50000, then OK.
     assert rig.outcomes() == {"evt-0:QualifiedLead": "DELIVERED"}
 
 
@@ -782,7 +779,7 @@ def _rejects_requests_with(*bad: str, code: int = 40002, message: str = "") -> A
 async def test_a_rejection_naming_no_event_is_bisected_to_the_bad_events(make_rig: Any) -> None:
     rig: Rig = make_rig()
     bad = {"evt-2:QualifiedLead", "evt-5:QualifiedLead"}
-    rig.destination.by_request = _rejects_requests_with(*bad)
+    rig.client.by_request = _rejects_requests_with(*bad)
     await rig.handle(*(conv(n) for n in range(8)))
 
     outcomes = rig.outcomes()
@@ -801,7 +798,7 @@ async def test_a_rejection_naming_no_event_is_bisected_to_the_bad_events(make_ri
     singles = [ids for ids in rig.sent_ids() if len(ids) == 1]
     assert all(ids[0] in bad or outcomes[ids[0]] == "DELIVERED" for ids in singles)
     assert rig.sleeps.delays == []
-    assert len(rig.destination.payloads) <= 2 * 8
+    assert len(rig.client.payloads) <= 2 * 8
 
 
 async def test_batch_n_index_rejects_only_that_event(make_rig: Any) -> None:
@@ -827,9 +824,9 @@ async def test_http_413_splits_the_request(make_rig: Any) -> None:
         status_code=413,
     )
     rig: Rig = make_rig()
-    rig.destination.by_request = lambda r: too_large if len(r["data"]) > 2 else None
+    rig.client.by_request = lambda r: too_large if len(r["data"]) > 2 else None
     await rig.handle(*(conv(n) for n in range(5)))
-    assert [len(p["data"]) for p in rig.destination.payloads] == [5, 2, 3, 1, 2]
+    assert [len(p["data"]) for p in rig.client.payloads] == [5, 2, 3, 1, 2]
     assert set(rig.outcomes().values()) == {"DELIVERED"}
     assert rig.dead() == []
 
@@ -841,7 +838,7 @@ async def test_unknown_code_is_retried_a_few_times_then_dead_lettered_with_the_c
     rig: Rig = make_rig([unknown] * 10)
     await rig.handle(conv(0), conv(1))
 
-    assert len(rig.destination.payloads) == UNKNOWN_CODE_ATTEMPTS
+    assert len(rig.client.payloads) == UNKNOWN_CODE_ATTEMPTS
     assert len(rig.sleeps.delays) == UNKNOWN_CODE_ATTEMPTS - 1  # backed off between tries
     assert set(rig.outcomes().values()) == {"DEAD_LETTERED"}
     assert {r["api_code"] for r in rig.receipts()} == {41234}

@@ -1,7 +1,7 @@
 """The Faust wiring: the ``leads`` and ``deliver`` agents through Faust's ``agent.test_context()``.
 
 The worker is built as in production (``streams.runtime.worker.Worker``) with the ``memory://``
-store, a broker that is never contacted and a fake Events API destination. Records are real Avro,
+store, a broker that is never contacted and a fake Events API client. Records are real Avro,
 framed with ids from the registry double. The worker's producer is replaced by a recorder, so what
 the agents produce is captured instead of sent.
 
@@ -47,7 +47,7 @@ KEY = LEAD_ID.encode()
 
 
 @dataclass
-class FakeDestination:
+class FakeClient:
     """Records each request and answers OK."""
 
     payloads: list[dict[str, Any]] = field(default_factory=list)
@@ -116,7 +116,7 @@ class Built:
     """A worker whose outputs are recorded instead of produced."""
 
     worker: Worker
-    destination: FakeDestination
+    client: FakeClient
     serde: AvroSerde
     producer: RecordingProducer
 
@@ -141,8 +141,8 @@ async def built(registry: RegistryServer, serde: AvroSerde) -> Built:
         tiktok_access_token=SecretStr("test-token"),
         delivery_linger=0.05,
     )
-    destination = FakeDestination()
-    worker = Worker(settings, destination=destination)
+    client = FakeClient()
+    worker = Worker(settings, client=client)
     app = worker.app
     app.finalize()
     app.conf.store = "memory://"
@@ -156,7 +156,7 @@ async def built(registry: RegistryServer, serde: AvroSerde) -> Built:
         worker.delivery.outputs,
     ):
         outputs.producer = producer  # every agent's own Outputs
-    return Built(worker, destination, serde, producer)
+    return Built(worker, client, serde, producer)
 
 
 @pytest.fixture
@@ -318,7 +318,7 @@ async def test_deliver_agent_sends_conversions_and_records_them(built: Built) ->
         await wait_for(lambda: again.message.acked)  # processed (and skipped), then acked
 
     assert topic.get_topic_name() == settings.topic_conversions
-    sent = [[e["event_id"] for e in p["data"]] for p in built.destination.payloads]
+    sent = [[e["event_id"] for e in p["data"]] for p in built.client.payloads]
     assert sent == [["evt-0:QualifiedLead", "evt-1:QualifiedLead"]]
     receipts = built.decoded("deliveries", "DeliveryReceipt")
     assert [(r["event_id"], r["outcome"]) for r in receipts] == [
