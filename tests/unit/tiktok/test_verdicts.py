@@ -1,4 +1,4 @@
-"""Classifying Events API answers (events-api.md, "Response") and the retry backoff."""
+"""Classifying Events API answers (events-api.md, "Response"); the backoff: domain/test_retry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from streams.tiktok.verdicts import (
     BatchVerdict,
     Verdict,
-    backoff_seconds,
     classify,
     is_retryable_code,
     rejected_events,
@@ -257,31 +256,3 @@ def test_rejected_events_paths_on_separate_lines() -> None:
 
 def test_rejected_events_ignores_lookalike_paths() -> None:
     assert rejected_events("metadata.1.x: bad; mydata.2: bad", {}, 5) == {}
-
-
-# --- backoff ----------------------------------------------------------------------------------
-
-
-def test_backoff_grows_exponentially() -> None:
-    values = [backoff_seconds(a, 0.5, 60.0, 1.0) for a in range(6)]
-    assert values == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
-
-
-def test_backoff_is_capped() -> None:
-    assert backoff_seconds(7, 0.5, 60.0, 1.0) == 60.0
-    assert backoff_seconds(50, 0.5, 60.0, 1.0) == 60.0
-    assert backoff_seconds(10_000, 0.5, 60.0, 0.0) == 30.0  # no overflow on huge attempts
-
-
-@pytest.mark.parametrize("attempt", [0, 1, 3, 8, 100])
-@pytest.mark.parametrize("rand", [0.0, 0.25, 0.5, 0.999_999])
-def test_backoff_jitter_is_between_half_and_full(attempt: int, rand: float) -> None:
-    full = min(60.0, 0.5 * 2**attempt)
-    value = backoff_seconds(attempt, 0.5, 60.0, rand)
-    assert 0.5 * full <= value <= full
-    assert value == pytest.approx(full * (0.5 + rand / 2))
-
-
-def test_backoff_jitter_bounds_exactly() -> None:
-    assert backoff_seconds(2, 1.0, 60.0, 0.0) == 2.0
-    assert backoff_seconds(2, 1.0, 60.0, 1.0) == 4.0
