@@ -15,7 +15,7 @@ import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -76,8 +76,6 @@ class Circuit:
 
     open: bool = False
     opened_at: datetime | None = None
-    probes: int = 0
-    history: list[str] = field(default_factory=list)
 
 
 class Delivery:
@@ -219,9 +217,7 @@ class Delivery:
             elif plan.step is Step.SLEEP:
                 self._log_retry(chunk, verdict, plan.wait)
             if plan.wait:
-                await self.sleep(plan.wait)
-            if plan.step is Step.PAUSE:
-                circuit.probes += 1
+                await self.sleep(plan.wait)  # a backoff, or a probe interval while paused
             work.extendleft(reversed([[chunk[i] for i in idx] for idx in plan.resend]))
         return results
 
