@@ -62,6 +62,7 @@ from streams.domain.mapping import (
 from streams.domain.types import (
     Booking,
     Channel,
+    ClickContext,
     Consent,
     Conversion,
     FormSubmit,
@@ -131,22 +132,6 @@ def _recent(times: Mapping[str, datetime], key: str, window: timedelta, now: dat
     return at is not None and now < at + window
 
 
-def _fill_keys(primary: MatchKeys, fallback: MatchKeys) -> MatchKeys:
-    return MatchKeys(
-        email_sha256=primary.email_sha256 or fallback.email_sha256,
-        phone_sha256=primary.phone_sha256 or fallback.phone_sha256,
-        external_id_sha256=primary.external_id_sha256 or fallback.external_id_sha256,
-    )
-
-
-def _stricter_consent(a: Consent, b: Consent) -> Consent:
-    if Consent.DENIED in (a, b):
-        return Consent.DENIED
-    if Consent.GRANTED in (a, b):
-        return Consent.GRANTED
-    return Consent.UNKNOWN
-
-
 def _money(value: float | None, currency: str | None) -> tuple[float | None, str | None]:
     if value is None or currency is None:
         return None, None
@@ -214,47 +199,8 @@ class _Work:
         self.reject(item, source, Rejection("unmatched_lead", message))
 
 
-@dataclass(frozen=True, slots=True)
-class _Click:
-    """What a conversion inherits from the lead's form; empty for an input sent without it."""
-
-    keys: MatchKeys = MatchKeys()
-    ttclid: str | None = None
-    ttp: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    page_url: str | None = None
-    referrer_url: str | None = None
-    tiktok_lead_id: str | None = None
-    ad_consent: Consent = Consent.UNKNOWN
-    limited_data_use: bool = False
-    locale: str | None = None
-
-
-def _click(ctx: LeadContext | None) -> _Click:
-    if ctx is None:
-        return _Click()
-    return _Click(
-        keys=ctx.keys,
-        ttclid=ctx.ttclid,
-        ttp=ctx.ttp,
-        ip=ctx.ip,
-        user_agent=ctx.user_agent,
-        page_url=ctx.page_url,
-        referrer_url=ctx.referrer_url,
-        tiktok_lead_id=ctx.tiktok_lead_id,
-        ad_consent=ctx.ad_consent,
-        limited_data_use=ctx.limited_data_use,
-        locale=ctx.locale,
-    )
-
-
-def _either(own: str | None, fallback: str | None) -> str | None:
-    return own if own is not None else fallback
-
-
 def _channel(ctx: LeadContext | None, rules: Rules) -> Channel:
-    if ctx is not None and ctx.tiktok_lead_id and rules.crm_routing:
+    if ctx is not None and ctx.click.tiktok_lead_id and rules.crm_routing:
         return Channel.CRM
     return Channel.WEB
 
@@ -320,7 +266,7 @@ def _send_status(w: _Work, change: StatusChange, source: SourceRef, counter: str
     if ctx is None and change.keys.is_empty():
         w.unmatched(change, source)
         return
-    click = _click(ctx)
+    click = ctx.click if ctx is not None else ClickContext()
     if w.withheld(click.ad_consent):
         return
     if event == rules.purchase_event:
@@ -340,21 +286,12 @@ def _send_status(w: _Work, change: StatusChange, source: SourceRef, counter: str
             channel=channel,
             matched=ctx is not None,
             created_at=w.now,
-            keys=_fill_keys(click.keys, change.keys),
-            ttclid=click.ttclid,
-            ttp=click.ttp,
-            ip=click.ip,
-            user_agent=click.user_agent,
-            page_url=click.page_url,
-            referrer_url=click.referrer_url,
-            tiktok_lead_id=click.tiktok_lead_id,
+            keys=(ctx.keys if ctx is not None else MatchKeys()).fill(change.keys),
+            click=click,
             crm=change.crm,
             value=value,
             currency=currency,
             order_id=change.order_id,
-            ad_consent=click.ad_consent,
-            limited_data_use=click.limited_data_use,
-            locale=click.locale,
         ),
         counter,
     )
@@ -368,15 +305,12 @@ def _send_booking(w: _Work, booking: Booking, source: SourceRef, counter: str) -
     if w.already_sent(booking.event_id):
         w.counts["duplicate_conversion"] += 1
         return
-    if (
-        ctx is None
-        and booking.keys.is_empty()
-        and not (booking.ttclid or booking.ttp or booking.ip)
-    ):
+    own = booking.click
+    if ctx is None and booking.keys.is_empty() and not (own.ttclid or own.ttp or own.ip):
         w.unmatched(booking, source)
         return
-    click = _click(ctx)
-    if w.withheld(click.ad_consent):
+    lead_click = ctx.click if ctx is not None else ClickContext()
+    if w.withheld(lead_click.ad_consent):
         return
     value, currency = _money(booking.value, booking.currency)
     w.emit(
@@ -390,19 +324,10 @@ def _send_booking(w: _Work, booking: Booking, source: SourceRef, counter: str) -
             channel=Channel.WEB,
             matched=ctx is not None,
             created_at=w.now,
-            keys=_fill_keys(booking.keys, click.keys),
-            ttclid=_either(booking.ttclid, click.ttclid),
-            ttp=_either(booking.ttp, click.ttp),
-            ip=_either(booking.ip, click.ip),
-            user_agent=_either(booking.user_agent, click.user_agent),
-            page_url=_either(booking.page_url, click.page_url),
-            referrer_url=click.referrer_url,
-            tiktok_lead_id=click.tiktok_lead_id,
+            keys=booking.keys.fill(ctx.keys if ctx is not None else MatchKeys()),
+            click=own.fill(lead_click),  # the booking's own page, ip and click ids first
             value=value,
             currency=currency,
-            ad_consent=click.ad_consent,
-            limited_data_use=click.limited_data_use,
-            locale=click.locale,
         ),
         counter,
     )
@@ -438,42 +363,11 @@ def _handle(w: _Work, item: StatusChange | Booking, source: SourceRef, *, expire
         _send_status(w, item, source, counter)  # the route, known with the form, picks the event
 
 
-def _new_context(lead_id: str, form: FormSubmit) -> LeadContext:
-    return LeadContext(
-        lead_id=lead_id,
-        event_id=form.event_id,
-        occurred_at=form.occurred_at,
-        page_url=form.page_url,
-        keys=form.keys,
-        referrer_url=form.referrer_url,
-        ttclid=form.ttclid,
-        ttp=form.ttp,
-        tiktok_lead_id=form.tiktok_lead_id,
-        ip=form.ip,
-        user_agent=form.user_agent,
-        ad_consent=form.ad_consent,
-        limited_data_use=form.limited_data_use,
-        locale=form.locale,
-    )
-
-
-def _merge_context(ctx: LeadContext, form: FormSubmit) -> LeadContext:
-    def keep(own: str | None, other: str | None) -> str | None:
-        return own if own is not None else other
-
-    return replace(
-        ctx,
-        keys=_fill_keys(ctx.keys, form.keys),
-        referrer_url=keep(ctx.referrer_url, form.referrer_url),
-        ttclid=keep(ctx.ttclid, form.ttclid),
-        ttp=keep(ctx.ttp, form.ttp),
-        tiktok_lead_id=keep(ctx.tiktok_lead_id, form.tiktok_lead_id),
-        ip=keep(ctx.ip, form.ip),
-        user_agent=keep(ctx.user_agent, form.user_agent),
-        ad_consent=_stricter_consent(ctx.ad_consent, form.ad_consent),
-        limited_data_use=ctx.limited_data_use or form.limited_data_use,
-        locale=keep(ctx.locale, form.locale),
-    )
+def _context(ctx: LeadContext | None, form: FormSubmit, lead_id: str) -> LeadContext:
+    """Return the lead's context after ``form``: the first form's, or its empty fields filled."""
+    if ctx is None:
+        return LeadContext(lead_id, form.event_id, form.occurred_at, form.keys, form.click)
+    return replace(ctx, keys=ctx.keys.fill(form.keys), click=ctx.click.fill(form.click))
 
 
 def on_form(state: LeadState | None, form: FormSubmit, rules: Rules, now: datetime) -> Outcome:
@@ -498,10 +392,7 @@ def on_form(state: LeadState | None, form: FormSubmit, rules: Rules, now: dateti
         return Outcome(state=state, counts=MappingProxyType({"duplicate_input": 1}))
     w = _Work(state if state is not None else LeadState(lead_id=form.lead_id), rules, now)
     w.seen[_seen_key(form)] = now
-    if w.context is None:
-        w.context = _new_context(w.lead_id, form)
-    else:
-        w.context = _merge_context(w.context, form)
+    w.context = _context(w.context, form, w.lead_id)
     w.counts["form_stored"] += 1
     waiting, w.pending = w.pending, []
     for p in waiting:

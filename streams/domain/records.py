@@ -8,7 +8,9 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlsplit
@@ -18,6 +20,7 @@ from streams.domain.matchkeys import hash_email, hash_external_id, hash_phone
 from streams.domain.types import (
     Booking,
     Channel,
+    ClickContext,
     Consent,
     Conversion,
     FormSubmit,
@@ -343,21 +346,23 @@ def form_from_record(rec: Mapping[str, Any], now: datetime) -> FormSubmit | Reje
         event_id=event_id,
         lead_id=lead_id,
         occurred_at=occurred_at,
-        page_url=page_url,
         keys=MatchKeys(
             hash_email(email), hash_phone(phone, country), hash_external_id(external_id)
         ),
         form_id=form_id,
-        referrer_url=referrer_url,
-        ttclid=ttclid,
-        ttp=ttp,
-        tiktok_lead_id=tiktok_lead_id,
-        ip=ip,
-        user_agent=user_agent,
         country=country,
-        ad_consent=ad_consent,
-        limited_data_use=limited_data_use,
-        locale=locale,
+        click=ClickContext(
+            page_url=page_url,
+            referrer_url=referrer_url,
+            ttclid=ttclid,
+            ttp=ttp,
+            tiktok_lead_id=tiktok_lead_id,
+            ip=ip,
+            user_agent=user_agent,
+            ad_consent=ad_consent,
+            limited_data_use=limited_data_use,
+            locale=locale,
+        ),
     )
 
 
@@ -401,11 +406,7 @@ def booking_from_record(rec: Mapping[str, Any], now: datetime) -> Booking | Reje
         keys=MatchKeys(hash_email(email), hash_phone(phone, None)),
         value=value,
         currency=currency,
-        page_url=page_url,
-        ip=ip,
-        user_agent=user_agent,
-        ttclid=ttclid,
-        ttp=ttp,
+        click=ClickContext(page_url=page_url, ip=ip, user_agent=user_agent, ttclid=ttclid, ttp=ttp),
         scheduled_for=scheduled_for,
     )
 
@@ -450,6 +451,54 @@ def status_from_record(rec: Mapping[str, Any], now: datetime) -> StatusChange | 
     )
 
 
+CLICK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ClickContext))
+"""The click fields, named as in the ``FormSubmitted`` and ``Conversion`` schemas."""
+BOOKING_CLICK_FIELDS: tuple[str, ...] = ("page_url", "ip", "user_agent", "ttclid", "ttp")
+"""The click fields a ``BookingCreated`` record carries."""
+
+
+def click_to_record(click: ClickContext, names: tuple[str, ...] = CLICK_FIELDS) -> dict[str, Any]:
+    """Return the click's fields as Avro record fields, enums as their symbols.
+
+    Args:
+        click: The click context.
+        names: The fields the record carries (default: all of them).
+
+    Returns:
+        A dict of the named fields.
+
+    """
+    return {
+        name: value.value if isinstance(value, Consent) else value
+        for name in names
+        for value in (getattr(click, name),)
+    }
+
+
+def click_from_record(rec: Mapping[str, Any]) -> ClickContext:
+    """Read the click fields of a trusted record; absent ones take the field's default.
+
+    Args:
+        rec: A decoded record holding the fields of :data:`CLICK_FIELDS`, or some of them.
+
+    Returns:
+        The click context.
+
+    Raises:
+        ValueError: ``ad_consent`` holds an unknown symbol.
+
+    """
+    values: dict[str, Any] = {}
+    for f in fields(ClickContext):
+        value = rec.get(f.name)
+        if isinstance(f.default, Consent):
+            value = Consent(value or f.default)
+        elif isinstance(f.default, bool):
+            value = bool(value)
+        values[f.name] = value
+    return ClickContext(**values)
+
+
 def to_record(item: FormSubmit | Booking | StatusChange) -> dict[str, Any]:
     """Turn a validated input back into its Avro record, with hashed keys instead of raw PII.
 
@@ -469,21 +518,12 @@ def to_record(item: FormSubmit | Booking | StatusChange) -> dict[str, Any]:
             "event_id": item.event_id,
             "lead_id": item.lead_id,
             "occurred_at": item.occurred_at,
-            "page_url": item.page_url,
             "form_id": item.form_id,
-            "referrer_url": item.referrer_url,
-            "ttclid": item.ttclid,
-            "ttp": item.ttp,
-            "tiktok_lead_id": item.tiktok_lead_id,
             "email": keys.email_sha256,
             "phone": keys.phone_sha256,
             "external_id": keys.external_id_sha256,
-            "ip": item.ip,
-            "user_agent": item.user_agent,
             "country": item.country,
-            "ad_consent": item.ad_consent.value,
-            "limited_data_use": item.limited_data_use,
-            "locale": item.locale,
+            **click_to_record(item.click),
         }
     if isinstance(item, Booking):
         return {
@@ -495,12 +535,8 @@ def to_record(item: FormSubmit | Booking | StatusChange) -> dict[str, Any]:
             "phone": keys.phone_sha256,
             "value": item.value,
             "currency": item.currency,
-            "page_url": item.page_url,
-            "ip": item.ip,
-            "user_agent": item.user_agent,
-            "ttclid": item.ttclid,
-            "ttp": item.ttp,
             "scheduled_for": item.scheduled_for,
+            **click_to_record(item.click, BOOKING_CLICK_FIELDS),
         }
     return {
         "change_id": item.change_id,
@@ -540,21 +576,12 @@ def conversion_to_record(c: Conversion) -> dict[str, Any]:
         "email_sha256": c.keys.email_sha256,
         "phone_sha256": c.keys.phone_sha256,
         "external_id_sha256": c.keys.external_id_sha256,
-        "ttclid": c.ttclid,
-        "ttp": c.ttp,
-        "ip": c.ip,
-        "user_agent": c.user_agent,
-        "page_url": c.page_url,
-        "referrer_url": c.referrer_url,
-        "tiktok_lead_id": c.tiktok_lead_id,
         "crm": c.crm,
         "value": c.value,
         "currency": c.currency,
         "order_id": c.order_id,
-        "ad_consent": c.ad_consent.value,
-        "limited_data_use": c.limited_data_use,
         "created_at": c.created_at,
-        "locale": c.locale,
+        **click_to_record(c.click),
     }
 
 
@@ -595,20 +622,11 @@ def conversion_from_record(rec: Mapping[str, Any]) -> Conversion:
         keys=MatchKeys(
             rec.get("email_sha256"), rec.get("phone_sha256"), rec.get("external_id_sha256")
         ),
-        ttclid=rec.get("ttclid"),
-        ttp=rec.get("ttp"),
-        ip=rec.get("ip"),
-        user_agent=rec.get("user_agent"),
-        page_url=rec.get("page_url"),
-        referrer_url=rec.get("referrer_url"),
-        tiktok_lead_id=rec.get("tiktok_lead_id"),
+        click=click_from_record(rec),
         crm=rec.get("crm"),
         value=None if value is None else float(value),
         currency=rec.get("currency"),
         order_id=rec.get("order_id"),
-        ad_consent=Consent(rec.get("ad_consent") or Consent.UNKNOWN),
-        limited_data_use=bool(rec.get("limited_data_use", False)),
-        locale=rec.get("locale"),
     )
 
 
@@ -675,24 +693,25 @@ _DECODE: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
 
 _LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*")
 
-_Fields = tuple[tuple[str, str, str], ...]  # (attribute, JSON key, kind)
+_Fields = tuple[tuple[str, str, str], ...]  # (attribute, JSON key, kind); "click.x": click's x
 
 _CONTEXT_FIELDS: _Fields = (
     ("lead_id", "l", "str"),
     ("event_id", "e", "str"),
     ("occurred_at", "t", "time"),
-    ("page_url", "u", "str"),
+    ("click.page_url", "u", "str"),
     ("keys", "k", "keys"),
-    ("referrer_url", "r", "str"),
-    ("ttclid", "c", "str"),
-    ("ttp", "p", "str"),
-    ("tiktok_lead_id", "tl", "str"),
-    ("ip", "i", "str"),
-    ("user_agent", "a", "str"),
-    ("ad_consent", "ac", "consent"),
-    ("limited_data_use", "ld", "bool"),
-    ("locale", "lo", "str"),
+    ("click.referrer_url", "r", "str"),
+    ("click.ttclid", "c", "str"),
+    ("click.ttp", "p", "str"),
+    ("click.tiktok_lead_id", "tl", "str"),
+    ("click.ip", "i", "str"),
+    ("click.user_agent", "a", "str"),
+    ("click.ad_consent", "ac", "consent"),
+    ("click.limited_data_use", "ld", "bool"),
+    ("click.locale", "lo", "str"),
 )
+_CONTEXT_REQUIRED = ("e", "t", "u")  # a stored context always has its form's id, time and page
 _STATUS_FIELDS: _Fields = (
     ("change_id", "i", "str"),
     ("lead_id", "l", "str"),
@@ -713,11 +732,11 @@ _BOOKING_FIELDS: _Fields = (
     ("keys", "k", "keys"),
     ("value", "v", "float"),
     ("currency", "cu", "str"),
-    ("page_url", "u", "str"),
-    ("ip", "ip", "str"),
-    ("user_agent", "a", "str"),
-    ("ttclid", "c", "str"),
-    ("ttp", "p", "str"),
+    ("click.page_url", "u", "str"),
+    ("click.ip", "ip", "str"),
+    ("click.user_agent", "a", "str"),
+    ("click.ttclid", "c", "str"),
+    ("click.ttp", "p", "str"),
     ("scheduled_for", "sf", "time"),
 )
 
@@ -725,14 +744,22 @@ _BOOKING_FIELDS: _Fields = (
 def _encode(obj: object, fields: _Fields) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for attr, key, kind in fields:
-        encoded = _ENCODE[kind](getattr(obj, attr))
+        encoded = _ENCODE[kind](attrgetter(attr)(obj))
         if encoded is not None:
             out[key] = encoded
     return out
 
 
 def _decode(data: Mapping[str, Any], fields: _Fields) -> dict[str, Any]:
-    return {attr: _DECODE[kind](data[key]) for attr, key, kind in fields if key in data}
+    out: dict[str, Any] = {}
+    click: dict[str, Any] = {}
+    for attr, key, kind in fields:
+        if key in data:
+            _, dot, name = attr.rpartition(".")
+            (click if dot else out)[name] = _DECODE[kind](data[key])
+    if click:
+        out["click"] = ClickContext(**click)
+    return out
 
 
 def _enc_times(
@@ -831,9 +858,12 @@ def lead_state_from_json(data: bytes) -> LeadState:
         lead_id = obj["l"]
         context = None
         if "c" in obj:
-            fields = _decode(obj["c"], _CONTEXT_FIELDS)
-            fields.setdefault("lead_id", lead_id)
-            context = LeadContext(**fields)
+            missing = [key for key in _CONTEXT_REQUIRED if key not in obj["c"]]
+            if missing:
+                raise KeyError(missing[0])
+            values = _decode(obj["c"], _CONTEXT_FIELDS)
+            values.setdefault("lead_id", lead_id)
+            context = LeadContext(**values)
         anchor = context.event_id if context is not None else None
         return LeadState(
             lead_id=lead_id,

@@ -7,9 +7,10 @@ external id never live in a domain object, so they can never reach a table, a to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM, DEFAULT_STAGE_MAP_WEB
 
@@ -64,32 +65,89 @@ class MatchKeys:
         """Return True when no key is present."""
         return not (self.email_sha256 or self.phone_sha256 or self.external_id_sha256)
 
+    def fill(self, fallback: MatchKeys) -> MatchKeys:
+        """Return these keys with the absent ones taken from ``fallback``."""
+        return MatchKeys(
+            email_sha256=self.email_sha256 or fallback.email_sha256,
+            phone_sha256=self.phone_sha256 or fallback.phone_sha256,
+            external_id_sha256=self.external_id_sha256 or fallback.external_id_sha256,
+        )
+
+
+def _stricter(a: Consent, b: Consent) -> Consent:
+    if Consent.DENIED in (a, b):
+        return Consent.DENIED
+    if Consent.GRANTED in (a, b):
+        return Consent.GRANTED
+    return Consent.UNKNOWN
+
+
+def _fill_value(own: Any, fallback: Any) -> Any:
+    if isinstance(own, Consent):
+        return _stricter(own, fallback)
+    if isinstance(own, bool):
+        return own or fallback
+    return own if own is not None else fallback
+
 
 @dataclass(frozen=True, slots=True)
-class FormSubmit:
-    """A validated, hashed website form submit."""
+class ClickContext:
+    """The ad click behind a lead: where the visitor landed, the click ids, device and consent.
 
-    event_id: str
-    lead_id: str
-    occurred_at: datetime
-    page_url: str
-    keys: MatchKeys = MatchKeys()
-    form_id: str | None = None
+    The one statement of the click fields. A form submit carries the full click, the lead's
+    stored context keeps it, a booking carries the part it knows (page, ip, user agent, click
+    ids) and a conversion inherits it; the Avro mapping (:mod:`streams.domain.records`) and
+    :meth:`fill` go over these fields by name, so a new optional click field is declared here,
+    then validated in :mod:`streams.domain.intake`, given a short key in
+    :mod:`streams.domain.state_json` and added to the ``.avsc`` files (tests name any of these
+    that is missed). Every field is optional here; the form requires ``page_url`` at intake.
+    """
+
+    page_url: str | None = None
     referrer_url: str | None = None
     ttclid: str | None = None
     ttp: str | None = None
     tiktok_lead_id: str | None = None
     ip: str | None = None
     user_agent: str | None = None
-    country: str | None = None
     ad_consent: Consent = Consent.UNKNOWN
     limited_data_use: bool = False
     locale: str | None = None
 
+    def fill(self, fallback: ClickContext) -> ClickContext:
+        """Return this click with its empty fields taken from ``fallback``.
+
+        A value present here wins; consent takes the most restrictive answer (``DENIED`` beats
+        ``GRANTED`` beats ``UNKNOWN``) and ``limited_data_use`` is on when either has it on.
+        """
+        return ClickContext(
+            **{
+                f.name: _fill_value(getattr(self, f.name), getattr(fallback, f.name))
+                for f in fields(self)
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FormSubmit:
+    """A validated, hashed website form submit: the lead's click and who it was."""
+
+    event_id: str
+    lead_id: str
+    occurred_at: datetime
+    keys: MatchKeys = MatchKeys()
+    form_id: str | None = None
+    country: str | None = None
+    click: ClickContext = ClickContext()
+
 
 @dataclass(frozen=True, slots=True)
 class Booking:
-    """A validated, hashed booking."""
+    """A validated, hashed booking.
+
+    Its ``click`` holds what the booking page knew itself (``page_url``, ``ip``, ``user_agent``,
+    ``ttclid``, ``ttp``); the rest of the click comes from the lead's form.
+    """
 
     booking_id: str
     event_id: str
@@ -98,11 +156,7 @@ class Booking:
     keys: MatchKeys = MatchKeys()
     value: float | None = None
     currency: str | None = None
-    page_url: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    ttclid: str | None = None
-    ttp: str | None = None
+    click: ClickContext = ClickContext()
     scheduled_for: datetime | None = None
 
 
@@ -124,22 +178,13 @@ class StatusChange:
 
 @dataclass(frozen=True, slots=True)
 class LeadContext:
-    """The click context of a lead's form submit, kept in the lead table (hashed keys only)."""
+    """A lead's form submit as kept in the lead table: its ids, hashed keys and click."""
 
     lead_id: str
     event_id: str
     occurred_at: datetime
-    page_url: str
     keys: MatchKeys = MatchKeys()
-    referrer_url: str | None = None
-    ttclid: str | None = None
-    ttp: str | None = None
-    tiktok_lead_id: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    ad_consent: Consent = Consent.UNKNOWN
-    limited_data_use: bool = False
-    locale: str | None = None
+    click: ClickContext = ClickContext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,20 +201,11 @@ class Conversion:
     matched: bool
     created_at: datetime
     keys: MatchKeys = MatchKeys()
-    ttclid: str | None = None
-    ttp: str | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    page_url: str | None = None
-    referrer_url: str | None = None
-    tiktok_lead_id: str | None = None
+    click: ClickContext = ClickContext()
     crm: str | None = None
     value: float | None = None
     currency: str | None = None
     order_id: str | None = None
-    ad_consent: Consent = Consent.UNKNOWN
-    limited_data_use: bool = False
-    locale: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,8 +163,9 @@ class Delivery:
             in_event(event)
             self.outputs.send_dead(out, event.message.partition)
             return None
-        if not conv.page_url and self.settings.fallback_page_url:
-            conv = dataclasses.replace(conv, page_url=self.settings.fallback_page_url)
+        if not conv.click.page_url and self.settings.fallback_page_url:
+            click = dataclasses.replace(conv.click, page_url=self.settings.fallback_page_url)
+            conv = dataclasses.replace(conv, click=click)
         if conv.event_id in seen or self._delivered(event, conv.event_id):
             self.metrics.core.labels("duplicate_delivery").inc()
             return None

@@ -48,7 +48,7 @@ def route(
         event) or ``missing_field`` (web event without ``page_url``).
 
     """
-    if conv.channel == Channel.CRM and crm_event_set_id and conv.tiktok_lead_id:
+    if conv.channel == Channel.CRM and crm_event_set_id and conv.click.tiktok_lead_id:
         return Destination(CRM, crm_event_set_id, test_event_code)
     label = f"Conversion event_id={conv.event_id}"
     if not pixel_code:
@@ -56,7 +56,7 @@ def route(
             "no_destination",
             f"{label}: event_source=web needs a pixel, and LEADSTREAM_TIKTOK_PIXEL_CODE is not set",
         )
-    if not conv.page_url:
+    if not conv.click.page_url:
         return Rejection(
             "missing_field",
             f"{label}: field 'page_url' is required for event_source=web (page.url); "
@@ -86,6 +86,7 @@ def build_event(conv: Conversion, event_source: str) -> dict[str, Any]:
 
     """
     web = event_source == WEB
+    click = conv.click
     event: dict[str, Any] = {
         "event": conv.event,
         "event_time": int(conv.event_time.timestamp()),
@@ -99,11 +100,11 @@ def build_event(conv: Conversion, event_source: str) -> dict[str, Any]:
     if web:
         user.update(
             _present(
-                ttclid=conv.ttclid,
-                ttp=conv.ttp,
-                ip=conv.ip,
-                user_agent=conv.user_agent,
-                locale=conv.locale,
+                ttclid=click.ttclid,
+                ttp=click.ttp,
+                ip=click.ip,
+                user_agent=click.user_agent,
+                locale=click.locale,
             )
         )
     if user:
@@ -112,12 +113,12 @@ def build_event(conv: Conversion, event_source: str) -> dict[str, Any]:
     if properties:
         event["properties"] = properties
     if web:
-        page = _present(url=conv.page_url, referrer=conv.referrer_url)
+        page = _present(url=click.page_url, referrer=click.referrer_url)
         if page:
             event["page"] = page
-        event["limited_data_use"] = conv.limited_data_use
+        event["limited_data_use"] = click.limited_data_use
     if event_source == CRM:
-        event["lead"] = _present(lead_id=conv.tiktok_lead_id, lead_event_source=conv.crm)
+        event["lead"] = _present(lead_id=click.tiktok_lead_id, lead_event_source=conv.crm)
     return event
 
 

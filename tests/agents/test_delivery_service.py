@@ -300,7 +300,7 @@ async def test_all_delivered_in_one_request_with_receipts_and_ledger(make_rig: A
     first = request["data"][0]
     assert first["event_id"] == "evt-0:QualifiedLead"
     assert first["event_time"] == int((NOW - timedelta(minutes=5)).timestamp())
-    assert first["page"]["url"] == make_conversion().page_url
+    assert first["page"]["url"] == make_conversion().click.page_url
 
     receipts = rig.receipts()
     assert [r["event_id"] for r in receipts] == [f"evt-{n}:QualifiedLead" for n in range(3)]
@@ -655,8 +655,8 @@ async def test_fallback_page_url_is_used_for_conversions_without_a_page(make_rig
     assert pages == {
         "evt-0:QualifiedLead": {"url": fallback},
         "evt-1:QualifiedLead": {
-            "url": make_conversion().page_url,
-            "referrer": make_conversion().referrer_url,
+            "url": make_conversion().click.page_url,
+            "referrer": make_conversion().click.referrer_url,
         },
     }
     assert rig.dead() == []

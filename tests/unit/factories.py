@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.domain.matchkeys import sha256_hex
 from streams.domain.types import (
     Booking,
     Channel,
+    ClickContext,
     Consent,
     Conversion,
     FormSubmit,
@@ -117,6 +118,30 @@ def make_status_record(**overrides: Any) -> dict[str, Any]:
 
 
 FULL_KEYS = MatchKeys(EMAIL_SHA, PHONE_SHA, EXTERNAL_ID_SHA)
+FORM_CLICK = ClickContext(
+    page_url=PAGE_URL,
+    referrer_url="https://www.tiktok.com/",
+    ttclid=TTCLID,
+    ttp=TTP,
+    ip=IP,
+    user_agent=USER_AGENT,
+    ad_consent=Consent.GRANTED,
+    locale="en-GB",
+)
+"""The click of the default form submit."""
+
+_CLICK_FIELDS = frozenset(f.name for f in fields(ClickContext))
+
+
+_Clicked = TypeVar("_Clicked", FormSubmit, Booking, LeadContext, Conversion)
+
+
+def _with(obj: _Clicked, overrides: dict[str, Any]) -> _Clicked:
+    """Replace fields of ``obj``; a click field (``page_url=None``) is replaced in its click."""
+    click = {k: overrides.pop(k) for k in list(overrides) if k in _CLICK_FIELDS}
+    if click:
+        overrides["click"] = replace(overrides.get("click", obj.click), **click)
+    return replace(obj, **overrides)
 
 
 def make_form_submit(**overrides: Any) -> FormSubmit:
@@ -125,21 +150,12 @@ def make_form_submit(**overrides: Any) -> FormSubmit:
         event_id=FORM_EVENT_ID,
         lead_id=LEAD_ID,
         occurred_at=CLICK_AT,
-        page_url=PAGE_URL,
         keys=FULL_KEYS,
         form_id="contact-us",
-        referrer_url="https://www.tiktok.com/",
-        ttclid=TTCLID,
-        ttp=TTP,
-        tiktok_lead_id=None,
-        ip=IP,
-        user_agent=USER_AGENT,
         country="GB",
-        ad_consent=Consent.GRANTED,
-        limited_data_use=False,
-        locale="en-GB",
+        click=FORM_CLICK,
     )
-    return replace(form, **overrides)
+    return _with(form, overrides)
 
 
 def make_status_change(**overrides: Any) -> StatusChange:
@@ -172,11 +188,11 @@ def make_booking(**overrides: Any) -> Booking:
         keys=MatchKeys(EMAIL_SHA, PHONE_SHA),
         value=50.0,
         currency="GBP",
-        page_url="https://example.com/book",
-        ip="198.51.100.7",
-        user_agent="BookingAgent/1.0",
+        click=ClickContext(
+            page_url="https://example.com/book", ip="198.51.100.7", user_agent="BookingAgent/1.0"
+        ),
     )
-    return replace(booking, **overrides)
+    return _with(booking, overrides)
 
 
 def make_context(**overrides: Any) -> LeadContext:
@@ -185,19 +201,10 @@ def make_context(**overrides: Any) -> LeadContext:
         lead_id=LEAD_ID,
         event_id=FORM_EVENT_ID,
         occurred_at=CLICK_AT,
-        page_url=PAGE_URL,
         keys=FULL_KEYS,
-        referrer_url="https://www.tiktok.com/",
-        ttclid=TTCLID,
-        ttp=TTP,
-        tiktok_lead_id=None,
-        ip=IP,
-        user_agent=USER_AGENT,
-        ad_consent=Consent.GRANTED,
-        limited_data_use=False,
-        locale="en-GB",
+        click=FORM_CLICK,
     )
-    return replace(ctx, **overrides)
+    return _with(ctx, overrides)
 
 
 def make_rules(**overrides: Any) -> Rules:
@@ -242,13 +249,20 @@ def make_conversion(**overrides: Any) -> Conversion:
         matched=True,
         created_at=NOW,
         keys=FULL_KEYS,
-        ttclid=TTCLID,
-        ttp=TTP,
-        ip=IP,
-        user_agent=USER_AGENT,
-        page_url=PAGE_URL,
-        referrer_url="https://www.tiktok.com/",
+        click=replace(FORM_CLICK, locale=None),
         crm="hubspot",
-        ad_consent=Consent.GRANTED,
     )
-    return replace(conv, **overrides)
+    return _with(conv, overrides)
+
+
+def make_full_click() -> ClickContext:
+    """A click with every field away from its default, whatever fields ClickContext has."""
+    values: dict[str, Any] = {}
+    for f in fields(ClickContext):
+        if isinstance(f.default, Consent):
+            values[f.name] = Consent.DENIED
+        elif isinstance(f.default, bool):
+            values[f.name] = True
+        else:
+            values[f.name] = f"{f.name}-value"
+    return ClickContext(**values)

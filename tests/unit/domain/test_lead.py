@@ -11,6 +11,7 @@ from streams.domain.lead import DeadItem, Outcome, expire, on_booking, on_form, 
 from streams.domain.types import (
     Booking,
     Channel,
+    ClickContext,
     Consent,
     ConsentPolicy,
     Conversion,
@@ -141,7 +142,7 @@ def test_later_form_consent_takes_the_stricter_answer(
     state = stored(make_form_submit(ad_consent=first))
     outcome = on_form(state, make_form_submit(event_id="again", ad_consent=later), RULES, NOW)
     assert outcome.state is not None and outcome.state.context is not None
-    assert outcome.state.context.ad_consent is merged
+    assert outcome.state.context.click.ad_consent is merged
 
 
 def test_status_before_form_waits_then_is_sent_enriched() -> None:
@@ -212,17 +213,19 @@ def test_qualified_status_becomes_an_enriched_conversion() -> None:
         matched=True,
         created_at=NOW,
         keys=FULL_KEYS,
-        ttclid=TTCLID,
-        ttp=TTP,
-        ip=IP,
-        user_agent=USER_AGENT,
-        page_url=PAGE_URL,
-        referrer_url="https://www.tiktok.com/",
-        tiktok_lead_id=None,
+        click=ClickContext(
+            ttclid=TTCLID,
+            ttp=TTP,
+            ip=IP,
+            user_agent=USER_AGENT,
+            page_url=PAGE_URL,
+            referrer_url="https://www.tiktok.com/",
+            tiktok_lead_id=None,
+            ad_consent=Consent.GRANTED,
+            limited_data_use=False,
+            locale="en-GB",
+        ),
         crm="hubspot",
-        ad_consent=Consent.GRANTED,
-        limited_data_use=False,
-        locale="en-GB",
     )
     assert outcome.state == replace(
         state,
@@ -406,7 +409,7 @@ def test_consent_policy(consent: Consent, policy: ConsentPolicy, counts: dict[st
     assert outcome.state is not None
     assert (QL_ID in outcome.state.sent) is ("emitted" in counts)
     for conv in outcome.conversions:
-        assert conv.ad_consent is consent
+        assert conv.click.ad_consent is consent
 
 
 def test_withheld_purchase_is_not_dead_lettered() -> None:
@@ -429,7 +432,7 @@ def test_crm_routing(tiktok_lead_id: str | None, crm_routing: bool, channel: Cha
     state = stored(make_form_submit(tiktok_lead_id=tiktok_lead_id), rules)
     conv = only(on_status_change(state, make_status_change(), SOURCE, rules, NOW))
     assert conv.channel is channel
-    assert conv.tiktok_lead_id == tiktok_lead_id
+    assert conv.click.tiktok_lead_id == tiktok_lead_id
 
 
 @pytest.mark.parametrize(
@@ -513,18 +516,20 @@ def test_booking_becomes_a_schedule_with_its_own_click_data_first() -> None:
         matched=True,
         created_at=NOW,
         keys=MatchKeys("e" * 64, PHONE_SHA, EXTERNAL_ID_SHA),
-        ttclid=TTCLID,
-        ttp="booking-ttp",
-        ip="198.51.100.7",
-        user_agent="BookingAgent/1.0",
-        page_url="https://example.com/book",
-        referrer_url="https://www.tiktok.com/",
-        tiktok_lead_id="7312",
+        click=ClickContext(
+            ttclid=TTCLID,
+            ttp="booking-ttp",
+            ip="198.51.100.7",
+            user_agent="BookingAgent/1.0",
+            page_url="https://example.com/book",
+            referrer_url="https://www.tiktok.com/",
+            tiktok_lead_id="7312",
+            ad_consent=Consent.GRANTED,
+            limited_data_use=True,
+            locale="en-GB",
+        ),
         value=50.0,
         currency="GBP",
-        ad_consent=Consent.GRANTED,
-        limited_data_use=True,
-        locale="en-GB",
     )
     assert outcome.state is not None
     assert outcome.state.sent["pixel-schedule-1"] == NOW
@@ -534,7 +539,7 @@ def test_booking_becomes_a_schedule_with_its_own_click_data_first() -> None:
 def test_booking_without_own_click_data_inherits_the_forms() -> None:
     booking = make_booking(page_url=None, ip=None, user_agent=None, value=20.0, currency=None)
     conv = only(on_booking(stored(), booking, BOOKING_SOURCE, RULES, NOW))
-    assert (conv.page_url, conv.ip, conv.user_agent) == (PAGE_URL, IP, USER_AGENT)
+    assert (conv.click.page_url, conv.click.ip, conv.click.user_agent) == (PAGE_URL, IP, USER_AGENT)
     assert (conv.value, conv.currency) == (None, None)
 
 
@@ -612,9 +617,9 @@ def test_expired_status_is_sent_with_its_own_keys_unmatched() -> None:
     conv = only(outcome)
     assert conv.event_id == f"lead-{LEAD_ID}:ApplicationApproval"
     assert conv.matched is False and conv.channel is Channel.WEB
-    assert conv.ad_consent is Consent.UNKNOWN
+    assert conv.click.ad_consent is Consent.UNKNOWN
     assert conv.keys == MatchKeys(email_sha256=EMAIL_SHA)
-    assert conv.ttclid is None and conv.page_url is None
+    assert conv.click.ttclid is None and conv.click.page_url is None
     assert conv.crm == "hubspot"
     assert outcome.state == replace(
         state, pending=(), sent={conv.event_id: NOW, "stage:qualified": NOW}, updated_at=NOW
@@ -649,16 +654,17 @@ def test_expired_booking_with_only_click_data_is_sent() -> None:
     outcome = expire(waiting_state(booking), UNLESS_DENIED, NOW)
     conv = only(outcome)
     assert conv.event_id == "pixel-schedule-1" and conv.matched is False
-    assert (conv.ttclid, conv.page_url, conv.value) == ("tt-1", "https://example.com/book", 50.0)
+    click = conv.click
+    assert (click.ttclid, click.page_url, conv.value) == ("tt-1", "https://example.com/book", 50.0)
 
 
 @pytest.mark.parametrize("has", ["ttp", "ip", "keys", None])
 def test_expired_booking_needs_something_to_match_on(has: str | None) -> None:
     booking = make_booking(keys=MatchKeys(), ip=None, ttclid=None, ttp=None)
     if has == "ttp":
-        booking = replace(booking, ttp="p")
+        booking = replace(booking, click=replace(booking.click, ttp="p"))
     elif has == "ip":
-        booking = replace(booking, ip=IP)
+        booking = replace(booking, click=replace(booking.click, ip=IP))
     elif has == "keys":
         booking = replace(booking, keys=MatchKeys(phone_sha256=PHONE_SHA))
     outcome = expire(waiting_state(booking), UNLESS_DENIED, NOW)

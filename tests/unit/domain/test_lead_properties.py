@@ -99,9 +99,9 @@ def assert_each_event_once(
     assert sum(c.event == "Purchase" and c.order_id is None for c in conversions) <= 1
     allowed = {Consent.GRANTED} if policy is ConsentPolicy.GRANTED_ONLY else set(Consent)
     for c in conversions:
-        event(f"sent {c.event} consent={c.ad_consent} currency={c.currency}")
-        assert c.ad_consent != "DENIED"
-        assert c.ad_consent in allowed
+        event(f"sent {c.event} consent={c.click.ad_consent} currency={c.currency}")
+        assert c.click.ad_consent != "DENIED"
+        assert c.click.ad_consent in allowed
         if c.event == "Purchase":
             assert c.value and c.value > 0 and c.currency in KNOWN_CURRENCIES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from streams.domain.records import (
+    BOOKING_CLICK_FIELDS,
+    CLICK_FIELDS,
     MAX_CHARS,
     booking_from_record,
     conversion_from_record,
@@ -26,6 +28,7 @@ from streams.domain.records import (
 from streams.domain.types import (
     Booking,
     Channel,
+    ClickContext,
     Consent,
     FormSubmit,
     LeadState,
@@ -42,12 +45,14 @@ from tests.unit.factories import (
     LEAD_ID,
     NOW,
     PHONE_SHA,
+    TIKTOK_LEAD_ID,
     make_booking,
     make_booking_record,
     make_context,
     make_conversion,
     make_form_record,
     make_form_submit,
+    make_full_click,
     make_pending,
     make_purchase,
     make_state,
@@ -114,7 +119,8 @@ def test_optional_fields_may_be_absent() -> None:
         k: make_form_record()[k] for k in ("event_id", "lead_id", "occurred_at", "page_url")
     }
     form = form_from_record(required, NOW)
-    assert form == FormSubmit(FORM_EVENT_ID, LEAD_ID, CLICK_AT, make_form_record()["page_url"])
+    click = ClickContext(page_url=make_form_record()["page_url"])
+    assert form == FormSubmit(FORM_EVENT_ID, LEAD_ID, CLICK_AT, click=click)
     minimal = {"booking_id": "b", "event_id": "e", "occurred_at": CLICK_AT}
     assert booking_from_record(minimal, NOW) == Booking("b", "e", CLICK_AT)
 
@@ -122,7 +128,7 @@ def test_optional_fields_may_be_absent() -> None:
 def test_blank_optional_strings_become_none() -> None:
     form = form_from_record(make_form_record(form_id="  ", email="", ttclid="\t"), NOW)
     assert isinstance(form, FormSubmit)
-    assert form.form_id is None and form.ttclid is None and form.keys.email_sha256 is None
+    assert form.form_id is None and form.click.ttclid is None and form.keys.email_sha256 is None
 
 
 def test_timestamps_as_epoch_millis_are_accepted() -> None:
@@ -150,10 +156,10 @@ def test_scheduled_for_may_be_in_the_future() -> None:
 def test_consent_and_flag_defaults_and_case() -> None:
     form = form_from_record(make_form_record(ad_consent=None, limited_data_use=None), NOW)
     assert isinstance(form, FormSubmit)
-    assert form.ad_consent is Consent.UNKNOWN and form.limited_data_use is False
+    assert form.click.ad_consent is Consent.UNKNOWN and form.click.limited_data_use is False
     form = form_from_record(make_form_record(ad_consent=" denied", limited_data_use=True), NOW)
     assert isinstance(form, FormSubmit)
-    assert form.ad_consent is Consent.DENIED and form.limited_data_use is True
+    assert form.click.ad_consent is Consent.DENIED and form.click.limited_data_use is True
 
 
 def test_unusable_keys_ip_and_country_are_dropped_not_rejected() -> None:
@@ -162,7 +168,7 @@ def test_unusable_keys_ip_and_country_are_dropped_not_rejected() -> None:
     )
     assert isinstance(form, FormSubmit)
     assert form.keys == MatchKeys(None, None, EXTERNAL_ID_SHA)
-    assert form.ip is None and form.country is None
+    assert form.click.ip is None and form.country is None
 
 
 def test_country_is_the_phone_region() -> None:
@@ -365,7 +371,7 @@ def test_control_characters_in_ids(record: str, name: str) -> None:
 
 def test_control_characters_elsewhere_are_kept() -> None:
     form = form_from_record(make_form_record(user_agent="UA\x07bell"), NOW)
-    assert isinstance(form, FormSubmit) and form.user_agent == "UA\x07bell"
+    assert isinstance(form, FormSubmit) and form.click.user_agent == "UA\x07bell"
 
 
 def test_label_of_a_record_with_a_bad_or_long_id() -> None:
@@ -398,7 +404,7 @@ def test_to_record_round_trips_with_hashes(
     record: str, item: FormSubmit | Booking | StatusChange
 ) -> None:
     rec = to_record(item)
-    assert list(rec) == schema_fields(record)
+    assert sorted(rec) == sorted(schema_fields(record))  # Avro writes in schema order
     parse, _ = PARSERS[record]
     assert parse(rec, NOW) == item
 
@@ -421,7 +427,7 @@ def test_to_record_never_carries_raw_pii() -> None:
 def test_conversion_record_has_exactly_the_schema_fields() -> None:
     conv = make_conversion(value=10.0, currency="EUR", order_id="o-1", tiktok_lead_id="7")
     rec = conversion_to_record(conv)
-    assert list(rec) == schema_fields("Conversion")
+    assert sorted(rec) == sorted(schema_fields("Conversion"))
     assert rec["email_sha256"] == EMAIL_SHA
     assert rec["channel"] == "WEB" and type(rec["channel"]) is str
     assert rec["source_kind"] == "status_change" and type(rec["source_kind"]) is str
@@ -531,6 +537,46 @@ def test_lead_state_json_is_compact() -> None:
     assert len(data["c"]["k"]["e"]) == 43  # base64url, not 64 hex characters
 
 
+STORED_STATE = (
+    b'{"l":"lead-000123","c":{"e":"f1d2c3b4-5a6b-4c7d-8e9f-0a1b2c3d4e5f","t":1741946400000,"u"'
+    b':"https://example.com/landing/offer?utm_source=tiktok&utm_campaign=spring","k":{"e":"huC'
+    b'55WwXzE0SOH4ZSbhQU_vnO8POWhGIcTqdMAzGEz0","p":"qKzDqQp7Tk3GXpPbkkDtJlIwUO91TWO3W1Fh3nZ4F'
+    b'DY","x":"J6rbxZKXPwQ6_JgYAtlo7FCJHPqFlwpSmWOyVpV6Md4"},"r":"https://www.tiktok.com/","c"'
+    b':"E_C_P_CqgBx7rM3m5ZQd0x4fN2Lk9yW1uTj8sQp6vHa3eRb0cGi5oUn2lKf7dXz4wYt9qJe1gSh6mVr","p":"'
+    b'2Qz0R1pYBcHs5XKGk1Wnq2Y9Lr1","tl":"7312345678901234567","i":"203.0.113.42","a":"Mozilla/'
+    b"5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    b'Mobile/15E148","ac":"D","ld":1,"lo":"en-GB"},"s":{"order-77:Purchase":1741953000000},"S"'
+    b':[["",":QualifiedLead",1741950000000]],"n":{"s:6b1f8e2a-3c4d-4e5f-9a0b-1c2d3e4f5a6b":174'
+    b'1950000000},"N":[["f:","",1741946400000]],"p":[{"s":{"i":"c-won","l":"lead-000123","st":'
+    b'"won","t":1741953300000,"cr":"hubspot","ps":"new","v":1200.0,"cu":"EUR","o":"o-1","k":{"'
+    b'e":"huC55WwXzE0SOH4ZSbhQU_vnO8POWhGIcTqdMAzGEz0"}},"q":["crm.lead-status-changed",0,41],'
+    b'"r":1741953600000},{"b":{"i":"bk-1","e":"pixel-schedule-1","t":1741951800000,"l":"lead-0'
+    b'00123","k":{"e":"huC55WwXzE0SOH4ZSbhQU_vnO8POWhGIcTqdMAzGEz0","p":"qKzDqQp7Tk3GXpPbkkDtJ'
+    b'lIwUO91TWO3W1Fh3nZ4FDY"},"v":50.0,"cu":"GBP","u":"https://example.com/book","ip":"198.51'
+    b'.100.7","a":"BookingAgent/1.0","c":"t","p":"p","sf":1742126400000},"q":["leads.booking-c'
+    b'reated",1,7],"r":1741942800000}],"u":1741953000000}'
+)
+"""A lead state as stored before the click context became one value (issue 14): full context,
+both ledgers, a waiting purchase and a waiting booking. Stored tables must keep decoding."""
+
+
+def test_stored_lead_state_layout_is_unchanged() -> None:
+    state = make_state(
+        context=make_context(
+            tiktok_lead_id=TIKTOK_LEAD_ID, ad_consent=Consent.DENIED, limited_data_use=True
+        ),
+        pending=(
+            make_pending(make_purchase(order_id="o-1", keys=MatchKeys(EMAIL_SHA)), NOW),
+            make_pending(
+                make_booking(ttclid="t", ttp="p", scheduled_for=NOW + timedelta(days=2)),
+                NOW - timedelta(hours=3),
+            ),
+        ),
+    )
+    assert lead_state_from_json(STORED_STATE) == state
+    assert lead_state_to_json(state) == STORED_STATE
+
+
 @pytest.mark.parametrize(
     "data", [b"", b"[]", b"{}", b'{"l": "x", "c": {}}', b"\xff", b'{"l":1,"u":"x"}']
 )
@@ -567,13 +613,13 @@ def test_ttclid_comes_from_the_page_url_when_the_form_has_none(
 ) -> None:
     form = form_from_record(make_form_record(ttclid=None, page_url=page_url), NOW)
     assert isinstance(form, FormSubmit)
-    assert form.ttclid == ttclid
+    assert form.click.ttclid == ttclid
 
 
 def test_the_form_own_ttclid_wins_over_the_page_url() -> None:
     record = make_form_record(ttclid="E.C.P.form", page_url="https://x.example/?ttclid=E.C.P.url")
     form = form_from_record(record, NOW)
-    assert isinstance(form, FormSubmit) and form.ttclid == "E.C.P.form"
+    assert isinstance(form, FormSubmit) and form.click.ttclid == "E.C.P.form"
 
 
 @pytest.mark.parametrize(
@@ -582,9 +628,35 @@ def test_the_form_own_ttclid_wins_over_the_page_url() -> None:
 )
 def test_form_locale_is_kept_when_it_is_a_language_tag(raw: str, locale: str | None) -> None:
     form = form_from_record(make_form_record(locale=raw), NOW)
-    assert isinstance(form, FormSubmit) and form.locale == locale
+    assert isinstance(form, FormSubmit) and form.click.locale == locale
 
 
 def test_conversion_record_carries_the_locale() -> None:
     conv = make_conversion(locale="fr-FR")
     assert conversion_from_record(conversion_to_record(conv)) == conv
+
+
+# --- every click field travels (issue 14: a new ClickContext field is added in one place) -------
+
+
+def test_form_intake_reads_every_click_field() -> None:
+    record = make_form_record(tiktok_lead_id=TIKTOK_LEAD_ID, limited_data_use=True)
+    form = form_from_record(record, NOW)
+    assert isinstance(form, FormSubmit)
+    unread = [f.name for f in fields(ClickContext) if getattr(form.click, f.name) == f.default]
+    assert not unread, f"form_from_record leaves these click fields unread: {unread}"
+
+
+def test_every_click_field_is_in_the_form_and_conversion_schemas() -> None:
+    click = set(CLICK_FIELDS)
+    assert click <= set(schema_fields("FormSubmitted"))
+    assert click <= set(schema_fields("Conversion"))
+    assert set(BOOKING_CLICK_FIELDS) == click & set(schema_fields("BookingCreated"))
+
+
+def test_every_click_field_round_trips_through_records_and_the_table() -> None:
+    click = make_full_click()
+    conv = make_conversion(click=click)
+    assert conversion_from_record(conversion_to_record(conv)) == conv
+    state = make_state(context=make_context(click=click))
+    assert lead_state_from_json(lead_state_to_json(state)) == state
