@@ -3,7 +3,7 @@
 ``python -m benchmarks.state_memory --leads N`` prints one JSON object. Run as a subprocess so
 that a million entries never share a heap with the broker's sandbox thread or the next run.
 
-* **JSON bytes per lead**: :func:`streams.domain.records.lead_state_to_json` of leads built by
+* **JSON bytes per lead**: :func:`streams.domain.state_json.lead_state_to_json` of leads built by
   the real pure core (form submit -> ``qualified`` -> ``won`` with a value), i.e. the exact
   changelog and table value. Two shapes are reported: the benchmark's e2e lead (form +
   qualified: context, one ledger entry, two seen ids) and the *typical* lead (form + qualified +
@@ -32,8 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from benchmarks import data
+from streams.domain import intake, state_json
 from streams.domain import lead as core
-from streams.domain import records
 from streams.domain.types import FormSubmit, LeadState, SourceRef, StatusChange
 from streams.settings import load_settings
 
@@ -46,15 +46,15 @@ def lead_states(n: int, now: datetime) -> tuple[LeadState, LeadState]:
     """Return lead ``n``'s state after form + qualified, and after form + qualified + won."""
     rules = load_settings().rules()
     prefix = "bench"
-    form = records.form_from_record(data.form_record(prefix, n, now), now)
-    qualified = records.status_from_record(
+    form = intake.form_from_record(data.form_record(prefix, n, now), now)
+    qualified = intake.status_from_record(
         data.status_record(prefix, n, now - timedelta(minutes=30)), now
     )
     won_record = data.status_record(prefix, n, now - timedelta(minutes=5), stage="won")
     won_record.update(
         change_id=f"{prefix}-chg-{n:07d}-won", value=1200.0, currency="EUR", order_id=f"SO-{n:07d}"
     )
-    won = records.status_from_record(won_record, now)
+    won = intake.status_from_record(won_record, now)
     if not isinstance(form, FormSubmit):
         msg = f"benchmark form rejected: {form.message}"
         raise ValueError(msg)
@@ -101,11 +101,11 @@ def measure(leads: int) -> dict[str, Any]:
     """Measure JSON size and dict memory per lead for ``leads`` entries."""
     now = datetime.now(tz=UTC).replace(microsecond=123000)
     e2e_state, typical_state = lead_states(MARK, now)
-    template = records.lead_state_to_json(typical_state)
+    template = state_json.lead_state_to_json(typical_state)
     key_template = data.lead_id("bench", MARK).encode()
-    e2e_bytes = len(records.lead_state_to_json(e2e_state))
+    e2e_bytes = len(state_json.lead_state_to_json(e2e_state))
     samples = [0, 1, 255, 99_999, 500_000, 999_999]
-    sample_sizes = [len(records.lead_state_to_json(lead_states(i, now)[1])) for i in samples]
+    sample_sizes = [len(state_json.lead_state_to_json(lead_states(i, now)[1])) for i in samples]
 
     # Pass 1: RSS delta, without tracemalloc's own overhead.
     gc.collect()

@@ -128,6 +128,10 @@ class ClickContext:
         )
 
 
+CLICK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ClickContext))
+"""The click fields, named as in the ``FormSubmitted`` and ``Conversion`` records."""
+
+
 @dataclass(frozen=True, slots=True)
 class FormSubmit:
     """A validated, hashed website form submit: the lead's click and who it was."""

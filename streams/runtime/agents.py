@@ -20,7 +20,7 @@ from faust.types import EventT, StreamT
 
 from streams.domain import identity as matching
 from streams.domain import lead as core
-from streams.domain import records
+from streams.domain import records, state_json
 from streams.domain.due import DueIndex, next_due
 from streams.domain.types import Booking, FormSubmit, LeadState, StatusChange
 from streams.runtime.delivery import Delivery
@@ -154,7 +154,7 @@ class Agents:
 
     def _load(self, lead_id: str) -> LeadState | None:
         data = self.tables.leads.data.get(lead_id.encode())
-        return records.lead_state_from_json(data) if data else None
+        return state_json.lead_state_from_json(data) if data else None
 
     def _apply(self, lead_id: str, raw: pl.Raw, outcome: core.Outcome, now: datetime) -> None:
         key = lead_id.encode()
@@ -163,7 +163,7 @@ class Agents:
             self.outputs.table_del(self.tables.leads, key, partition)
             self.due.discard(partition, lead_id)
         else:
-            value = records.lead_state_to_json(outcome.state)
+            value = state_json.lead_state_to_json(outcome.state)
             self.outputs.table_set(self.tables.leads, key, value, partition)
             self.due.schedule(partition, lead_id, next_due(outcome.state, self.rules, now))
         for conv in outcome.conversions:
@@ -204,7 +204,7 @@ class Agents:
         if msg.value is None:
             self.due.discard(msg.partition, lead_id)
             return
-        state = records.lead_state_from_json(msg.value)
+        state = state_json.lead_state_from_json(msg.value)
         now = pl.utcnow()
         self.due.schedule(msg.partition, lead_id, next_due(state, self.rules, now))
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from streams.domain import matchkeys, records
+from streams.domain import intake, matchkeys, records
 from streams.domain.types import Booking, FormSubmit, Rejection, SourceRef, StatusChange
 from streams.errors import SerdeError
 from streams.serde import contract
@@ -46,9 +46,9 @@ Input = FormSubmit | Booking | StatusChange
 _PII_FIELDS = ("email", "phone", "external_id")
 # Each input record of the contract: the domain value it becomes and the function validating it.
 _INPUTS: tuple[tuple[contract.Record, type, Callable[[Mapping[str, Any], datetime], Any]], ...] = (
-    (contract.FORM_SUBMITTED, FormSubmit, records.form_from_record),
-    (contract.BOOKING_CREATED, Booking, records.booking_from_record),
-    (contract.LEAD_STATUS_CHANGED, StatusChange, records.status_from_record),
+    (contract.FORM_SUBMITTED, FormSubmit, intake.form_from_record),
+    (contract.BOOKING_CREATED, Booking, intake.booking_from_record),
+    (contract.LEAD_STATUS_CHANGED, StatusChange, intake.status_from_record),
 )
 _DECODERS = {rec.name: decode for rec, _, decode in _INPUTS}
 _RECORD_OF_TYPE = {kind: rec.name for rec, kind, _ in _INPUTS}

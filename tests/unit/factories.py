@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
+from streams.domain.intake import booking_from_record, form_from_record, status_from_record
 from streams.domain.matchkeys import sha256_hex
 from streams.domain.types import (
     Booking,
@@ -115,6 +119,36 @@ def make_status_record(**overrides: Any) -> dict[str, Any]:
     }
     rec.update(overrides)
     return rec
+
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_FILES = {
+    "FormSubmitted": "form_submitted.avsc",
+    "BookingCreated": "booking_created.avsc",
+    "LeadStatusChanged": "lead_status_changed.avsc",
+    "Conversion": "conversion.avsc",
+}
+RAW_PII = ("Jane.Doe", "jane.doe@example.com", "07700 900123", "+447700900123", "crm-user-42")
+"""Raw PII of the record factories, which must never reach a message, a record or the table."""
+
+Parser = Callable[[Mapping[str, Any], datetime], Any]
+PARSERS: dict[str, tuple[Parser, Callable[..., dict[str, Any]]]] = {
+    "FormSubmitted": (form_from_record, make_form_record),
+    "BookingCreated": (booking_from_record, make_booking_record),
+    "LeadStatusChanged": (status_from_record, make_status_record),
+}
+"""Each input record's intake function and record factory."""
+
+
+def record_schema(record: str) -> dict[str, Any]:
+    """A record's parsed ``.avsc``."""
+    schema: dict[str, Any] = json.loads((SCHEMAS / SCHEMA_FILES[record]).read_text())
+    return schema
+
+
+def schema_fields(record: str) -> list[str]:
+    """The field names of a record's ``.avsc``, in schema order."""
+    return [f["name"] for f in record_schema(record)["fields"]]
 
 
 FULL_KEYS = MatchKeys(EMAIL_SHA, PHONE_SHA, EXTERNAL_ID_SHA)

@@ -10,7 +10,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from streams.domain.lead import Outcome, expire, on_booking, on_form, on_status_change
-from streams.domain.records import lead_state_from_json, lead_state_to_json
+from streams.domain.state_json import lead_state_from_json, lead_state_to_json
 from streams.domain.types import (
     Booking,
     Consent,

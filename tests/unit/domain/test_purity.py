@@ -48,7 +48,7 @@ def test_domain_modules_import_no_io_framework() -> None:
     report = json.loads(result.stdout)
     expected = {f"streams.domain.{m.name}" for m in pkgutil.iter_modules([str(DOMAIN)])}
     assert set(report["modules"]) == expected
-    assert {"streams.domain.lead", "streams.domain.records"} <= expected
+    assert {"streams.domain.lead", "streams.domain.intake", "streams.domain.records"} <= expected
     assert "streams.domain.retry" in expected  # the retry plan is pure too (issue 14)
     roots = {name.split(".")[0] for name in report["loaded"]}
     leaked = roots.intersection(FORBIDDEN_MODULES)

@@ -14,8 +14,8 @@ import fastavro
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
+from streams.domain.intake import form_from_record
 from streams.domain.matchkeys import hash_phone, sha256_hex
-from streams.domain.records import form_from_record
 from streams.domain.types import Booking, FormSubmit, MatchKeys, SourceRef, StatusChange
 from streams.local.registry.server import RegistryServer
 from streams.serde.avro import AvroSerde, RegistryUnavailableError, frame

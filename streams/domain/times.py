@@ -1,0 +1,28 @@
+"""Millisecond timestamps, as Avro and the lead table store them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_millis(dt: datetime) -> int:
+    """Return an aware datetime as epoch milliseconds."""
+    return (dt - EPOCH) // timedelta(milliseconds=1)
+
+
+def from_millis(ms: int) -> datetime:
+    """Return epoch milliseconds as an aware UTC datetime."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def truncate_ms(dt: datetime) -> datetime:
+    """Drop the microseconds below a millisecond."""
+    return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+
+
+def iso(dt: datetime) -> str:
+    """Return a datetime as ISO 8601 in UTC (``Z``), with milliseconds when it has any."""
+    spec = "seconds" if dt.microsecond == 0 else "milliseconds"
+    return dt.astimezone(UTC).isoformat(timespec=spec).replace("+00:00", "Z")
