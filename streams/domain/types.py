@@ -265,3 +265,26 @@ class Rules:
     def stage_map_for(self, channel: Channel) -> Mapping[str, str]:
         """Return the stage map of a route (domain.md §4)."""
         return self.stage_map_crm if channel is Channel.CRM else self.stage_map_web
+
+
+@dataclass(frozen=True, slots=True)
+class DeadItem:
+    """An input that cannot become a conversion, to be dead-lettered with its source."""
+
+    item: FormSubmit | Booking | StatusChange
+    source: SourceRef | None
+    rejection: Rejection
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one step of a lead's state machine.
+
+    ``state`` is the new state to store (None: delete the key). ``counts`` maps counter names to
+    increments, e.g. ``emitted``, ``duplicate_input``, ``withheld_consent_denied``.
+    """
+
+    state: LeadState | None
+    conversions: tuple[Conversion, ...] = ()
+    dead: tuple[DeadItem, ...] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from streams.domain.lead import DeadItem, Outcome, expire, on_booking, on_form, on_status_change
+from streams.domain.lead import expire, on_booking, on_form, on_status_change
 from streams.domain.types import (
     Booking,
     Channel,
@@ -15,9 +15,11 @@ from streams.domain.types import (
     Consent,
     ConsentPolicy,
     Conversion,
+    DeadItem,
     FormSubmit,
     LeadState,
     MatchKeys,
+    Outcome,
     Rejection,
     Rules,
     SourceKind,

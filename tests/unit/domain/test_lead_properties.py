@@ -9,7 +9,7 @@ from datetime import timedelta
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from streams.domain.lead import Outcome, expire, on_booking, on_form, on_status_change
+from streams.domain.lead import expire, on_booking, on_form, on_status_change
 from streams.domain.state_json import lead_state_from_json, lead_state_to_json
 from streams.domain.types import (
     Booking,
@@ -18,6 +18,7 @@ from streams.domain.types import (
     FormSubmit,
     LeadState,
     MatchKeys,
+    Outcome,
     StatusChange,
 )
 from tests.unit.factories import (
