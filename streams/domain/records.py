@@ -82,48 +82,19 @@ def to_record(item: FormSubmit | Booking | StatusChange) -> dict[str, Any]:
         item: The domain object.
 
     Returns:
-        A dict with exactly the fields of the item's input schema.
+        A dict with exactly the fields of the item's input schema: the item's own fields by
+        name, its hashed keys as ``email``, ``phone`` (and ``external_id`` for a form) and the
+        fields of its click the record carries.
 
     """
-    keys = item.keys
+    rec = {f.name: getattr(item, f.name) for f in fields(item) if f.name not in ("keys", "click")}
+    rec["email"], rec["phone"] = item.keys.email_sha256, item.keys.phone_sha256
     if isinstance(item, FormSubmit):
-        return {
-            "event_id": item.event_id,
-            "lead_id": item.lead_id,
-            "occurred_at": item.occurred_at,
-            "form_id": item.form_id,
-            "email": keys.email_sha256,
-            "phone": keys.phone_sha256,
-            "external_id": keys.external_id_sha256,
-            "country": item.country,
-            **click_to_record(item.click),
-        }
-    if isinstance(item, Booking):
-        return {
-            "booking_id": item.booking_id,
-            "event_id": item.event_id,
-            "occurred_at": item.occurred_at,
-            "lead_id": item.lead_id,
-            "email": keys.email_sha256,
-            "phone": keys.phone_sha256,
-            "value": item.value,
-            "currency": item.currency,
-            "scheduled_for": item.scheduled_for,
-            **click_to_record(item.click, BOOKING_CLICK_FIELDS),
-        }
-    return {
-        "change_id": item.change_id,
-        "lead_id": item.lead_id,
-        "status": item.status,
-        "changed_at": item.changed_at,
-        "crm": item.crm,
-        "previous_status": item.previous_status,
-        "value": item.value,
-        "currency": item.currency,
-        "order_id": item.order_id,
-        "email": keys.email_sha256,
-        "phone": keys.phone_sha256,
-    }
+        rec["external_id"] = item.keys.external_id_sha256
+        rec.update(click_to_record(item.click))
+    elif isinstance(item, Booking):
+        rec.update(click_to_record(item.click, BOOKING_CLICK_FIELDS))
+    return rec
 
 
 def conversion_to_record(c: Conversion) -> dict[str, Any]:
