@@ -2,17 +2,21 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+WHEELS ?= .cache/wheels
 PYTEST_ARGS ?=
 
 .PHONY: venv kafka schemas test test-unit test-integration demo lint typecheck drills bench bench-smoke clean
 
+# The pinned distributions (and the build backend) are downloaded into a wheelhouse first and
+# installed from it: tests/packaging installs the package without the [local] extra from it too.
 $(BIN)/leadstream: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev]'
+	$(BIN)/pip download --quiet --dest $(WHEELS) 'setuptools>=77' wheel '.[test,dev,local]'
+	$(BIN)/pip install --quiet --no-index --find-links $(WHEELS) -e '.[test,dev,local]'
 	touch $@
 
-venv: $(BIN)/leadstream kafka ## create .venv, install Leadstream with test and dev tools, fetch Kafka
+venv: $(BIN)/leadstream kafka ## create .venv, install Leadstream with the local stack, test and dev tools, fetch Kafka
 
 kafka: $(BIN)/leadstream ## fetch Apache Kafka (pinned in streams/local/broker.py) with Maven into .cache/
 	$(BIN)/python -m streams.local.broker fetch

