@@ -1,10 +1,10 @@
 """Installing Leadstream without the ``[local]`` extra, as the production image does.
 
-One fresh virtual environment (``python -m venv``) per module gets the package from a copy of the
-build inputs the Dockerfile uses, with pip resolving the declared dependencies, offline, from the
-wheelhouse ``make venv`` keeps in ``.cache/wheels`` (downloaded into it when incomplete). The
-wheelhouse holds the extra's distributions too, so their absence below is pip's choice, not a
-missing file. About 30 s; README, "Install".
+One fresh virtual environment (``python -m venv``) per module gets the package from a copy of
+what the Dockerfile's build stage copies, with pip resolving the declared dependencies, offline,
+from the wheelhouse ``make venv`` keeps in ``.cache/wheels`` (downloaded into it when
+incomplete). The wheelhouse holds the extra's distributions too, so their absence below is pip's
+choice, not a missing file. About 30 s; README, "Install".
 """
 
 from __future__ import annotations
@@ -21,8 +21,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 WHEELS = REPO / ".cache" / "wheels"  # the Makefile's WHEELS
-BUILD_INPUTS = ("pyproject.toml", "README.md", "streams", "schemas")  # as the Dockerfile's COPY
 INSTALL_HINT = "pip install 'leadstream[local]'"
+
+
+def _build_inputs() -> list[str]:
+    """What the Dockerfile's build stage copies into its build context (``COPY src... dest``)."""
+    stage = (REPO / "Dockerfile").read_text(encoding="utf-8").split("\nFROM ")[1]
+    sources = [
+        source.rstrip("/")
+        for line in stage.splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+        for source in line.split()[1:-1]
+    ]
+    assert "pyproject.toml" in sources, sources
+    return sources
 
 
 def _pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -37,7 +49,7 @@ def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bare")
     src = root / "src"
     src.mkdir()
-    for name in BUILD_INPUTS:
+    for name in _build_inputs():
         if (REPO / name).is_dir():
             ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
             shutil.copytree(REPO / name, src / name, ignore=ignore)
@@ -115,6 +127,14 @@ def test_the_worker_starts_up_to_its_kafka_check(bare: Path) -> None:
         "leadstream: error: LEADSTREAM_TIKTOK_ACCESS_TOKEN is not set: "
         "the worker cannot call the Events API"
     )
+
+
+def test_the_worker_reads_its_schemas_from_the_installed_package(bare: Path) -> None:
+    probe = "import json, streams.serde.avro as a; print(json.dumps(a.load_schemas()))"
+    result = _run(bare, "python", "-c", probe)
+    assert result.returncode == 0, result.stderr
+    expected = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "schemas").glob("*.avsc")}
+    assert sorted(json.loads(result.stdout).values()) == sorted(expected.values())
 
 
 @pytest.mark.parametrize("command", ["demo", "sandbox", "registry"])
