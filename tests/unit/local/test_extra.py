@@ -80,7 +80,10 @@ def test_a_source_tree_that_was_never_installed_is_not_refused(
 
 
 def test_only_the_local_stack_imports_the_extras_packages() -> None:
-    """The worker and the operator commands must run without the extra."""
+    """The worker and the operator commands must run without the extra.
+
+    That nothing outside ``streams/local/`` imports it at module level is tests/unit/test_layers.py.
+    """
     modules = {_name(r).replace("-", "_") for r in PROJECT["optional-dependencies"]["local"]}
     pattern = re.compile(rf"^\s*(from|import)\s+({'|'.join(sorted(modules))})\b", re.M)
     offenders = [
@@ -91,15 +94,3 @@ def test_only_the_local_stack_imports_the_extras_packages() -> None:
     ]
     assert offenders == []
     assert pattern.search("    from cryptography import x509")  # the pattern itself works
-
-
-def test_outside_the_local_stack_it_is_imported_only_inside_functions() -> None:
-    """A module-level ``streams.local`` import would load the doubles into the worker."""
-    top_level = re.compile(r"^(from|import)\s+streams\.local\b", re.M)
-    offenders = [
-        str(path.relative_to(REPO))
-        for path in (REPO / "streams").rglob("*.py")
-        if path.relative_to(REPO / "streams").parts[0] != "local"
-        and top_level.search(path.read_text(encoding="utf-8"))
-    ]
-    assert offenders == []
