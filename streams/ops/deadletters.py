@@ -20,7 +20,7 @@ from typing import IO, Any
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from streams.connection import KafkaConnection
-from streams.errors import LeadstreamError, SerdeError
+from streams.errors import ConfigError, LeadstreamError, SerdeError
 from streams.ops.produce import producer_config
 from streams.serde.avro import AvroSerde
 from streams.serde.pipeline import REDRIVE_HEADER
@@ -67,8 +67,11 @@ def read_dead_letters(
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
-            text = f"dead-letter topic {topic!r} does not exist"
-            raise LeadstreamError(text)
+            text = (
+                f"LEADSTREAM_TOPIC_DEAD_LETTER: topic {topic!r} does not exist "
+                "(a worker creates it at start)"
+            )
+            raise ConfigError(text)
         consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
         rows: list[DeadLetterRow] = []
         deadline = time.monotonic() + timeout
@@ -177,10 +180,11 @@ def run_dead_letters(
     sources: Sequence[str],
     as_json_output: bool,
     do_redrive: bool,
+    serde: AvroSerde | None = None,
     out: IO[str] = sys.stdout,
 ) -> int:
     """Run ``leadstream dead-letters``: summary, JSON, or re-drive of the selection."""
-    serde = AvroSerde.from_settings(settings)
+    serde = serde or AvroSerde.from_settings(settings)
     conn = settings.kafka_connection()
     rows = select(
         read_dead_letters(conn, settings.topic_dead_letter, serde),

@@ -12,7 +12,7 @@ from typing import IO, Any
 from confluent_kafka import Producer
 
 from streams.connection import KafkaConnection, as_connection
-from streams.errors import LeadstreamError, SerdeError
+from streams.errors import ConfigError, LeadstreamError, SerdeError
 from streams.serde import contract
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
@@ -48,7 +48,7 @@ def record_for_topic(settings: Settings, topic: str) -> str:
     if topic not in names:
         known = ", ".join(sorted(names))
         msg = f"no schema is known for topic {topic!r} (known: {known}; or pass --record)"
-        raise LeadstreamError(msg)
+        raise ConfigError(msg)
     return names[topic]
 
 
