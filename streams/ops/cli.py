@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from streams.errors import LeadstreamError
+from streams.errors import ConfigError, LeadstreamError
 
 logger = logging.getLogger("streams")
+
+EXIT_FAILURE = 1  # it ran and failed: Kafka or the registry failed midway, bad input lines
+EXIT_CONFIG = 2  # usage or configuration error (argparse's own status for a bad option)
 
 DESCRIPTION = """\
 Leadstream joins CRM lead status changes and bookings back to the original TikTok ad click and
@@ -43,12 +48,28 @@ def _preflight(settings) -> None:  # type: ignore[no-untyped-def]  # Settings (l
     check_connection(settings.kafka_connection(), settings.kafka_connect_timeout)
 
 
+def _serde(settings):  # type: ignore[no-untyped-def]  # Settings -> AvroSerde (lazy imports)
+    """Return the Avro serde; a registry URL the client refuses is a configuration error."""
+    from streams.serde.avro import AvroSerde
+
+    try:
+        return AvroSerde.from_settings(settings)
+    except ValueError as exc:  # the registry client refuses a malformed URL this way
+        msg = f"LEADSTREAM_SCHEMA_REGISTRY_URL: {exc}"
+        raise ConfigError(msg) from None
+    except ConfigError:
+        raise
+    except LeadstreamError as exc:  # nothing connects yet: the schema files cannot be read
+        raise ConfigError(str(exc)) from None
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run the Faust worker."""
     from streams.runtime.worker import Worker, check_settings
 
     settings = _settings()
     check_settings(settings)
+    _serde(settings)  # a registry URL or schema folder it cannot use: exit 2, not a traceback
     _preflight(settings)  # before any client exists: one line, not librdkafka's retries
     worker = Worker(settings)
     worker.prepare()
@@ -60,27 +81,31 @@ def cmd_produce(args: argparse.Namespace) -> int:
     """Produce JSON Lines to a topic."""
     from streams.ops.produce import numbered_lines, produce_lines, record_for_topic
     from streams.serde import contract
-    from streams.serde.avro import AvroSerde
 
     settings = _settings()
     if args.record:  # one line naming the known records, not a KeyError while encoding
-        record = contract.record(args.record).name
+        try:
+            record = contract.record(args.record).name
+        except LeadstreamError as exc:  # a usage error: exit 2
+            raise ConfigError(str(exc)) from None
     else:
         record = record_for_topic(settings, args.topic)
     path = None if args.file == "-" else Path(args.file)
     if path is not None and not path.is_file():
         msg = f"no such file: {path}"
-        raise LeadstreamError(msg)
-    _preflight(settings)
-    serde = AvroSerde.from_settings(settings)
-    conn = settings.kafka_connection()
-    if path is None:
-        report = produce_lines(
-            numbered_lines(sys.stdin), args.topic, record, serde, conn, sys.stderr
-        )
-    else:
-        with path.open(encoding="utf-8") as fh:
-            report = produce_lines(numbered_lines(fh), args.topic, record, serde, conn, sys.stderr)
+        raise ConfigError(msg)
+    serde = _serde(settings)
+    with ExitStack() as files:
+        source = sys.stdin
+        if path is not None:
+            try:
+                source = files.enter_context(path.open(encoding="utf-8"))
+            except OSError as exc:
+                msg = f"cannot read {path}: {exc.strerror}"
+                raise ConfigError(msg) from None
+        _preflight(settings)
+        conn = settings.kafka_connection()
+        report = produce_lines(numbered_lines(source), args.topic, record, serde, conn, sys.stderr)
     print(
         f"produced {report.produced} {record} records to {args.topic}; {report.bad_lines} bad lines"
     )
@@ -132,9 +157,11 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     from streams.ops.deadletters import run_dead_letters
 
     settings = _settings()
+    serde = _serde(settings)
     _preflight(settings)
     return run_dead_letters(
         settings,
+        serde=serde,
         reasons=args.reason or [],
         source_topics=args.source_topic or [],
         sources=args.source or [],
@@ -151,10 +178,34 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     check_options(args.since, args.until, args.html, datetime.now(tz=UTC))  # before connecting
     settings = _settings()
+    serde = _serde(settings)
     _preflight(settings)
     return run_report(
-        settings, since=args.since, until=args.until, as_json=args.json, html=args.html
+        settings, since=args.since, until=args.until, as_json=args.json, html=args.html, serde=serde
     )
+
+
+def _count(text: str) -> int:
+    """Parse a non-negative integer option (argparse reports the error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"expected a non-negative integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+_SOURCE = re.compile(r".+:\d+:\d+")
+
+
+def _source(text: str) -> str:
+    """Check a ``--source`` is ``topic:partition:offset`` (argparse reports the error, exit 2)."""
+    if not _SOURCE.fullmatch(text):
+        msg = f"expected topic:partition:offset, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return text
 
 
 def _version() -> str:
@@ -225,26 +276,35 @@ def build_parser() -> argparse.ArgumentParser:
         "lag",
         help="consumer lag per topic and partition, in offsets and seconds",
         description="Committed offset vs log end per partition, and the age of the oldest "
-        "unconsumed record. Exits 2 when any partition lags more than --max-lag.",
+        "unconsumed record. Exits 1 when any partition lags more than --max-lag (2 is a usage or "
+        "configuration error).",
     )
     p.add_argument("--group", help="consumer group (default: LEADSTREAM_APP_ID)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
-        "--max-lag", type=int, help="exit 2 when a partition lags more records than this"
+        "--max-lag",
+        type=_count,
+        help="exit 1 when a partition lags more records than this",
     )
     p.set_defaults(func=cmd_lag)
 
     p = sub.add_parser(
         "dead-letters",
         help="list and summarise the dead-letter topic, or re-drive records after a fix",
-        description="Read LEADSTREAM_TOPIC_DEAD_LETTER from the beginning and print counts by "
-        "reason and one line per dead letter (or --json). With --redrive, produce the selected "
-        "records' original bytes back to their source topics (PII in them is already hashed); "
-        "the worker's dedup keeps a record re-driven twice from being sent twice.",
+        description="Read LEADSTREAM_TOPIC_DEAD_LETTER from the earliest offset it retains and "
+        "print counts by reason and one line per dead letter (or --json). With --redrive, "
+        "produce the selected records' original bytes back to their source topics (PII in them "
+        "is already hashed); the worker's dedup keeps a record re-driven twice from being sent "
+        "twice. A live count shows on a terminal; the count read ends on standard error.",
     )
     p.add_argument("--reason", action="append", help="only this reason (repeatable)")
     p.add_argument("--source-topic", action="append", help="only records from this topic")
-    p.add_argument("--source", action="append", help="only this record, as topic:partition:offset")
+    p.add_argument(
+        "--source",
+        action="append",
+        type=_source,
+        help="only this record, as topic:partition:offset",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     p.add_argument("--redrive", action="store_true", help="re-drive the selected records")
     p.set_defaults(func=cmd_dead_letters)
@@ -269,7 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``leadstream`` command."""
+    """Entry point of the ``leadstream`` command.
+
+    Returns:
+        The exit status: 0 ok, 1 failure, 2 usage or configuration error (argparse exits 2
+        itself). Every error is one line on standard error, never a traceback.
+
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
@@ -283,13 +349,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         from streams.settings import describe_validation_error
 
-        print(f"leadstream: error: {describe_validation_error(exc)}", file=sys.stderr)
-        return 2
-    except LeadstreamError as exc:
-        print(f"leadstream: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(describe_validation_error(exc), EXIT_CONFIG)
+    except ConfigError as exc:  # a setting or an option: the message names it
+        return _error(str(exc), EXIT_CONFIG)
+    except LeadstreamError as exc:  # it was configured right and failed while running
+        return _error(str(exc), EXIT_FAILURE)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
+        logger.debug("%s failed", args.command, exc_info=True)
+        return _error(f"{args.command} failed: {type(exc).__name__}: {exc}", EXIT_FAILURE)
+
+
+def _error(message: str, code: int) -> int:
+    """Print ``leadstream: error: <message>`` as one line on standard error; return ``code``."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    print(f"leadstream: error: {line}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from streams.connection import KafkaConnection
-from streams.errors import LeadstreamError, SerdeError
+from streams.errors import ConfigError, LeadstreamError, SerdeError
 from streams.ops.produce import producer_config
+from streams.ops.progress import Progress
 from streams.serde.avro import AvroSerde
 from streams.serde.pipeline import REDRIVE_HEADER
 from streams.settings import Settings
@@ -53,23 +54,39 @@ def read_dead_letters(
     serde: AvroSerde,
     idle: float = 1.5,
     timeout: float = 120.0,
+    progress: Progress | None = None,
 ) -> list[DeadLetterRow]:
-    """Read the whole dead-letter topic from the beginning."""
+    """Read the whole dead-letter topic, from the earliest offset each partition retains.
+
+    Not from offset 0: once retention (or ``DeleteRecords``) has removed a partition's head,
+    offset 0 is out of range and the consumer's reset policy would jump to the end, listing
+    nothing. ``OFFSET_BEGINNING`` is the partition's low watermark, and ``auto.offset.reset``
+    goes there too if retention moves it while the topic is read.
+
+    Raises:
+        ConfigError: the topic does not exist (``LEADSTREAM_TOPIC_DEAD_LETTER``).
+        LeadstreamError: Kafka failed while the topic was read.
+
+    """
     consumer = Consumer(
         conn.librdkafka(
             **{
                 "group.id": f"leadstream-dead-letters-{time.time_ns()}",
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
+                "auto.offset.reset": "earliest",
             }
         )
     )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if meta is None or meta.error is not None:
-            text = f"dead-letter topic {topic!r} does not exist"
-            raise LeadstreamError(text)
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+            text = (
+                f"LEADSTREAM_TOPIC_DEAD_LETTER: topic {topic!r} does not exist "
+                "(a worker creates it at start)"
+            )
+            raise ConfigError(text)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
         rows: list[DeadLetterRow] = []
         deadline = time.monotonic() + timeout
         quiet_since = time.monotonic()
@@ -88,6 +105,8 @@ def read_dead_letters(
             except SerdeError as exc:
                 record = {"reason": "unreadable_dead_letter", "message": str(exc)}
             rows.append(DeadLetterRow(msg.partition() or 0, msg.offset() or 0, record))
+            if progress is not None:
+                progress.add()
         return sorted(rows, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close()
@@ -177,17 +196,27 @@ def run_dead_letters(
     sources: Sequence[str],
     as_json_output: bool,
     do_redrive: bool,
-    out: IO[str] = sys.stdout,
+    serde: AvroSerde | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
 ) -> int:
-    """Run ``leadstream dead-letters``: summary, JSON, or re-drive of the selection."""
-    serde = AvroSerde.from_settings(settings)
+    """Run ``leadstream dead-letters``: summary, JSON, or re-drive of the selection.
+
+    Standard output carries the summary, the JSON or the re-drive line; standard error the
+    live count on a terminal and, always, the final count of dead letters read.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    serde = serde or AvroSerde.from_settings(settings)
     conn = settings.kafka_connection()
-    rows = select(
-        read_dead_letters(conn, settings.topic_dead_letter, serde),
-        reasons,
-        source_topics,
-        sources,
-    )
+    topic = settings.topic_dead_letter
+    progress = Progress(err, "read", "dead letters")
+    try:
+        everything = read_dead_letters(conn, topic, serde, progress=progress)
+    finally:
+        progress.clear()  # an error starts on a clean line
+    progress.finish(f"read {len(everything)} dead letters from {topic}")
+    rows = select(everything, reasons, source_topics, sources)
     if do_redrive:
         count = redrive(rows, conn)
         by_topic = Counter(str(r.record["source_topic"]) for r in rows)

@@ -12,7 +12,8 @@ from typing import IO, Any
 from confluent_kafka import Producer
 
 from streams.connection import KafkaConnection, as_connection
-from streams.errors import LeadstreamError, SerdeError
+from streams.errors import ConfigError, LeadstreamError, SerdeError
+from streams.ops.progress import Progress
 from streams.serde import contract
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
@@ -48,7 +49,7 @@ def record_for_topic(settings: Settings, topic: str) -> str:
     if topic not in names:
         known = ", ".join(sorted(names))
         msg = f"no schema is known for topic {topic!r} (known: {known}; or pass --record)"
-        raise LeadstreamError(msg)
+        raise ConfigError(msg)
     return names[topic]
 
 
@@ -101,29 +102,45 @@ def produce_lines(
     serde: AvroSerde,
     conn: KafkaConnection,
     errors: IO[str],
+    progress: Progress | None = None,
 ) -> ProduceReport:
-    """Encode and produce every line; report a bad line with its number and go on."""
+    """Encode and produce every line; report a bad line with its number and go on.
+
+    ``errors`` gets the bad lines and, when it is a terminal, the live count (``progress``,
+    by default one counting on ``errors``); the caller prints the final count.
+    """
     ts_fields = timestamp_fields(serde.schema_text(record_name))
     producer = Producer(producer_config(conn))
     report = ProduceReport()
+    progress = progress or Progress(errors, "produced", "records")
     failures: list[str] = []
 
     def on_delivery(err: Any, msg: Any) -> None:
         if err is not None:
             failures.append(str(err))
 
-    for number, line in lines:
-        try:
-            record = parse_json_record(line, ts_fields)
-            value = serde.encode(topic, record_name, record)
-        except (ValueError, SerdeError) as exc:
-            report.bad_lines += 1
-            errors.write(f"line {number}: {exc}\n")
-            continue
-        key = contract.record_key(record_name, record)
-        producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
-        producer.poll(0)
-        report.produced += 1
+    try:
+        for number, line in lines:
+            try:
+                record = parse_json_record(line, ts_fields)
+                value = serde.encode(topic, record_name, record)
+            except (ValueError, SerdeError) as exc:
+                report.bad_lines += 1
+                progress.clear()
+                errors.write(f"line {number}: {exc}\n")
+                continue
+            key = contract.record_key(record_name, record)
+            while True:
+                try:
+                    producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                    break
+                except BufferError:  # the local queue is full (a large file): let it drain
+                    producer.poll(0.5)
+            producer.poll(0)
+            report.produced += 1
+            progress.add()
+    finally:
+        progress.finish()  # erases the live line; an error or the final count follows
     remaining = producer.flush(30)
     if remaining or failures:
         msg = f"{remaining or len(failures)} records were not acknowledged by Kafka: {failures[:1]}"

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+
+from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.local.stack import LocalStack, wait_until
+from streams.ops.produce import producer_config
+from streams.serde.avro import AvroSerde
+from streams.settings import load_settings
 from tests.conftest import Names
 from tests.integration.helpers import form, produce, sandbox_events, status, wait_caught_up
 
@@ -55,3 +62,35 @@ def test_redrive_after_the_late_form_arrives_sends_exactly_once(
     finally:
         worker.stop()
     assert 'leadstream_core_outcomes_total{outcome="duplicate_conversion"} 1.0' in metrics
+
+
+def test_listing_starts_at_the_earliest_retained_offset(stack: LocalStack, names: Names) -> None:
+    """Retention (here DeleteRecords) removed the head: offset 0 is gone, the rest is listed."""
+    topic = names.dead_letter
+    admin = AdminClient({"bootstrap.servers": stack.broker.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+    serde = AvroSerde.from_settings(load_settings(schema_registry_url=stack.registry.url))
+    producer = Producer(producer_config(stack.broker.bootstrap))
+    for n in range(5):
+        letter = {
+            "source_topic": names.status,
+            "source_partition": 0,
+            "source_offset": n,
+            "source_key": b"lead-1",
+            "reason": "unmatched_lead",
+            "message": f"no form for lead-1 ({n})",
+            "field": None,
+            "event_id": None,
+            "original": b"\x00\x00\x00\x00\x01",
+            "dead_lettered_at": datetime.now(tz=UTC),
+        }
+        producer.produce(topic, serde.encode(topic, "DeadLetter", letter), b"lead-1")
+    assert producer.flush(30) == 0
+    deleted = admin.delete_records([TopicPartition(topic, 0, 3)])
+    assert [f.result(timeout=30).low_watermark for f in deleted.values()] == [3]
+
+    result = stack.run_cli("dead-letters", "--json", **names.env())
+
+    assert result.returncode == 0, result.stderr
+    assert [r["offset"] for r in json.loads(result.stdout)] == [3, 4]  # not [] (reset to end)
+    assert result.stderr.splitlines()[-1] == f"read 2 dead letters from {topic}"

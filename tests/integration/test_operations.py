@@ -115,6 +115,6 @@ def test_lag_reports_the_exact_lag_of_a_group_that_stopped_part_way(stack: Local
     table = stack.run_cli("lag", "--group", group)
     assert "LAG-SECONDS" in table.stdout and topic in table.stdout
     over = stack.run_cli("lag", "--group", group, "--max-lag", "2")
-    assert over.returncode == 2
+    assert over.returncode == 1  # a failed check; 2 is a usage or configuration error
     under = stack.run_cli("lag", "--group", group, "--max-lag", "5")
     assert under.returncode == 0

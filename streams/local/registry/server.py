@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from streams.local.options import cannot_start, tcp_port
 from streams.local.registry.compat import Compatibility, check_avro_compatibility
 from streams.local.registry.rest import CONTENT_TYPE, RestApi
 from streams.local.registry.store import (
@@ -369,7 +370,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--port",
-        type=int,
+        type=tcp_port,
         default=DEFAULT_PORT,
         help="TCP port (default: %(default)s, Confluent's; 0 picks a free one)",
     )
@@ -435,30 +436,42 @@ def main(argv: list[str] | None = None) -> int:
         argv: Arguments without the program name; ``None`` reads ``sys.argv``.
 
     Returns:
-        The process exit status: 0 after a clean stop, 1 if the data file, port, basic auth
-        file or TLS certificate is unusable.
+        The process exit status: 0 after a clean stop. A bad option, or a data file, port,
+        basic auth file or TLS certificate it cannot use, exits 2 with one line naming the
+        option (argparse's ``SystemExit``).
 
     """
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if args.tls_key is not None and args.tls_cert is None:
+        parser.error("--tls-key needs --tls-cert")
+    if args.data is not None and not args.data.parent.is_dir():
+        cannot_start(parser, f"--data {args.data}: folder {args.data.parent} does not exist")
     try:
-        if args.tls_key is not None and args.tls_cert is None:
-            msg = "--tls-key needs --tls-cert"
-            raise ValueError(msg)
         auth = read_basic_auth_file(args.basic_auth_file) if args.basic_auth_file else None
+    except ValueError as exc:
+        cannot_start(parser, f"--basic-auth-file: {exc}")
+    try:
+        registry = Registry(args.data)
+    except (OSError, ValueError, KeyError, TypeError, RegistryError) as exc:
+        why = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        cannot_start(parser, f"--data {args.data}: not a registry data file it can load ({why})")
+    try:
         server = RegistryServer(
-            Registry(args.data),
+            registry,
             args.host,
             args.port,
             basic_auth=auth,
             certfile=args.tls_cert,
             keyfile=args.tls_key,
         )
-    except (OSError, ValueError, KeyError, TypeError, RegistryError) as exc:
-        logger.error("schema registry cannot start: %s", exc)
-        return 1
+    except ValueError as exc:  # the certificate or key (the credentials were checked above)
+        cannot_start(parser, f"--tls-cert/--tls-key: {exc}")
+    except OSError as exc:  # in use, not an address of this host, unknown name
+        cannot_start(parser, f"--host {args.host} --port {args.port}: cannot listen: {exc}")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
     logger.info(

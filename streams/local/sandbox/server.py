@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any, cast
 
+from streams.local.options import cannot_start, log_level, tcp_port
 from streams.local.sandbox.config import (
     DEFAULT_CRM_EVENT_SET,
     DEFAULT_PIXEL,
@@ -305,7 +306,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="interface to bind (default %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="TCP port; 0 picks one (default %(default)s)"
+        "--port",
+        type=tcp_port,
+        default=DEFAULT_PORT,
+        help="TCP port; 0 picks one (default %(default)s)",
     )
     parser.add_argument(
         "--token",
@@ -398,7 +402,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="CODE",
         help="answer every track request with this body code (e.g. 41234)",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default %(default)s)")
+    parser.add_argument(
+        "--log-level",
+        type=log_level,
+        default="INFO",
+        help="DEBUG, INFO, WARNING or ERROR (default %(default)s)",
+    )
     return parser
 
 
@@ -413,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         argv: Arguments without the program name; None reads ``sys.argv``.
 
     Returns:
-        The process exit status.
+        The process exit status: 0 after a clean stop. A bad option, or a host and port it
+        cannot listen on, exits 2 with one line (argparse's ``SystemExit``).
 
     """
     parser = _build_parser()
@@ -449,7 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
-    sandbox = Sandbox(config, host=args.host, port=args.port)
+    try:
+        sandbox = Sandbox(config, host=args.host, port=args.port)
+    except OSError as exc:  # in use, not an address of this host, unknown name
+        cannot_start(parser, f"--host {args.host} --port {args.port}: cannot listen: {exc}")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)  # containers stop with SIGTERM
     try:

@@ -68,6 +68,7 @@ def run_report(
     out: IO[str] | None = None,
     err: IO[str] | None = None,
     now: datetime | None = None,
+    serde: AvroSerde | None = None,
 ) -> int:
     """Run ``leadstream report``; return 0, or 1 when reading fails midway (Kafka, registry).
 
@@ -79,7 +80,7 @@ def run_report(
     err = err or sys.stderr
     start, end, target = check_options(since, until, html, now or datetime.now(tz=UTC))
     try:
-        serde = AvroSerde.from_settings(settings)
+        serde = serde or AvroSerde.from_settings(settings)
     except ValueError as exc:  # the registry client refuses a malformed URL this way
         msg = f"LEADSTREAM_SCHEMA_REGISTRY_URL: {exc}"
         raise ConfigError(msg) from None

@@ -405,10 +405,17 @@ def test_main_help_explains_options(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in out
 
 
-def test_main_reports_an_unusable_data_file(tmp_path: Path) -> None:
+def test_main_reports_an_unusable_data_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json", encoding="utf-8")
-    assert main(["--port", "0", "--data", str(bad)]) == 1
+    with pytest.raises(SystemExit) as info:
+        main(["--port", "0", "--data", str(bad)])
+    assert info.value.code == 2  # a configuration error, as for every leadstream command
+    err = capsys.readouterr().err
+    assert err.startswith(f"leadstream registry: error: --data {bad}: ")
+    assert len(err.splitlines()) == 1
 
 
 def test_main_serves_and_logs_its_url(tmp_path: Path) -> None:

@@ -345,7 +345,7 @@ def test_main_serves_https_with_basic_auth_and_never_prints_the_password(
 )
 def test_main_refuses_bad_security_options_in_one_line(
     tmp_path: Path,
-    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
     content: str | None,
     args: list[str],
     message: str,
@@ -353,8 +353,9 @@ def test_main_refuses_bad_security_options_in_one_line(
     auth_file = tmp_path / "auth"
     if content is not None:
         auth_file.write_text(content, encoding="utf-8")
-    code = main(["--port", "0", "--basic-auth-file", str(auth_file), *args])
-    assert code == 1
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert len(errors) == 1 and message in errors[0]
-    assert "secret" not in errors[0]
+    with pytest.raises(SystemExit) as info:
+        main(["--port", "0", "--basic-auth-file", str(auth_file), *args])
+    assert info.value.code == 2  # a usage or configuration error
+    error = capsys.readouterr().err.splitlines()[-1]  # argparse's usage line may come first
+    assert error.startswith("leadstream registry: error: ") and message in error
+    assert "secret" not in error

@@ -4,14 +4,17 @@ unreadable dead letters, the summary and JSON, and re-driving (input and deliver
 from __future__ import annotations
 
 import io
+import json
+import os
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING
 
 from streams.connection import KafkaConnection
-from streams.errors import LeadstreamError
-from streams.ops import deadletters
+from streams.errors import ConfigError, LeadstreamError
+from streams.ops import deadletters, progress
 from streams.ops.deadletters import DeadLetterRow, as_json, redrive, select, summarise
 from streams.serde.pipeline import REDRIVE_HEADER
 
@@ -156,3 +159,147 @@ def test_redrive_fails_loudly_when_kafka_does_not_acknowledge(
 def test_redrive_of_nothing_produces_nothing(producer: type[FakeProducer]) -> None:
     assert redrive([], CONN) == 0
     assert producer.made[0].produced == []
+
+
+# --- reading: from the earliest retained offset, with a live count and a final count ----------
+
+
+class FakeMessage:
+    def __init__(self, partition: int, offset: int, value: bytes) -> None:
+        self._partition, self._offset, self._value = partition, offset, value
+
+    def error(self) -> None:
+        return None
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes:
+        return self._value
+
+
+class FakeConsumer:
+    """A dead-letter topic of two partitions whose heads were deleted (offsets 40 and 7 on)."""
+
+    made: list[FakeConsumer] = []
+    topics: tuple[str, ...] = ("leadstream.dead-letter",)
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.assigned: list[tuple[str, int, int]] = []
+        self.queue = [FakeMessage(0, 40, b"a"), FakeMessage(1, 7, b"b"), FakeMessage(0, 41, b"c")]
+        self.closed = False
+        FakeConsumer.made.append(self)
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        from types import SimpleNamespace
+
+        known = {t: SimpleNamespace(error=None, partitions={0: None, 1: None}) for t in self.topics}
+        return SimpleNamespace(topics=known)
+
+    def assign(self, partitions: list[Any]) -> None:
+        self.assigned = [(tp.topic, tp.partition, tp.offset) for tp in partitions]
+
+    def poll(self, timeout: float) -> FakeMessage | None:
+        return self.queue.pop(0) if self.queue else None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSerde:
+    def decode(self, value: bytes, record_name: str) -> dict[str, Any]:
+        assert record_name == "DeadLetter"
+        return {**ROWS[0].record, "message": value.decode()}
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def consumer(monkeypatch: pytest.MonkeyPatch) -> type[FakeConsumer]:
+    for name in list(os.environ):  # the settings are the defaults
+        if name.upper().startswith("LEADSTREAM_"):
+            monkeypatch.delenv(name)
+    FakeConsumer.made = []
+    monkeypatch.setattr(deadletters, "Consumer", FakeConsumer)
+    return FakeConsumer
+
+
+def test_reading_starts_at_the_earliest_retained_offset_not_at_zero(
+    consumer: type[FakeConsumer],
+) -> None:
+    rows = deadletters.read_dead_letters(
+        CONN,
+        "leadstream.dead-letter",
+        FakeSerde(),
+        idle=0.05,  # type: ignore[arg-type]
+    )
+
+    # Offset 0 of a partition whose head was deleted is out of range, and the reset policy
+    # would then jump to the end: nothing listed. OFFSET_BEGINNING is the low watermark.
+    made = consumer.made[0]
+    assert made.assigned == [
+        ("leadstream.dead-letter", 0, OFFSET_BEGINNING),
+        ("leadstream.dead-letter", 1, OFFSET_BEGINNING),
+    ]
+    assert made.config["auto.offset.reset"] == "earliest"
+    assert [(r.partition, r.offset) for r in rows] == [(0, 40), (0, 41), (1, 7)]
+    assert made.closed
+
+
+def test_a_missing_dead_letter_topic_names_the_setting(consumer: type[FakeConsumer]) -> None:
+    with pytest.raises(ConfigError, match="^LEADSTREAM_TOPIC_DEAD_LETTER: topic 'nope' does not"):
+        deadletters.read_dead_letters(CONN, "nope", FakeSerde(), idle=0.05)  # type: ignore[arg-type]
+    assert consumer.made[0].closed
+
+
+@pytest.mark.parametrize("as_json_output", [True, False])
+def test_the_count_read_ends_on_stderr_and_stdout_keeps_its_format(
+    consumer: type[FakeConsumer], as_json_output: bool
+) -> None:
+    out, err = io.StringIO(), io.StringIO()
+
+    code = _run(out, err, as_json_output=as_json_output)
+
+    assert code == 0
+    assert err.getvalue() == "read 3 dead letters from leadstream.dead-letter\n"
+    if as_json_output:
+        assert [r["offset"] for r in json.loads(out.getvalue())] == [40, 41, 7]
+    else:
+        assert out.getvalue().startswith("3 dead letters\n")
+
+
+def test_a_terminal_sees_the_count_move(
+    consumer: type[FakeConsumer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    out, err = io.StringIO(), FakeTTY()
+
+    assert _run(out, err, as_json_output=True) == 0
+
+    text = err.getvalue()
+    assert "\rread 1 dead letters (" in text and "\rread 3 dead letters (" in text
+    assert text.endswith("\rread 3 dead letters from leadstream.dead-letter\n")
+    json.loads(out.getvalue())  # standard output holds the JSON alone
+
+
+def _run(out: io.StringIO, err: io.StringIO, *, as_json_output: bool) -> int:
+    from streams.settings import load_settings
+
+    return deadletters.run_dead_letters(
+        load_settings(),
+        reasons=[],
+        source_topics=[],
+        sources=[],
+        as_json_output=as_json_output,
+        do_redrive=False,
+        serde=FakeSerde(),  # type: ignore[arg-type]
+        out=out,
+        err=err,
+    )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -17,6 +19,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from streams.connection import KafkaConnection
 from streams.errors import LeadstreamError
 from streams.local.registry.server import RegistryServer
+from streams.ops import cli
+from streams.ops import produce as produce_module
+from streams.ops import progress as progress_module
 from streams.ops.produce import (
     numbered_lines,
     parse_json_record,
@@ -245,3 +250,123 @@ def test_no_lines_produce_nothing(serde: AvroSerde) -> None:
         [], "crm.lead-status-changed", "LeadStatusChanged", serde, _unreachable_bootstrap(), errors
     )
     assert (report.produced, report.bad_lines, errors.getvalue()) == (0, 0, "")
+
+
+# --- progress on a terminal, the final count, a full local queue ------------------------------
+
+
+class FakeTTY(io.StringIO):
+    """Standard error as an interactive terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+class QueueingProducer:
+    """Accepts every record; the first ``full`` produce calls find the local queue full."""
+
+    def __init__(self, config: dict[str, object], full: int = 0) -> None:
+        self.values: list[bytes] = []
+        self.full = full
+        self.polls: list[float] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes | None, on_delivery: object) -> None:
+        if self.full:
+            self.full -= 1
+            msg = "Local: Queue full"
+            raise BufferError(msg)
+        self.values.append(value)
+
+    def poll(self, timeout: float) -> int:
+        self.polls.append(timeout)
+        return 0
+
+    def flush(self, timeout: float) -> int:
+        return 0
+
+
+def _status_line(n: int) -> str:
+    record = {
+        "change_id": f"c{n}",
+        "lead_id": f"lead-{n}",
+        "status": "qualified",
+        "changed_at": "2026-11-30T03:00:00Z",
+        "crm": "hubspot",
+    }
+    return json.dumps(record) + "\n"
+
+
+@pytest.fixture
+def fake_producer(monkeypatch: pytest.MonkeyPatch) -> list[QueueingProducer]:
+    made: list[QueueingProducer] = []
+
+    def make(config: dict[str, object]) -> QueueingProducer:
+        made.append(QueueingProducer(config, full=2))
+        return made[-1]
+
+    monkeypatch.setattr(produce_module, "Producer", make)
+    return made
+
+
+def test_a_terminal_sees_the_count_move_and_bad_lines_on_clean_lines(
+    serde: AvroSerde, fake_producer: list[QueueingProducer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress_module, "INTERVAL", 0.0)  # redraw on every record
+    lines = [(n, _status_line(n)) for n in range(1, 6)] + [(6, "{oops\n"), (7, _status_line(7))]
+    errors = FakeTTY()
+
+    report = produce_lines(
+        lines, "crm.lead-status-changed", "LeadStatusChanged", serde, "b:9092", errors
+    )
+
+    assert (report.produced, report.bad_lines) == (6, 1)
+    assert len(fake_producer[0].values) == 6  # the two "queue full" retries lost nothing
+    assert fake_producer[0].polls.count(0.5) == 2  # waited for the queue to drain
+    text = errors.getvalue()
+    assert "\rproduced 5 records (" in text and "\rproduced 6 records (" in text
+    # the bad line starts on an erased line, not after the live count
+    assert re.search(r"\r {20,}\rline 6: ", text)
+    assert re.search(r"\r {20,}\r$", text)  # the live line is erased at the end
+
+
+def test_elsewhere_stderr_has_only_the_bad_lines(
+    serde: AvroSerde, fake_producer: list[QueueingProducer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(progress_module, "INTERVAL", 0.0)
+    lines = [(n, _status_line(n)) for n in range(1, 4)] + [(4, "[]\n")]
+    errors = io.StringIO()
+
+    report = produce_lines(
+        lines, "crm.lead-status-changed", "LeadStatusChanged", serde, "b:9092", errors
+    )
+
+    assert (report.produced, report.bad_lines) == (3, 1)
+    assert errors.getvalue() == "line 4: expected a JSON object, got list\n"
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_command_ends_with_the_count_on_stdout_and_no_live_line_left(
+    registry: RegistryServer,
+    fake_producer: list[QueueingProducer],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    terminal: bool,
+) -> None:
+    monkeypatch.setattr(progress_module, "INTERVAL", 0.0)
+    monkeypatch.setattr(cli, "_preflight", lambda settings: None)
+    monkeypatch.setenv("LEADSTREAM_SCHEMA_REGISTRY_URL", registry.url)
+    data = tmp_path / "statuses.jsonl"
+    data.write_text("".join(_status_line(n) for n in range(1, 4)), encoding="utf-8")
+    err = FakeTTY() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+
+    assert cli.main(["produce", "crm.lead-status-changed", str(data)]) == 0
+
+    out = capsys.readouterr().out
+    assert out == "produced 3 LeadStatusChanged records to crm.lead-status-changed; 0 bad lines\n"
+    if terminal:
+        assert "\rproduced 3 records (" in err.getvalue()
+        assert err.getvalue().endswith("\r")  # the live line is erased before the count
+    else:
+        assert err.getvalue() == ""
