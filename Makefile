@@ -18,7 +18,7 @@ $(BIN)/leadstream: pyproject.toml
 
 venv: $(BIN)/leadstream kafka ## create .venv, install Leadstream with the local stack, test and dev tools, fetch Kafka
 
-kafka: $(BIN)/leadstream ## fetch Apache Kafka (pinned in streams/local/broker.py) with Maven into .cache/
+kafka: $(BIN)/leadstream ## fetch Apache Kafka (pinned in streams/local/kafka_dist.py) with Maven into .cache/
 	$(BIN)/python -m streams.local.broker fetch
 
 schemas: ## copy schemas/*.avsc into the package (streams/serde/schemas/), which ships them; after any .avsc edit
