@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from benchmarks import data
+from benchmarks import data, footprint
 from benchmarks.common import (
     BenchError,
     CpuMeter,
@@ -70,6 +70,8 @@ class SaturationResult:
     lead_stage_events_per_s: float | None
     cpu_pct: dict[str, float | None] = field(default_factory=dict)
     batch_sizes: dict[str, int] = field(default_factory=dict)
+    consumed: dict[str, Any] = field(default_factory=dict)  # footprint.consumed_records
+    state: dict[str, Any] = field(default_factory=dict)  # footprint.table_bytes
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready details."""
@@ -275,10 +277,12 @@ def run_saturation(
             stop_profile = None
         stats = _check_exact(stack, leads, "saturation run")
         events = stack.sandbox.events(event="ApplicationApproval")
+        consumed = footprint.consumed_records(bootstrap, names, leads)  # while it commits
     finally:
         if stop_profile is not None:
             stop_profile()
         worker.stop()
+    state = footprint.table_bytes(bootstrap, names, leads, stack.partitions)
     received = [_epoch(e["received_at"]) for e in events]
     first, last = min(received), max(received)
     per_request = Counter(e["request_id"] for e in events)
@@ -308,12 +312,21 @@ def run_saturation(
         lead_stage_events_per_s=leads / conversions_done if conversions_done else None,
         cpu_pct={k: None if v is None else round(v, 1) for k, v in cpu_pct.items()},
         batch_sizes={str(k): v for k, v in sorted(sizes.items())},
+        consumed=consumed,
+        state=state,
     )
     progress(
         f"  {leads:,} events: {result.events_per_s_first_to_last:,.0f}/s first->last, "
         f"{result.events_per_s_ready_to_all:,.0f}/s ready->all, "
         f"{result.requests} requests ({result.requests_per_1000:.2f} per 1,000 events); CPU % "
         + ", ".join(f"{k} {v:.0f}" for k, v in result.cpu_pct.items() if v is not None)
+    )
+    progress(
+        f"  records consumed through Faust: {consumed['per_lead']:.2f} per lead ("
+        + ", ".join(f"{a} {n}" for a, n in consumed["per_agent_per_lead"].items())
+        + f"); table state {state['bytes_per_lead']:,.0f} B per lead ("
+        + ", ".join(f"{t} {n:,.0f}" for t, n in state["per_table_bytes_per_lead"].items())
+        + ")"
     )
     if conversions_done is not None:
         progress(
@@ -344,9 +357,14 @@ def run_latency(
     seconds: float,
     linger: float,
     producer_linger_ms: int = 5,
+    label: str = "lat",
+    **overrides: str,
 ) -> LatencyResult:
-    """Produce status changes of pre-existing forms at ``rate``/s; time each to the sandbox."""
-    names = new_names("lat")
+    """Produce status changes of pre-existing forms at ``rate``/s; time each to the sandbox.
+
+    ``overrides`` are more ``LEADSTREAM_*`` variables for the worker (the latency levers).
+    """
+    names = new_names(label)
     bootstrap = stack.broker.bootstrap
     count = int(rate * seconds)
     data.create_topics(bootstrap, [names.form, names.status], stack.partitions)
@@ -355,7 +373,9 @@ def run_latency(
     data.produce_backlog(bootstrap, [(names.form, forms)])
     statuses = encoder.statuses(names.status, names.prefix, range(count), now)
     stack.sandbox_post("/_sandbox/reset")
-    worker, _, _ = start_ready_worker(stack, names, LEADSTREAM_DELIVERY_LINGER=str(linger))
+    worker, _, _ = start_ready_worker(
+        stack, names, timeout=90.0, **{"LEADSTREAM_DELIVERY_LINGER": str(linger), **overrides}
+    )
     waited = 0.0
     try:
         poll(

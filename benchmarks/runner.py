@@ -24,13 +24,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks import data, e2e, faust_baseline, raw_loop, report
+from benchmarks import data, e2e, faust_baseline, raw_loop, report, scale
 from benchmarks import profile as pyspy
 from benchmarks.common import BenchError, Contention, new_names, progress
 from streams.local.stack import LocalStack
 from streams.serde.avro import unframe
 
-MEASUREMENTS = ("raw", "noop", "naive", "e2e", "latency", "memory")
+MEASUREMENTS = ("raw", "noop", "naive", "e2e", "latency", "memory", "scale")
 BUSY_PCT = 15.0
 """Other processes' CPU (percent of one core) above which a measurement is flagged."""
 PARTITIONS = 4
@@ -291,6 +291,9 @@ def run_all(cfg: Config, stack: LocalStack, got: Collected, workdir: Path) -> di
                 f"{cfg.latency_seconds:g}s, delivery linger {cfg.latency_linger:g}s"
             )
             got.attempt("latency", lambda: _latency(got, stack, encoder, cfg))
+        if cfg.wants("scale"):
+            progress(f"{tag} - 7 scaling: {cfg.leads:,} leads, one worker then two")
+            got.attempt("scale", lambda: _scale(got, stack, encoder, cfg))
 
     if cfg.wants("memory"):
         progress(f"5 state memory: {cfg.memory_leads:,} leads in a dict[bytes, bytes]")
@@ -344,7 +347,18 @@ def _saturation(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: C
     got.add("e2e", result.events_per_s_first_to_last)
     got.add("e2e_ready", result.events_per_s_ready_to_all)
     got.add("requests_per_1000", result.requests_per_1000)
+    got.add("records_per_lead", result.consumed["per_lead"])
+    got.add("state_per_lead", result.state["bytes_per_lead"])
     got.detail("e2e", result.to_json())
+
+
+def _scale(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: Config) -> None:
+    one = scale.run_scale(stack, encoder, cfg.leads, 1, linger=cfg.e2e_linger)
+    two = scale.run_scale(stack, encoder, cfg.leads, 2, linger=cfg.e2e_linger)
+    got.add("scale_1", one.events_per_s)
+    got.add("scale_2", two.events_per_s)
+    got.add("scale_ratio", two.events_per_s / one.events_per_s)
+    got.detail("scale", {"one": one.to_json(), "two": two.to_json()})
 
 
 def _latency(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: Config) -> None:
@@ -498,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     notes = _notes(got)
     text = report.table(got.runs, summary, title, notes)
+    text += "\n\n" + "\n".join(report.target_lines(summary, broker, cfg.latency_rate))
     if "profile" in extra:
         text += "\n" + _profile_text(extra["profile"])
     machine = report.machine_facts()
