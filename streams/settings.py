@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     kafka_connect_timeout: float = Field(
         15.0, gt=0, description="Seconds the start-up connection check waits for the broker."
     )
+    kafka_fetch_max_wait: float = Field(
+        0.1,
+        gt=0,
+        le=30,
+        description="Seconds the broker may hold a consumer fetch open waiting for records "
+        "(Faust fixes 1.5).",
+    )
     kafka_confirm_end_offsets: bool = Field(
         False,
         description="Confirm listed end offsets with a fetch (brokers with short ListOffsets).",

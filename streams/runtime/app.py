@@ -19,11 +19,13 @@ class App(faust.App):
     """faust.App on :class:`streams.runtime.faust_repairs.Transport` (Faust's consumer, repaired).
 
     ``kafka_connection`` and ``confirm_end_offsets`` tell the consumer whether and how to
-    confirm the listed end of a changelog with a fetch before recovery stops there.
+    confirm the listed end of a changelog with a fetch before recovery stops there;
+    ``fetch_max_wait`` is its aiokafka fetch wait in seconds.
     """
 
     kafka_connection: KafkaConnection | None = None
     confirm_end_offsets: bool = False
+    fetch_max_wait: float | None = None  # seconds; None keeps Faust's 1.5
 
     def _new_transport(self) -> TransportT:
         return transport.Transport(self.conf.broker_consumer, self)
@@ -73,4 +75,5 @@ def create_app(settings: Settings) -> faust.App:
     )
     app.kafka_connection = conn
     app.confirm_end_offsets = settings.kafka_confirm_end_offsets
+    app.fetch_max_wait = settings.kafka_fetch_max_wait
     return app

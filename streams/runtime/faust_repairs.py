@@ -27,6 +27,11 @@
   refuses ("already rebalanced") without a word; a worker whose commits keep failing then re-reads
   everything after a restart. It is a WARNING here (the liveness probe catches the case where the
   committed offset never moves).
+* **The fetch wait is a setting.** Faust creates the worker's aiokafka consumer with
+  ``fetch_max_wait_ms=1500``: a fetch in flight for some partitions holds the next fetch of a
+  partition just drained until a record arrives or the wait runs out, so a hop could add up to
+  1.5 s. :class:`ConsumerThread` uses the app's ``fetch_max_wait``
+  (``LEADSTREAM_KAFKA_FETCH_MAX_WAIT``).
 * **Acknowledgements from an earlier generation are not counted.** Faust's streams acknowledge
   an event they skip because it was fetched before the last rebalance; its offset was then
   committable though the event was never processed. Such an acknowledgement is now ignored: the
@@ -57,6 +62,9 @@ class Consumer(faust_aiokafka.Consumer):
     _sought: dict[TP, tuple[int, int]]
     #: ``_seeks`` when the last fetch started: records of a partition sought since are suspect.
     _seeks_at_fetch: int = 0
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def on_init(self) -> None:
         """Start with no seeks recorded (and again when Faust restarts the consumer)."""
@@ -230,6 +238,17 @@ class Consumer(faust_aiokafka.Consumer):
                 self._unacked_messages.discard(message)
             return False
         return super().ack(message)
+
+
+class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread; the worker consumer's fetch wait is the app's."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.app, "fetch_max_wait", None)
+        if wait is not None:  # read by the consumer's fetcher, which start() creates
+            consumer._fetch_max_wait_ms = round(wait * 1000)
+        return consumer
 
 
 class Transport(faust_aiokafka.Transport):

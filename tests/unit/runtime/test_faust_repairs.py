@@ -331,3 +331,17 @@ def test_a_drop_for_a_partition_not_buffered_changes_nothing(consumer: Any) -> N
     consumer._set_active_tps({form0})
     consumer.on_buffer_drop(form1)  # never full: Faust did not take it out of the fetch
     assert consumer._get_active_partitions() == {form0}
+
+
+def test_the_worker_consumer_fetches_with_the_apps_fetch_wait_not_fausts_1500_ms() -> None:
+    from streams.runtime.app import create_app
+    from streams.settings import Settings
+
+    async def worker_consumer(wait: float) -> Any:
+        app = create_app(Settings(kafka_fetch_max_wait=wait))
+        assert app.fetch_max_wait == wait
+        thread = app.consumer._new_consumer_thread()
+        return thread._create_worker_consumer(app.transport)
+
+    assert run(worker_consumer(0.1))._fetch_max_wait_ms == 100
+    assert run(worker_consumer(0.025))._fetch_max_wait_ms == 25
