@@ -48,10 +48,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-bench: venv ## benchmarks on the real broker + sandbox (~15 min on 2 cores); bench-results/bench.json
+bench: venv ## benchmarks on Apache Kafka + sandbox (~20 min on 2 cores): issue 15 targets printed ok/MISSED, exit 1 only on a real failure; bench-results/bench.json
 	$(BIN)/python -m benchmarks
 
-bench-smoke: venv ## the same measurements at tiny sizes, one run each (< 3 min; CI)
+bench-smoke: venv ## the same measurements at tiny sizes, one run each (< 3 min; CI): targets printed, never fail the run
 	$(BIN)/python -m benchmarks --smoke
 
 clean:
