@@ -237,11 +237,11 @@ def run_saturation(
     linger: float,
     label: str = "e2e",
     on_ready: OnReady | None = None,
-    **overrides: str,
+    env: dict[str, str] | None = None,
 ) -> SaturationResult:
     """Pre-load ``leads`` forms + qualified status changes, then time a worker through them.
 
-    ``overrides`` are more ``LEADSTREAM_*`` variables for the worker.
+    ``env`` holds more ``LEADSTREAM_*`` variables for the worker.
     """
     names = new_names(label)
     bootstrap = stack.broker.bootstrap
@@ -254,7 +254,7 @@ def run_saturation(
     )
     stack.sandbox_post("/_sandbox/reset")
     worker, spawn_to_ready, ready_at = start_ready_worker(
-        stack, names, timeout=90.0, **{"LEADSTREAM_DELIVERY_LINGER": str(linger), **overrides}
+        stack, names, timeout=90.0, **{"LEADSTREAM_DELIVERY_LINGER": str(linger), **(env or {})}
     )
     progress(f"  worker ready after {spawn_to_ready:.1f}s; processing")
     cpu = CpuMeter(
@@ -382,11 +382,11 @@ def run_latency(
     linger: float,
     producer_linger_ms: int = 5,
     label: str = "lat",
-    **overrides: str,
+    env: dict[str, str] | None = None,
 ) -> LatencyResult:
     """Produce status changes of pre-existing forms at ``rate``/s; time each to the sandbox.
 
-    ``overrides`` are more ``LEADSTREAM_*`` variables for the worker (the latency levers).
+    ``env`` holds more ``LEADSTREAM_*`` variables for the worker (the latency levers).
     """
     names = new_names(label)
     bootstrap = stack.broker.bootstrap
@@ -398,7 +398,7 @@ def run_latency(
     statuses = encoder.statuses(names.status, names.prefix, range(count), now)
     stack.sandbox_post("/_sandbox/reset")
     worker, _, _ = start_ready_worker(
-        stack, names, timeout=90.0, **{"LEADSTREAM_DELIVERY_LINGER": str(linger), **overrides}
+        stack, names, timeout=90.0, **{"LEADSTREAM_DELIVERY_LINGER": str(linger), **(env or {})}
     )
     waited = 0.0
     try:

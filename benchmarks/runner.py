@@ -50,6 +50,7 @@ class Config:
     latency_linger: float
     e2e_linger: float
     memory_leads: int
+    worker_env: tuple[tuple[str, str], ...]
     profile: bool
     quiet_wait: float
     out: Path
@@ -161,6 +162,14 @@ def parse_args(argv: list[str] | None) -> Config:
         help="LEADSTREAM_DELIVERY_LINGER of the saturation runs (1, the product default)",
     )
     parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="LEADSTREAM_NAME=VALUE",
+        help="a setting for every Leadstream worker of the run (e2e, latency, scale), e.g. "
+        "LEADSTREAM_KAFKA_FETCH_MAX_WAIT=1.5 to measure a lever; repeatable",
+    )
+    parser.add_argument(
         "--memory-leads",
         type=int,
         help="leads in the state memory measurement (1,000,000; smoke 20,000, extrapolated)",
@@ -181,6 +190,12 @@ def parse_args(argv: list[str] | None) -> Config:
     only: list[str] = []
     for item in args.only or [",".join(MEASUREMENTS)]:
         only += [name.strip() for name in item.split(",") if name.strip()]
+    worker_env = []
+    for item in args.worker_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("LEADSTREAM_"):
+            parser.error(f"--worker-env wants LEADSTREAM_NAME=VALUE, not {item!r}")
+        worker_env.append((name, value))
     unknown = sorted(set(only) - set(MEASUREMENTS))
     if unknown:
         parser.error(f"unknown measurement(s) {', '.join(unknown)}; use {', '.join(MEASUREMENTS)}")
@@ -201,6 +216,7 @@ def parse_args(argv: list[str] | None) -> Config:
         latency_linger=args.latency_linger,
         e2e_linger=args.e2e_linger,
         memory_leads=args.memory_leads or (20_000 if smoke else 1_000_000),
+        worker_env=tuple(worker_env),
         profile=args.profile,
         quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if smoke else 60.0),
         out=args.out,
@@ -343,7 +359,9 @@ def _baseline(
 
 
 def _saturation(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: Config) -> None:
-    result = e2e.run_saturation(stack, encoder, cfg.leads, linger=cfg.e2e_linger)
+    result = e2e.run_saturation(
+        stack, encoder, cfg.leads, linger=cfg.e2e_linger, env=dict(cfg.worker_env)
+    )
     got.add("e2e", result.events_per_s_first_to_last)
     got.add("e2e_ready", result.events_per_s_ready_to_all)
     got.add("requests_per_1000", result.requests_per_1000)
@@ -353,8 +371,9 @@ def _saturation(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: C
 
 
 def _scale(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: Config) -> None:
-    one = scale.run_scale(stack, encoder, cfg.leads, 1, linger=cfg.e2e_linger)
-    two = scale.run_scale(stack, encoder, cfg.leads, 2, linger=cfg.e2e_linger)
+    env = dict(cfg.worker_env)
+    one = scale.run_scale(stack, encoder, cfg.leads, 1, linger=cfg.e2e_linger, env=env)
+    two = scale.run_scale(stack, encoder, cfg.leads, 2, linger=cfg.e2e_linger, env=env)
     got.add("scale_1", one.events_per_s)
     got.add("scale_2", two.events_per_s)
     got.add("scale_ratio", two.events_per_s / one.events_per_s)
@@ -368,6 +387,7 @@ def _latency(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: Conf
         rate=cfg.latency_rate,
         seconds=cfg.latency_seconds,
         linger=cfg.latency_linger,
+        env=dict(cfg.worker_env),
     )
     got.add("latency_p50", result.p50_ms)
     got.add("latency_p95", result.p95_ms)
@@ -510,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(delivery linger {cfg.latency_linger:g}s; e2e linger {cfg.e2e_linger:g}s); "
         f"medians of {cfg.repeat} run(s); {elapsed:.0f}s"
     )
+    if cfg.worker_env:
+        title += "; workers with " + " ".join(f"{k}={v}" for k, v in cfg.worker_env)
     notes = _notes(got)
     text = report.table(got.runs, summary, title, notes)
     text += "\n\n" + "\n".join(report.target_lines(summary, broker, cfg.latency_rate))
@@ -540,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_delivery_linger_s": cfg.latency_linger,
                 "e2e_delivery_linger_s": cfg.e2e_linger,
                 "memory_leads": cfg.memory_leads,
+                "worker_env": dict(cfg.worker_env),
             },
             "machine": machine,
             "runs": got.runs,

@@ -73,7 +73,13 @@ def _settled(workers: list[WorkerProcess], topic: str, partitions: int) -> bool 
 
 
 def run_scale(
-    stack: LocalStack, encoder: data.Encoder, leads: int, workers: int, *, linger: float
+    stack: LocalStack,
+    encoder: data.Encoder,
+    leads: int,
+    workers: int,
+    *,
+    linger: float,
+    env: dict[str, str] | None = None,
 ) -> ScaleResult:
     """Start ``workers`` workers, let the group settle, produce the backlog, time it through."""
     names = new_names(f"scale{workers}")
@@ -84,7 +90,8 @@ def run_scale(
     started = time.perf_counter()
     running = [
         stack.start_worker(
-            f"{names.prefix}-w{n}", **names.env(), LEADSTREAM_DELIVERY_LINGER=str(linger)
+            f"{names.prefix}-w{n}",
+            **{**names.env(), "LEADSTREAM_DELIVERY_LINGER": str(linger), **(env or {})},
         )
         for n in range(workers)
     ]
