@@ -469,8 +469,8 @@ def _notes(got: Collected) -> list[str]:
     if latency:
         notes.append(
             "latency: the path has two Kafka hops (input -> conversion -> delivery) and the "
-            "agents' batch windows; on the Tansu fallback a caught-up aiokafka consumer also waits "
-            "out its fetch wait (1.5 s): see details.latency to_conversion_ms and "
+            "agents' batch windows, and each fetch can wait up to LEADSTREAM_KAFKA_FETCH_MAX_WAIT "
+            "(0.1 s by default): see details.latency to_conversion_ms and "
             "conversion_to_sandbox_ms"
         )
     return notes
