@@ -38,17 +38,19 @@ class Meter:
     count: int = 0
     first: float = 0.0
     last: float = 0.0
+    cpu_first: float = 0.0  # process CPU seconds (every thread) at the first and last record
+    cpu_last: float = 0.0
     done: bool = False
 
     def add(self, n: int) -> bool:
         """Count ``n`` records; return True when the expected number has just been reached."""
         now = time.perf_counter()
         if not self.first:
-            self.first = now
+            self.first, self.cpu_first = now, time.process_time()
         self.count += n
         if self.count >= self.expected and not self.done:
             self.done = True
-            self.last = now
+            self.last, self.cpu_last = now, time.process_time()
             return True
         return False
 
@@ -59,6 +61,7 @@ class Meter:
             "seconds": self.last - self.first,
             "records_per_s": self.count / (self.last - self.first),
             "startup_to_first_s": self.first - self.started,
+            "cpu_s": self.cpu_last - self.cpu_first,
             **extra,
         }
         tmp = self.result_path.with_suffix(".tmp")

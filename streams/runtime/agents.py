@@ -5,6 +5,8 @@
 * ``route_bookings`` — validates bookings and re-keys them by lead, or by hashed email/phone when
   the booking system did not know the lead.
 * ``identity`` — the hashed email/phone -> lead_id index, co-partitioned with the bookings to match.
+  The lead agent writes a batch's claims as one record per index partition (not one per key), in
+  the partition Kafka's partitioner gives each key: where a booking looked up by it arrives.
 * ``deliver`` — batches conversions to the Events API (see ``streams.runtime.delivery``).
 """
 
@@ -26,6 +28,7 @@ from streams.domain.types import Booking, FormSubmit, LeadState, StatusChange
 from streams.runtime.delivery import Delivery
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs, in_event
+from streams.runtime.partitioner import partition_for
 from streams.runtime.tables import Tables
 from streams.runtime.topics import Topics
 from streams.serde import contract
@@ -35,6 +38,7 @@ from streams.settings import Settings
 logger = logging.getLogger(__name__)
 
 SYNTHETIC_LEAD_PREFIX = "booking:"
+CLAIMS_PER_RECORD = 2000  # ~200 KB a record, well under Kafka's default 1 MB message size
 
 
 def _raw(event: EventT) -> pl.Raw:
@@ -80,6 +84,7 @@ class Agents:
             topics.bookings_by_lead.get_topic_name(): contract.BOOKING_CREATED.name,
         }
         self._ticks = topics.ticks.get_topic_name()
+        self._claims: dict[int, list[matching.Claim]] = {}  # index partition -> this batch's claims
         app.agent(topics.lead_inputs, name="leads")(self.leads)
         app.agent(topics.booking, name="route_bookings")(self.route_bookings)
         app.agent(
@@ -103,6 +108,7 @@ class Agents:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             self.settings.agent_batch_max, within=self.settings.agent_batch_within
         ):
+            self._claims = {}
             for event in events:
                 in_event(event)
                 raw = _raw(event)
@@ -116,6 +122,7 @@ class Agents:
                     self.outputs.send_dead(item, raw.partition)
                     continue
                 self._apply_input(raw, item, now)
+            self._send_claims()
             await self.outputs.flush()
 
     def _events_in(self, topic: str) -> None:
@@ -187,9 +194,19 @@ class Agents:
         self.metrics.count_core(outcome.counts)
 
     def _index_identity(self, form: FormSubmit) -> None:
-        topic = self.topics.identity.get_topic_name()
+        partitions = self.settings.topic_partitions
         for key in matching.index_keys(form):
-            self.outputs.send(topic, key.encode(), form.lead_id.encode())
+            claims = self._claims.setdefault(partition_for(key.encode(), partitions), [])
+            claims.append((key, form.lead_id))
+
+    def _send_claims(self) -> None:
+        """Queue the batch's identity claims: one record per index partition, in claim order."""
+        topic = self.topics.identity.get_topic_name()
+        claims, self._claims = self._claims, {}
+        for partition, pairs in sorted(claims.items()):
+            for start in range(0, len(pairs), CLAIMS_PER_RECORD):
+                value = matching.encode_claims(pairs[start : start + CLAIMS_PER_RECORD])
+                self.outputs.send(topic, matching.CLAIMS_KEY.encode(), value, partition)
 
     async def send_ticks(self) -> None:
         """Ask every partition of the lead agent to expire what is due (leader only)."""
@@ -264,11 +281,7 @@ class Agents:
                 raw = _raw(event)
                 key = raw.key or b""
                 if raw.topic == index_topic:
-                    # The first lead to claim a key keeps it.
-                    if raw.value and self.tables.identity.data.get(key) is None:
-                        self.identity_outputs.table_set(
-                            self.tables.identity, key, raw.value, raw.partition
-                        )
+                    self._claim(raw)
                     continue
                 item = await self._decode(raw, "BookingCreated", pl.utcnow())
                 if isinstance(item, pl.DeadLetterOut):
@@ -285,6 +298,26 @@ class Agents:
                         self.identity_outputs, item, tried=key.decode(), redrive=raw.redrive
                     )
             await self.identity_outputs.flush()
+
+    def _claim(self, raw: pl.Raw) -> None:
+        """Record the claims of one index record; the first lead to claim a key keeps it."""
+        try:
+            claims = matching.decode_claims((raw.key or b"").decode(), raw.value)
+        except ValueError as exc:
+            logger.error(  # only Leadstream writes this topic: a bug, not bad input
+                "identity index record %s[%d]@%d skipped: %s",
+                raw.topic,
+                raw.partition,
+                raw.offset,
+                exc,
+            )
+            return
+        data = self.tables.identity.data
+        for key, lead_id in claims:
+            if data.get(key.encode()) is None:
+                self.identity_outputs.table_set(
+                    self.tables.identity, key.encode(), lead_id.encode(), raw.partition
+                )
 
     # -- delivery --------------------------------------------------------------------------------
 

@@ -69,6 +69,23 @@ def in_event(event: EventT) -> None:
     _current_event.set(weakref.ref(event))
 
 
+Change = tuple[str, bytes, bytes | None, int]  # changelog, key, value (None: delete), partition
+
+
+def merge_changes(changes: Sequence[Change]) -> list[Change]:
+    """Keep only the last change of each key (per changelog and partition), in write order.
+
+    A batch that writes one lead twice (its form and its status change arrive together) then
+    produces one changelog record for it: the state the table holds after the batch.
+    """
+    last: dict[tuple[str, bytes, int], Change] = {}
+    for change in changes:
+        where = (change[0], change[1], change[3])
+        last.pop(where, None)  # re-inserted at the end: the order of the last writes
+        last[where] = change
+    return list(last.values())
+
+
 class Outputs:
     """Produces one agent's records and table changes; flush before acknowledging its batch."""
 
@@ -95,7 +112,7 @@ class Outputs:
         self._errors: list[str] = []
         self._unacked = 0  # this Outputs' records not yet acknowledged (or failed) by Kafka
         self._queued = 0
-        self._changelog: list[tuple[str, bytes, bytes | None, int]] = []
+        self._changelog: list[Change] = []
 
     def sibling(self) -> Outputs:
         """Another agent's Outputs on the same producer, with its own pending records."""
@@ -182,7 +199,7 @@ class Outputs:
             raise
         if self._changelog:
             changes, self._changelog = self._changelog, []
-            for topic, key, value, partition in changes:
+            for topic, key, value, partition in merge_changes(changes):
                 self.send(topic, key, value, partition)
             await self._flush_queued()
 

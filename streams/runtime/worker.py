@@ -11,13 +11,13 @@ from typing import Any
 
 import faust
 from faust.exceptions import ConsumerNotStarted
-from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import EventT
 
 from streams.connection import check_connection
 from streams.domain.due import DueIndex
 from streams.errors import ConfigError, LeadstreamError
 from streams.ops.lag import LagProbe
+from streams.runtime import faust_sensor
 from streams.runtime.admin import ensure_topics
 from streams.runtime.agents import Agents
 from streams.runtime.app import create_app
@@ -152,9 +152,7 @@ class Worker:
     def _pages(self) -> None:
         """Health endpoints, ``/metrics`` (Faust's Prometheus sensor + ours) and the lag probe."""
         app, tables, metrics, settings = self.app, self.tables, self.metrics, self.settings
-        setup_prometheus_sensors(
-            app, pattern="/metrics", registry=metrics.registry, name_prefix="faust"
-        )
+        faust_sensor.setup(app, metrics.registry, name_prefix="faust")
         metrics.watch_tables(
             lambda: {
                 "leads": tables.leads,

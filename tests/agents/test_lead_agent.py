@@ -26,8 +26,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from faust.types import EventT, TopicT
 from pydantic import SecretStr
 
+from streams.domain import identity as matching
 from streams.domain import records
 from streams.local.registry.server import RegistryServer
+from streams.runtime.partitioner import partition_for
 from streams.runtime.worker import Worker
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
@@ -37,6 +39,8 @@ from tests.unit.factories import (
     FORM_EVENT_ID,
     LEAD_ID,
     PAGE_URL,
+    PHONE_SHA,
+    make_booking_record,
     make_conversion,
     make_form_record,
     make_status_record,
@@ -86,6 +90,7 @@ class RecordingProducer:
 
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None]] = []
+        self.partitions: list[int | None] = []  # the partition asked for, per record
         self.reports: list[Any] = []  # delivery callbacks, called (acknowledged) by flush
 
     def produce(
@@ -95,9 +100,11 @@ class RecordingProducer:
         key: bytes | None = None,
         value: bytes | None,
         on_delivery: Any = None,
+        partition: int | None = None,
         **_: Any,
     ) -> None:
         self.records.append((topic, key, value))
+        self.partitions.append(partition)
         if on_delivery is not None:
             self.reports.append(on_delivery)
 
@@ -123,6 +130,14 @@ class Built:
     def sends(self, topic: str) -> list[tuple[bytes | None, bytes]]:
         name = getattr(self.worker.topics, topic).get_topic_name()
         return [(k, v) for t, k, v in self.producer.records if t == name and v is not None]
+
+    def placed(self, topic: str) -> list[tuple[int | None, bytes | None, bytes | None]]:
+        name = getattr(self.worker.topics, topic).get_topic_name()
+        return [
+            (p, k, v)
+            for (t, k, v), p in zip(self.producer.records, self.producer.partitions, strict=True)
+            if t == name
+        ]
 
     def decoded(self, topic: str, record: str) -> list[dict[str, Any]]:
         return [self.serde.decode(value, record) for _, value in self.sends(topic)]
@@ -198,10 +213,17 @@ async def test_form_then_qualified_status_emits_one_conversion(built: Built, lea
     topics = built.worker.topics
     await put(leads, topics.form, form_bytes(built))
     assert built.sends("conversions") == []
-    assert sorted(k for k, _ in built.sends("identity")) == [
-        f"e:{EMAIL_SHA}".encode(),
-        b"p:a8acc3a90a7b4e4dc65e93db9240ed26523050ef754d63b75b5161de76781436",
-    ]
+    # The form's two claims, each in the partition where a booking looked up by it arrives.
+    claims = {
+        (key, lead, partition)
+        for partition, rkey, value in built.placed("identity")
+        for key, lead in matching.decode_claims((rkey or b"").decode(), value)
+    }
+    parts = built.worker.settings.topic_partitions
+    assert claims == {
+        (k, LEAD_ID, partition_for(k.encode(), parts)) for k in (f"e:{EMAIL_SHA}", f"p:{PHONE_SHA}")
+    }
+    assert {k for _, k, _ in built.placed("identity")} == {b"claims"}
 
     await put(leads, topics.status, status_bytes(built))
 
@@ -330,3 +352,32 @@ async def test_deliver_agent_sends_conversions_and_records_them(built: Built) ->
         b"evt-1:QualifiedLead",
     ]
     assert built.sample("leadstream_core_outcomes_total", outcome="duplicate_delivery") == 1
+
+
+# --- identity -----------------------------------------------------------------------------------
+
+
+async def test_identity_index_reads_claims_of_both_formats_and_first_claim_wins(
+    built: Built,
+) -> None:
+    topics = built.worker.topics
+    email, phone = f"e:{EMAIL_SHA}", f"p:{PHONE_SHA}"
+    booking = make_booking_record(lead_id=None, occurred_at=now() - timedelta(minutes=1))
+    booking_bytes = built.serde.encode(
+        built.worker.settings.topic_booking_created, "BookingCreated", booking
+    )
+    async with built.worker.app.agents["identity"].test_context() as agent:
+        # One claim per record (written before claims were batched), then a batch of claims
+        # that tries to take the same email for another lead: the first claim keeps it.
+        await put(agent, topics.identity, b"lead-old", key=email.encode())
+        batch = matching.encode_claims([(email, "lead-other"), (phone, "lead-new")])
+        await put(agent, topics.identity, batch, key=b"claims")
+        await put(agent, topics.identity, b"not json", key=b"claims")  # logged and skipped
+        await put(agent, topics.bookings_by_identity, booking_bytes, key=email.encode())
+
+    table = built.worker.tables.identity
+    assert table[email.encode()] == b"lead-old"
+    assert table[phone.encode()] == b"lead-new"
+    assert b"claims" not in table
+    [routed] = built.decoded("bookings_by_lead", "BookingCreated")
+    assert routed["lead_id"] == "lead-old"

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from streams.connection import as_connection
 from streams.local.stack import LocalStack
+from streams.runtime.admin import ensure_topics
+from streams.runtime.outputs import producer_for
+from streams.runtime.partitioner import partition_for
 from tests.conftest import Names
 from tests.integration.helpers import form, produce, sandbox_events, status, wait_events
 
@@ -49,3 +54,23 @@ def test_phones_with_their_own_country_code_ttclid_from_the_page_and_locale(
         assert _one(user["phone"]) == TIKTOK_PHONE_SHA, n
     assert events[f"{p}-evt-1:ApplicationApproval"]["user"]["locale"] == "en-US"
     assert events[f"{p}-evt-4:ApplicationApproval"]["user"]["ttclid"] == f"E.C.P.{p}url4"
+
+
+def test_claims_partition_agrees_with_the_producers_partitioner(
+    stack: LocalStack, names: Names
+) -> None:
+    """The lead agent places identity claims where librdkafka puts a booking keyed the same."""
+    topic = f"{names.prefix}-partitioner"
+    ensure_topics(stack.broker.bootstrap, [topic], partitions=4)
+    producer = producer_for(as_connection(stack.broker.bootstrap))
+    placed: dict[bytes, int] = {}
+    keys = [f"e:{n:064x}".encode() for n in range(40)]
+
+    def report(err: object, msg: Any) -> None:
+        placed[msg.key()] = msg.partition()
+
+    for key in keys:
+        producer.produce(topic, key=key, value=b"", on_delivery=report)
+    assert producer.flush(30) == 0
+    assert placed == {key: partition_for(key, 4) for key in keys}
+    assert len(set(placed.values())) == 4

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from streams.errors import BrokerError
-from streams.runtime.outputs import Outputs
+from streams.runtime.outputs import Outputs, merge_changes
 
 
 class RecordingProducer:
@@ -20,9 +20,13 @@ class RecordingProducer:
     def __init__(self) -> None:
         self.log: list[tuple[str, ...]] = []
         self.reports: list[Any] = []
+        self.values: list[bytes | None] = []
 
-    def produce(self, topic: str, *, on_delivery: Any = None, **_: Any) -> None:
+    def produce(
+        self, topic: str, *, value: bytes | None = None, on_delivery: Any = None, **_: Any
+    ) -> None:
         self.log.append(("produce", topic))
+        self.values.append(value)
         self.reports.append(on_delivery)
 
     def poll(self, timeout: float) -> int:
@@ -59,6 +63,25 @@ def test_changelog_writes_are_produced_only_after_the_outputs_are_flushed() -> N
         ("produce", "leads-changelog"),
         ("flush",),
     ]
+
+
+def test_a_key_written_twice_in_a_batch_gets_one_changelog_record_with_its_last_value() -> None:
+    producer = RecordingProducer()
+    outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer)  # type: ignore[arg-type]
+    leads = _table("leads")
+
+    outputs.table_set(leads, b"lead-1", b"{form}", 2)
+    outputs.table_set(leads, b"lead-2", b"{form}", 2)
+    outputs.table_set(leads, b"lead-1", b"{form+status}", 2)
+    outputs.table_del(leads, b"lead-2", 2)
+    outputs.table_set(leads, b"lead-1", b"{other partition}", 3)  # another key of the changelog
+    asyncio.run(outputs.flush())
+
+    assert merge_changes(
+        [("c", b"k", b"1", 0), ("c", b"j", b"1", 0), ("c", b"k", None, 0), ("d", b"k", b"2", 0)]
+    ) == [("c", b"j", b"1", 0), ("c", b"k", None, 0), ("d", b"k", b"2", 0)]
+    assert producer.log == [("produce", "leads-changelog")] * 3 + [("flush",)]
+    assert producer.values == [b"{form+status}", None, b"{other partition}"]
 
 
 def test_a_batch_without_table_changes_flushes_once() -> None:
