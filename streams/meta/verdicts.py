@@ -11,9 +11,10 @@ TikTok (:class:`streams.tiktok.verdicts.Verdict`), so one retry plan serves both
 - ``190`` (access token), ``102`` (session), ``10`` and ``200``-``299`` (permission) pause the
   destination (:attr:`Verdict.AUTH`); HTTP 401/403/404 or a 4xx without the envelope is a
   configuration error (:attr:`Verdict.CONFIG`);
-- ``100`` with any subcode is permanent. Meta rejects the **whole** request when one event is
-  invalid and does not say which, so a request of several events is bisected until the bad one is
-  alone (:attr:`Verdict.BISECT`), and a single event is rejected;
+- ``100`` with subcode ``33`` (the dataset does not exist or the token may not use it) is a
+  configuration error; ``100`` with any other subcode is permanent. Meta rejects the **whole**
+  request when one event is invalid and does not say which, so a request of several events is
+  bisected until the bad one is alone (:attr:`Verdict.BISECT`), and a single event is rejected;
 - HTTP 413 splits the request; another code is retried a few times, then dead-lettered
   (:attr:`Verdict.UNKNOWN`).
 """
@@ -31,6 +32,7 @@ TRANSIENT = frozenset({1, 2, 341, 368, 5000, 21009})
 AUTH = frozenset({10, 102, 190})
 PERMISSION = range(200, 300)
 INVALID_PARAMETER = 100
+NO_SUCH_OBJECT = 33  # subcode of 100: the dataset id does not exist or the token may not use it
 CONFIG_HTTP = frozenset({401, 403, 404})
 TOO_LARGE_HTTP = 413
 
@@ -121,6 +123,9 @@ def classify(
         return BatchVerdict(Verdict.RETRY, code, message)
     if http_status == TOO_LARGE_HTTP:
         return BatchVerdict(Verdict.SPLIT, code, message)
+    if code == INVALID_PARAMETER and error.subcode == NO_SUCH_OBJECT:
+        # A wrong dataset id or a token without access to it: no event is at fault.
+        return BatchVerdict(Verdict.CONFIG, code, message)
     if code == INVALID_PARAMETER:
         if n == 1:
             return BatchVerdict(Verdict.REJECTED, code, message, {0: message})

@@ -43,7 +43,12 @@ def test_token_and_permission_errors_pause(code: int, subcode: int | None) -> No
     assert verdict(401, envelope(code, subcode)) is Verdict.AUTH
 
 
-@pytest.mark.parametrize("subcode", [2804003, 2804001, 2804019, 33, None])
+def test_unknown_dataset_is_configuration_not_the_events_fault() -> None:
+    assert verdict(400, envelope(100, 33), n=1) is Verdict.CONFIG
+    assert verdict(400, envelope(100, 33), n=4) is Verdict.CONFIG
+
+
+@pytest.mark.parametrize("subcode", [2804003, 2804001, 2804019, None])
 def test_invalid_parameter_bisects_a_batch(subcode: int | None) -> None:
     assert verdict(400, envelope(100, subcode), n=4) is Verdict.BISECT
 
