@@ -3,7 +3,7 @@
 Errors come back in the Graph error envelope
 ``{"error": {"message", "type", "code", "error_subcode", "is_transient", "fbtrace_id"}}``
 (meta-capi.md §6); success is HTTP 200 with ``events_received``. The verdicts are the same as for
-TikTok (:class:`streams.tiktok.verdicts.Verdict`), so one retry plan serves both destinations:
+TikTok (:class:`streams.domain.retry.Verdict`), so one retry plan serves both destinations:
 
 - rate limits (codes ``4``, ``17``, ``80003``, ``32``, ``613``) and transient codes (``1``, ``2``,
   ``341``, ``368``, ``5000``, ``21009``), ``is_transient: true``, HTTP 5xx, 408, 429 and
@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from streams.tiktok.verdicts import BatchVerdict, Verdict
+from streams.domain.retry import BatchVerdict, Verdict
 
 RATE_LIMITED = frozenset({4, 17, 32, 613, 80003})
 TRANSIENT = frozenset({1, 2, 341, 368, 5000, 21009})

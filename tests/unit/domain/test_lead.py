@@ -228,6 +228,7 @@ def test_qualified_status_becomes_an_enriched_conversion() -> None:
             locale="en-GB",
         ),
         crm="hubspot",
+        status="qualified",  # each destination maps the stage with its own map (issue 17)
     )
     assert outcome.state == replace(
         state,

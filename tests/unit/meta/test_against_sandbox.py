@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
+from streams.domain.retry import Verdict
 from streams.domain.types import MatchKeys, SourceKind
 from streams.local.meta_sandbox.server import MetaSandbox, SandboxConfig
 from streams.meta.client import MetaEventsClient
 from streams.meta.payload import DEFAULT_STAGE_MAP_META, build_event, build_request
 from streams.meta.verdicts import classify
-from streams.tiktok.verdicts import Verdict
 from tests.unit.factories import EMAIL_SHA, EXTERNAL_ID_SHA, PHONE_SHA, make_conversion
 
 PIXEL = "123456789012345"
@@ -30,20 +29,19 @@ def sandbox() -> Iterator[MetaSandbox]:
 
 def _conversions() -> list[object]:
     now = datetime.now(UTC)
-    base = make_conversion(
-        event_time=now,
-        status="qualified",
-        keys=MatchKeys(EMAIL_SHA, PHONE_SHA, EXTERNAL_ID_SHA, META_PHONE_SHA),
-        fbc="fb.1.1741953600123.IwAR2abc",
-        fbp="fb.1.1741953600123.987654321",
-    )
+    base: dict[str, object] = {
+        "event_time": now,
+        "status": "qualified",
+        "keys": MatchKeys(EMAIL_SHA, PHONE_SHA, EXTERNAL_ID_SHA, META_PHONE_SHA),
+        "fbc": "fb.1.1741953600123.IwAR2abc",
+        "fbp": "fb.1.1741953600123.987654321",
+    }
     return [
-        base,
-        replace(base, event_id="b-1", event="Schedule", source_kind=SourceKind.BOOKING),
-        replace(base, meta_lead_id="525645896321548", event_id="x:QualifiedLead"),
-        replace(
-            base,
-            status="won",
+        make_conversion(**base),
+        make_conversion(**base, event_id="b-1", event="Schedule", source_kind=SourceKind.BOOKING),
+        make_conversion(**base, meta_lead_id="525645896321548", event_id="x:QualifiedLead"),
+        make_conversion(
+            **{**base, "status": "won"},
             event="Purchase",
             event_id="o-1:Purchase",
             value=10.0,

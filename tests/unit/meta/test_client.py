@@ -8,10 +8,10 @@ import pytest
 import requests
 import responses
 
+from streams.domain.retry import Verdict
 from streams.errors import ApiError
 from streams.meta.client import MetaEventsClient
 from streams.meta.verdicts import classify
-from streams.tiktok.verdicts import Verdict
 
 BASE = "https://graph.example.test"
 URL = f"{BASE}/v25.0/123456789012345/events"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from streams.domain.retry import Verdict
 from streams.meta.verdicts import GraphError, classify, parse_error
-from streams.tiktok.verdicts import Verdict
 
 
 def envelope(code: int, subcode: int | None = None, **extra: Any) -> dict[str, Any]:
