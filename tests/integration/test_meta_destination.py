@@ -19,7 +19,6 @@ from confluent_kafka import Producer
 from streams.local.meta_sandbox.server import MetaSandbox, SandboxConfig
 from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from streams.serde.avro import AvroSerde
-from streams.settings import DEFAULT_SCHEMA_DIR
 from tests.conftest import Names
 from tests.integration.helpers import metric_value, records_on, wait_caught_up
 
@@ -82,7 +81,7 @@ def conversion(prefix: str, n: int) -> dict[str, Any]:
 
 
 def produce(stack: LocalStack, names: Names, records: list[dict[str, Any]]) -> None:
-    serde = AvroSerde.connect(stack.registry.url, DEFAULT_SCHEMA_DIR)
+    serde = AvroSerde.connect(stack.registry.url)
     producer = Producer({"bootstrap.servers": stack.broker.bootstrap, "linger.ms": 20})
     for record in records:
         value = serde.encode(names.conversions, "Conversion", record)
@@ -114,7 +113,7 @@ def meta_events(meta: MetaSandbox, prefix: str) -> list[dict[str, Any]]:
 
 
 def receipts(stack: LocalStack, names: Names) -> list[dict[str, Any]]:
-    serde = AvroSerde.connect(stack.registry.url, DEFAULT_SCHEMA_DIR)
+    serde = AvroSerde.connect(stack.registry.url)
     return [
         serde.decode(m.value(), "DeliveryReceipt")
         for m in stack.consume_all(names.deliveries, idle=1.0)
