@@ -26,7 +26,16 @@ from streams.domain.types import (
     StatusChange,
 )
 
-BOOKING_CLICK_FIELDS: tuple[str, ...] = ("page_url", "ip", "user_agent", "ttclid", "ttp")
+BOOKING_CLICK_FIELDS: tuple[str, ...] = (
+    "page_url",
+    "ip",
+    "user_agent",
+    "ttclid",
+    "ttp",
+    "fbc",
+    "fbp",
+    "meta_lead_id",
+)
 """The click fields a ``BookingCreated`` record carries."""
 
 

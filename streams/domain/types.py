@@ -70,12 +70,19 @@ class MatchKeys:
     def fill(self, fallback: MatchKeys) -> MatchKeys:
         """Return these keys with the absent ones taken from ``fallback``."""
         # The two hashes of one phone travel together: never this phone with that one's digits.
-        phone = self if self.phone_sha256 else fallback
+        # The same TikTok hash is the same number, so its Meta form can come from the fallback
+        # (a booking re-encoded on its way to its lead carries only the TikTok hash).
+        if not self.phone_sha256:
+            phone, digits = fallback.phone_sha256, fallback.phone_digits_sha256
+        else:
+            phone, digits = self.phone_sha256, self.phone_digits_sha256
+            if digits is None and fallback.phone_sha256 == phone:
+                digits = fallback.phone_digits_sha256
         return MatchKeys(
             email_sha256=self.email_sha256 or fallback.email_sha256,
-            phone_sha256=phone.phone_sha256,
+            phone_sha256=phone,
             external_id_sha256=self.external_id_sha256 or fallback.external_id_sha256,
-            phone_digits_sha256=phone.phone_digits_sha256,
+            phone_digits_sha256=digits,
         )
 
 

@@ -157,8 +157,8 @@ def _lead_id(text: str) -> int | str:
 def user_data(conv: Conversion, *, conversion_leads: bool) -> dict[str, Any]:
     """Return ``user_data``: hashed arrays for keys, click context unhashed.
 
-    The phone goes hashed in Meta's form (digits, no ``+``); a phone that arrived already hashed
-    has only that one hash, which is passed through as it is.
+    The phone goes hashed in Meta's form (digits, no ``+``) only: a phone that arrived already
+    hashed has no known Meta form and is left out, never sent in TikTok's ``+`` form.
 
     Args:
         conv: The conversion.
@@ -171,7 +171,7 @@ def user_data(conv: Conversion, *, conversion_leads: bool) -> dict[str, Any]:
     keys = conv.keys
     data = _present(
         em=_hashed(keys.email_sha256),
-        ph=_hashed(keys.phone_digits_sha256 or keys.phone_sha256),
+        ph=_hashed(keys.phone_digits_sha256),
         external_id=_hashed(keys.external_id_sha256),
         fbc=conv.click.fbc,
         fbp=conv.click.fbp,

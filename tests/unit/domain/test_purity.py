@@ -33,7 +33,6 @@ FORBIDDEN_SOURCE = re.compile(
 PURE = (
     "streams.tiktok.payload",
     "streams.tiktok.verdicts",
-    "streams.meta.fbc",
     "streams.meta.payload",
     "streams.meta.verdicts",
 )

@@ -160,9 +160,9 @@ def test_phone_hashed_without_plus_is_preferred_over_the_tiktok_form() -> None:
     assert user["ph"] == [META_PHONE_SHA] != [PHONE_SHA]  # type: ignore[index]
 
 
-def test_a_ready_hash_is_passed_through_when_there_is_no_digits_form() -> None:
-    user = built(status_conv(keys=MatchKeys(phone_sha256=PHONE_SHA)))["user_data"]
-    assert user["ph"] == [PHONE_SHA]  # type: ignore[index]
+def test_without_the_digits_form_no_phone_goes_to_meta() -> None:
+    user = built(status_conv(keys=MatchKeys(EMAIL_SHA, phone_sha256=PHONE_SHA)))["user_data"]
+    assert "ph" not in user  # type: ignore[operator]
 
 
 def test_no_match_key_at_all_is_dead_lettered() -> None:

@@ -271,6 +271,8 @@ def test_the_new_optional_fields_evolve_the_registered_schema_and_old_records_st
 
 ADDED_IN_ISSUE_17: dict[str, tuple[str, ...]] = {
     "Conversion": ("fbc", "fbp", "meta_lead_id", "status", "phone_digits_sha256"),
+    "FormSubmitted": ("fbc", "fbp", "meta_lead_id"),
+    "BookingCreated": ("fbc", "fbp", "meta_lead_id"),
 }
 
 
@@ -315,5 +317,6 @@ def test_an_old_conversion_record_decodes_to_a_conversion_without_meta_fields() 
         if k not in ADDED_IN_ISSUE_17["Conversion"]
     }
     conv = conversion_from_record(old)
-    assert (conv.fbc, conv.fbp, conv.meta_lead_id, conv.status) == (None, None, None, None)
+    click = conv.click
+    assert (click.fbc, click.fbp, click.meta_lead_id, conv.status) == (None, None, None, None)
     assert conv.keys.phone_digits_sha256 is None

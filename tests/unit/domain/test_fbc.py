@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.meta.fbc import click_fbc, fbc_from_fbclid, fbclid_from_url
+from streams.domain.fbc import click_fbc, fbc_from_fbclid, fbclid_from_url
 
 AT = datetime(2025, 3, 14, 12, 0, 0, 123000, tzinfo=UTC)
 

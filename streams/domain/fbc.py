@@ -1,4 +1,4 @@
-"""Meta click ids: the ``fbc`` value built from a landing page's ``fbclid`` (meta-capi.md §2).
+"""Meta click ids (a domain rule: intake builds them): ``fbc`` from a landing page's ``fbclid``.
 
 Meta documents the ``_fbc`` cookie as ``fb.1.<creation time in ms>.<fbclid>``: ``fb`` is the
 version, ``1`` the subdomain index of the domain the cookie is set on (``1`` for the registrable
