@@ -228,7 +228,11 @@ def build_event(
     old = too_old(conv, now)
     if old is not None:
         return old
-    leads = conv.source_kind is SourceKind.STATUS_CHANGE and bool(conv.click.meta_lead_id)
+    lead_id = conv.click.meta_lead_id
+    # Conversion Leads only with a real leadgen id: Meta rejects the whole request otherwise.
+    leads = conv.source_kind is SourceKind.STATUS_CHANGE and bool(
+        lead_id and _LEAD_ID.fullmatch(lead_id)
+    )
     source = SYSTEM_GENERATED if leads else action_source(conv)
     event: dict[str, Any] = {
         "event_name": name,

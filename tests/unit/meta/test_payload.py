@@ -184,6 +184,12 @@ def test_instant_form_lead_takes_the_conversion_leads_shape() -> None:
     assert "event_source_url" not in event
 
 
+def test_a_malformed_meta_lead_id_goes_as_a_web_event() -> None:
+    event = built(status_conv(meta_lead_id="not-a-leadgen-id"))
+    assert "lead_id" not in event["user_data"]  # type: ignore[operator]
+    assert "custom_data" not in event
+
+
 def test_conversion_leads_names_a_crm_when_none_is_known() -> None:
     event = built(status_conv(meta_lead_id=META_LEAD_ID, crm=None))
     assert event["custom_data"]["lead_event_source"] == "Leadstream"  # type: ignore[index]
