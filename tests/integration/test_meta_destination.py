@@ -20,7 +20,8 @@ from streams.local.meta_sandbox.server import MetaSandbox, SandboxConfig
 from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from streams.serde.avro import AvroSerde
 from tests.conftest import Names
-from tests.integration.helpers import metric_value, records_on, wait_caught_up
+from tests.integration.helpers import form, metric_value, records_on, status, wait_caught_up
+from tests.integration.helpers import produce as produce_json
 
 META_PIXEL = "123456789012345"
 META_TOKEN = "meta-int-token"  # noqa: S105 - the local sandbox's token
@@ -208,3 +209,43 @@ def test_a_meta_outage_leaves_tiktok_alone_and_meta_catches_up(
     outcomes = {(r["destination"], r["event_id"]) for r in got}
     assert len(got) == 2 * n and len(outcomes) == 2 * n
     assert {r["outcome"] for r in got} == {"DELIVERED"}
+
+
+def test_from_the_input_topics_meta_gets_its_click_ids_phone_form_and_conversion_leads(
+    clean: tuple[LocalStack, MetaSandbox], names: Names
+) -> None:
+    """Forms and status changes in: fbc from fbclid, the digits phone hash, Conversion Leads."""
+    stack, meta = clean
+    prefix = names.prefix
+    env = names.env()
+    worker = start(stack, names, meta)
+    try:
+        produce_json(
+            stack,
+            env,
+            names.form,
+            form(prefix, 1, page_url="https://shop.example.com/quote?fbclid=IwAR2url1"),
+            form(prefix, 2, meta_lead_id="525645896321548", fbc="fb.1.1741953600123.cookie2"),
+        )
+        produce_json(
+            stack,
+            env,
+            names.status,
+            status(prefix, 1, "c1", "qualified"),
+            status(prefix, 2, "c2", "qualified"),
+        )
+        wait_until(lambda: len(meta_events(meta, prefix)) >= 2, 90, "Meta events", worker)
+        wait_until(lambda: len(tiktok_ids(stack, prefix)) >= 2, 90, "TikTok events", worker)
+    finally:
+        worker.stop()
+    by_id = {e["event_id"]: e for e in meta_events(meta, prefix)}
+    web = by_id[f"{prefix}-evt-1:QualifiedLead"]
+    assert web["action_source"] == "system_generated"
+    assert web["user_data"]["fbc"].startswith("fb.1.") and web["user_data"]["fbc"].endswith(
+        ".IwAR2url1"
+    )
+    assert web["user_data"]["ph"] == [META_PHONE_SHA]  # 07700 900123 in GB, digits only
+    leads = by_id[f"{prefix}-evt-2:QualifiedLead"]
+    assert leads["user_data"]["lead_id"] == 525645896321548
+    assert leads["custom_data"] == {"event_source": "crm", "lead_event_source": "hubspot"}
+    assert records_on(stack, names.dead_letter) == 0
