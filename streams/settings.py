@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -27,11 +28,13 @@ from streams.connection import KafkaConnection
 from streams.domain.mapping import DEFAULT_STAGE_MAP_CRM, DEFAULT_STAGE_MAP_WEB, parse_stage_map
 from streams.domain.types import ConsentPolicy, Rules
 from streams.errors import ConfigError
+from streams.meta.payload import DEFAULT_STAGE_MAP_META
 
 ENV_PREFIX = "LEADSTREAM_"
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_GRAPH_VERSION = re.compile(r"v\d{1,3}\.\d{1,3}")
 
 
 def _env(field: str) -> str:
@@ -139,6 +142,20 @@ class Settings(BaseSettings):
         None, description="page.url for web conversions without a page (sent without their form)."
     )
     tiktok_timeout: float = Field(10.0, gt=0, description="Seconds per Events API request.")
+
+    # Meta Conversions API (a second destination: configured only with a dataset id and a token)
+    meta_pixel_id: str | None = Field(None, description="Meta dataset (pixel) id.")
+    meta_access_token: SecretStr | None = None
+    meta_api_url: str = Field("https://graph.facebook.com", description="Graph API base URL.")
+    meta_api_version: str = Field("v25.0", description="Graph API version, e.g. v25.0.")
+    meta_test_event_code: str | None = Field(
+        None, description="Send every Meta event as a test event with this code."
+    )
+    meta_stage_map: Annotated[dict[str, str] | None, NoDecode] = Field(
+        None,
+        description="Status -> Meta event name (default qualified/sql -> QualifiedLead, "
+        "won/closed_won -> Purchase).",
+    )
 
     # Rules
     stage_map: Annotated[dict[str, str] | None, NoDecode] = Field(
@@ -296,7 +313,38 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return value
 
-    @field_validator("stage_map", "stage_map_web", "stage_map_crm", mode="before")
+    @field_validator("meta_api_version")
+    @classmethod
+    def _graph_version(cls, value: str) -> str:
+        """Accept ``v25.0`` (and ``25.0``, given a ``v``); reject anything else."""
+        text = value.strip()
+        text = text if text.startswith("v") else f"v{text}"
+        if not _GRAPH_VERSION.fullmatch(text):
+            msg = f"{value!r} is not a Graph API version like v25.0"
+            raise ValueError(msg)
+        return text
+
+    @model_validator(mode="after")
+    def _meta_is_complete(self) -> Settings:
+        """Reject a dataset id without a token, or the reverse: a mistake, not 'Meta off'."""
+        pixel, token = _given(self.meta_pixel_id), _given(self.meta_access_token)
+        if pixel and not token:
+            msg = "LEADSTREAM_META_PIXEL_ID is set without LEADSTREAM_META_ACCESS_TOKEN"
+            raise ValueError(msg)
+        if token and not pixel:
+            msg = "LEADSTREAM_META_ACCESS_TOKEN is set without LEADSTREAM_META_PIXEL_ID"
+            raise ValueError(msg)
+        return self
+
+    def meta_configured(self) -> bool:
+        """Tell whether the Meta destination is on: both a dataset id and a token are set."""
+        return _given(self.meta_pixel_id) and _given(self.meta_access_token)
+
+    def meta_stage_map_or_default(self) -> dict[str, str]:
+        """Return ``LEADSTREAM_META_STAGE_MAP``, else Meta's default stage map."""
+        return _first_map(self.meta_stage_map, DEFAULT_STAGE_MAP_META)
+
+    @field_validator("stage_map", "stage_map_web", "stage_map_crm", "meta_stage_map", mode="before")
     @classmethod
     def _parse_stage_map(cls, value: Any) -> dict[str, str] | None:
         if value is None:

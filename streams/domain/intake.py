@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlsplit
 
 from streams.domain.currencies import is_currency
+from streams.domain.fbc import click_fbc
 from streams.domain.matchkeys import match_keys
 from streams.domain.times import EPOCH, from_millis, iso, truncate_ms
 from streams.domain.types import (
@@ -53,6 +54,9 @@ MAX_CHARS: Mapping[str, int] = MappingProxyType(
         "locale": 35,
         "ttclid": 512,
         "ttp": 512,
+        "fbc": 1024,
+        "fbp": 256,
+        "meta_lead_id": 64,
         "ip": 64,
         "email": 320,
         "phone": 320,
@@ -75,6 +79,9 @@ ID_FIELDS: frozenset[str] = frozenset(
         "tiktok_lead_id",
         "ttclid",
         "ttp",
+        "fbc",
+        "fbp",
+        "meta_lead_id",
     }
 )
 """Identifier fields: control characters in them reject the record (``invalid_field``)."""
@@ -109,6 +116,9 @@ _FORM: _Spec = (
     ("locale", "locale"),
     ("ad_consent", "consent"),
     ("limited_data_use", "flag"),
+    ("fbc", "text"),
+    ("fbp", "text"),
+    ("meta_lead_id", "text"),
 )
 _BOOKING: _Spec = (
     ("booking_id", "required"),
@@ -125,6 +135,9 @@ _BOOKING: _Spec = (
     ("ttclid", "text"),
     ("ttp", "text"),
     ("scheduled_for", "future_timestamp"),
+    ("fbc", "text"),
+    ("fbp", "text"),
+    ("meta_lead_id", "text"),
 )
 _STATUS: _Spec = (
     ("change_id", "required"),
@@ -373,7 +386,8 @@ def _with_click(values: dict[str, Any]) -> dict[str, Any]:
 def form_from_record(rec: Mapping[str, Any], now: datetime) -> FormSubmit | Rejection:
     """Validate a ``FormSubmitted`` record and hash its match keys.
 
-    The ``ttclid`` is the form's, else the one in ``page_url``.
+    The ``ttclid`` is the form's, else the one in ``page_url``; so is Meta's ``fbc``, built
+    from the URL's ``fbclid`` as ``fb.1.<submit time in ms>.<fbclid>`` when the form has none.
 
     Args:
         rec: The decoded Avro record (timestamps as aware datetimes or epoch milliseconds).
@@ -388,6 +402,7 @@ def form_from_record(rec: Mapping[str, Any], now: datetime) -> FormSubmit | Reje
     if isinstance(values, Rejection):
         return values
     values["ttclid"] = values["ttclid"] or ttclid_from_url(values["page_url"])
+    values["fbc"] = click_fbc(values["fbc"], values["page_url"], values["occurred_at"])
     return FormSubmit(**_with_click(_hash_keys(values)))
 
 
@@ -408,6 +423,7 @@ def booking_from_record(rec: Mapping[str, Any], now: datetime) -> Booking | Reje
     values = _read(rec, "BookingCreated", "booking_id", _BOOKING, now)
     if isinstance(values, Rejection):
         return values
+    values["fbc"] = click_fbc(values["fbc"], values["page_url"], values["occurred_at"])
     return Booking(**_with_click(_hash_keys(values)))
 
 

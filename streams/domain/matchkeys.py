@@ -199,7 +199,7 @@ def match_keys(
     external_id: str | None,
     country: str | None,
 ) -> MatchKeys:
-    """Hash all match keys of one record (TikTok rule for phones).
+    """Hash all match keys of one record; the phone both ways (TikTok's ``+``, Meta's digits).
 
     Args:
         email: Raw or hashed email.
@@ -208,11 +208,15 @@ def match_keys(
         country: Default region for the phone number.
 
     Returns:
-        The hashed keys; a key that cannot be normalised is None.
+        The hashed keys; a key that cannot be normalised is None. ``phone_digits_sha256`` is
+        None when the phone arrived already hashed (its one hash is all there is).
 
     """
+    phone_sha256 = hash_phone(phone, country)
+    digits = hash_phone(phone, country, PhoneHashRule.DIGITS_ONLY)
     return MatchKeys(
         email_sha256=hash_email(email),
-        phone_sha256=hash_phone(phone, country),
+        phone_sha256=phone_sha256,
         external_id_sha256=hash_external_id(external_id),
+        phone_digits_sha256=None if digits == phone_sha256 else digits,
     )

@@ -26,7 +26,16 @@ from streams.domain.types import (
     StatusChange,
 )
 
-BOOKING_CLICK_FIELDS: tuple[str, ...] = ("page_url", "ip", "user_agent", "ttclid", "ttp")
+BOOKING_CLICK_FIELDS: tuple[str, ...] = (
+    "page_url",
+    "ip",
+    "user_agent",
+    "ttclid",
+    "ttp",
+    "fbc",
+    "fbp",
+    "meta_lead_id",
+)
 """The click fields a ``BookingCreated`` record carries."""
 
 
@@ -125,6 +134,8 @@ def conversion_to_record(c: Conversion) -> dict[str, Any]:
         "currency": c.currency,
         "order_id": c.order_id,
         "created_at": c.created_at,
+        "status": c.status,
+        "phone_digits_sha256": c.keys.phone_digits_sha256,
         **click_to_record(c.click),
     }
 
@@ -164,11 +175,15 @@ def conversion_from_record(rec: Mapping[str, Any]) -> Conversion:
         matched=bool(rec["matched"]),
         created_at=_as_datetime(rec["created_at"]),
         keys=MatchKeys(
-            rec.get("email_sha256"), rec.get("phone_sha256"), rec.get("external_id_sha256")
+            rec.get("email_sha256"),
+            rec.get("phone_sha256"),
+            rec.get("external_id_sha256"),
+            rec.get("phone_digits_sha256"),
         ),
         click=click_from_record(rec),
         crm=rec.get("crm"),
         value=None if value is None else float(value),
         currency=rec.get("currency"),
         order_id=rec.get("order_id"),
+        status=rec.get("status"),
     )

@@ -241,6 +241,7 @@ def send_status(w: Step, change: StatusChange, source: SourceRef, counter: str) 
             keys=(ctx.keys if ctx is not None else MatchKeys()).fill(change.keys),
             click=click,
             crm=change.crm,
+            status=change.status,
             value=value,
             currency=currency,
             order_id=change.order_id,

@@ -47,6 +47,7 @@ def _enc_keys(keys: MatchKeys) -> dict[str, str] | None:
         ("e", keys.email_sha256),
         ("p", keys.phone_sha256),
         ("x", keys.external_id_sha256),
+        ("d", keys.phone_digits_sha256),
     ):
         if digest is not None:
             key, encoded = _enc_hash(digest, short)
@@ -61,7 +62,9 @@ def _dec_hash(data: Mapping[str, str], short: str) -> str | None:
 
 
 def _dec_keys(data: Mapping[str, str]) -> MatchKeys:
-    return MatchKeys(_dec_hash(data, "e"), _dec_hash(data, "p"), _dec_hash(data, "x"))
+    return MatchKeys(
+        _dec_hash(data, "e"), _dec_hash(data, "p"), _dec_hash(data, "x"), _dec_hash(data, "d")
+    )
 
 
 _ENCODE: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
@@ -102,6 +105,9 @@ _CONTEXT_FIELDS: _Fields = (
     ("click.ad_consent", "ac", "consent"),
     ("click.limited_data_use", "ld", "bool"),
     ("click.locale", "lo", "str"),
+    ("click.fbc", "fc", "str"),
+    ("click.fbp", "fp", "str"),
+    ("click.meta_lead_id", "ml", "str"),
 )
 _CONTEXT_REQUIRED = ("e", "t", "u")  # a stored context always has its form's id, time and page
 _STATUS_FIELDS: _Fields = (
@@ -130,6 +136,9 @@ _BOOKING_FIELDS: _Fields = (
     ("click.ttclid", "c", "str"),
     ("click.ttp", "p", "str"),
     ("scheduled_for", "sf", "time"),
+    ("click.fbc", "fc", "str"),
+    ("click.fbp", "fp", "str"),
+    ("click.meta_lead_id", "ml", "str"),
 )
 
 

@@ -60,6 +60,8 @@ class MatchKeys:
     email_sha256: str | None = None
     phone_sha256: str | None = None
     external_id_sha256: str | None = None
+    phone_digits_sha256: str | None = None
+    """The phone hashed without its ``+`` (Meta's rule); None when only a ready hash was given."""
 
     def is_empty(self) -> bool:
         """Return True when no key is present."""
@@ -67,10 +69,20 @@ class MatchKeys:
 
     def fill(self, fallback: MatchKeys) -> MatchKeys:
         """Return these keys with the absent ones taken from ``fallback``."""
+        # The two hashes of one phone travel together: never this phone with that one's digits.
+        # The same TikTok hash is the same number, so its Meta form can come from the fallback
+        # (a booking re-encoded on its way to its lead carries only the TikTok hash).
+        if not self.phone_sha256:
+            phone, digits = fallback.phone_sha256, fallback.phone_digits_sha256
+        else:
+            phone, digits = self.phone_sha256, self.phone_digits_sha256
+            if digits is None and fallback.phone_sha256 == phone:
+                digits = fallback.phone_digits_sha256
         return MatchKeys(
             email_sha256=self.email_sha256 or fallback.email_sha256,
-            phone_sha256=self.phone_sha256 or fallback.phone_sha256,
+            phone_sha256=phone,
             external_id_sha256=self.external_id_sha256 or fallback.external_id_sha256,
+            phone_digits_sha256=digits,
         )
 
 
@@ -113,6 +125,9 @@ class ClickContext:
     ad_consent: Consent = Consent.UNKNOWN
     limited_data_use: bool = False
     locale: str | None = None
+    fbc: str | None = None
+    fbp: str | None = None
+    meta_lead_id: str | None = None
 
     def fill(self, fallback: ClickContext) -> ClickContext:
         """Return this click with its empty fields taken from ``fallback``.
@@ -210,6 +225,8 @@ class Conversion:
     value: float | None = None
     currency: str | None = None
     order_id: str | None = None
+    status: str | None = None
+    """The CRM stage of a status-change conversion, so each destination maps it by its own map."""
 
 
 @dataclass(frozen=True, slots=True)

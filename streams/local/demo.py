@@ -19,6 +19,9 @@ from streams.serde.avro import AvroSerde
 from streams.serde.pipeline import utcnow
 from streams.settings import Settings, load_settings
 
+META_PIXEL = "100000000000001"
+META_TOKEN = "meta-demo-token"  # noqa: S105 - the local Meta sandbox's token
+
 
 def _jsonl(records: list[dict[str, Any]]) -> list[tuple[int, str]]:
     def default(value: Any) -> Any:
@@ -58,10 +61,13 @@ def run_demo(
     timeout: float = 120.0,
     out: IO[str] = sys.stdout,
     stack: LocalStack | None = None,
+    meta: bool = False,
 ) -> int:
     """Run the demo; return 0 when the sandbox received what the sample traffic should produce.
 
-    With ``stack`` (the test session's), the demo uses it instead of starting its own.
+    With ``stack`` (the test session's), the demo uses it instead of starting its own. With
+    ``meta``, a local Meta Conversions API sandbox is started too, the worker delivers to both
+    destinations, and the summary shows what each received.
     """
     started = time.monotonic()
     own = stack is None
@@ -76,7 +82,8 @@ def run_demo(
     try:
         settings = _settings(stack)
         serde = AvroSerde.from_settings(settings)
-        worker = stack.start_worker()
+        meta_box = _start_meta() if meta else None
+        worker = stack.start_worker(**(_meta_env(meta_box) if meta_box else {}))
         out.write(
             f"  broker {stack.broker.describe()}, registry {stack.registry.url}, "
             f"sandbox {stack.sandbox.url}\n  worker starting (logs: {worker.log_path})...\n"
@@ -117,8 +124,12 @@ def run_demo(
             _summary(stack, serde, worker.metrics(), traffic, out, time.monotonic() - started)
             and ok
         )
+        if meta_box is not None:
+            _meta_summary(meta_box, out)
         return 0 if ok else 1
     finally:
+        if meta_box is not None:
+            meta_box.stop()
         if own:
             stack.stop()
             if not keep_logs:
@@ -151,6 +162,8 @@ def _summary(
     dead = [
         serde.decode(m.value(), "DeadLetter") for m in stack.consume_all(settings.topic_dead_letter)
     ]
+    # Meta's refusals (its own topic) are listed in the Meta summary, not checked here.
+    dead = [d for d in dead if not str(d["source_topic"]).endswith("-conversions-meta")]
     metrics = _metric_totals(metrics_text)
     core = metrics.get("leadstream_core_outcomes", {})
 
@@ -217,3 +230,38 @@ def _summary(
 
 def _matches(got: Mapping[str, int], expected: Mapping[str, int]) -> bool:
     return all(got.get(k, 0) == v for k, v in expected.items())
+
+
+def _start_meta() -> Any:
+    from streams.local.meta_sandbox.server import MetaSandbox, SandboxConfig
+
+    box = MetaSandbox(
+        SandboxConfig(access_tokens=frozenset({META_TOKEN}), pixel_ids=frozenset({META_PIXEL}))
+    )
+    box.start()
+    return box
+
+
+def _meta_env(box: Any) -> dict[str, str]:
+    return {
+        "LEADSTREAM_META_PIXEL_ID": META_PIXEL,
+        "LEADSTREAM_META_ACCESS_TOKEN": META_TOKEN,
+        "LEADSTREAM_META_API_URL": box.url,
+    }
+
+
+def _meta_summary(box: Any, out: IO[str]) -> None:
+    stats = box.stats()
+    events = box.events()
+    w = out.write
+    w(
+        f"\nSent to the Meta Conversions API (sandbox {box.url}: {stats['accepted']} unique "
+        f"events accepted, {stats['deduplicated']} merged, {stats['rejected_total']} rejected):\n"
+    )
+    w(f"  {'EVENT_NAME':<15} {'ACTION_SOURCE':<17} {'EVENT_ID':<34} {'FBC / LEAD_ID'}\n")
+    for e in sorted(events, key=lambda e: (e["event_name"], e["event_id"])):
+        user = e.get("user_data", {})
+        click = user.get("fbc") or user.get("lead_id") or "-"
+        w(f"  {e['event_name']:<15} {e['action_source']:<17} {e['event_id']:<34} {click}\n")
+    sent = Counter(e["event_name"] for e in events)
+    w(f"  sent: {', '.join(f'{n} x{c}' for n, c in sorted(sent.items())) or '-'}\n")

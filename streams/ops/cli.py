@@ -124,7 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _require_local_stack("demo")
     from streams.local.demo import run_demo
 
-    return run_demo(keep_logs=args.keep_logs, timeout=args.timeout)
+    return run_demo(keep_logs=args.keep_logs, timeout=args.timeout, meta=args.meta)
 
 
 def cmd_sandbox(args: argparse.Namespace, rest: Sequence[str]) -> int:
@@ -240,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the results")
     p.add_argument("--keep-logs", action="store_true", help="keep the worker and broker logs")
+    p.add_argument(
+        "--meta",
+        action="store_true",
+        help="also deliver to a local Meta Conversions API sandbox and show both destinations",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(

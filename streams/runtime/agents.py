@@ -61,8 +61,9 @@ class Agents:
         metrics: Metrics,
         outputs: Outputs,
         due: DueIndex,
+        meta_delivery: Delivery | None = None,
     ) -> None:
-        """Wire the agents; Faust starts them with the worker."""
+        """Wire the agents; Faust starts them with the worker (Meta's only when configured)."""
         self.app = app
         self.settings = settings
         self.rules = settings.rules()
@@ -99,6 +100,11 @@ class Agents:
             name="identity",
         )(self.identity)
         app.agent(topics.conversions, name="deliver")(self.deliver)
+        self.meta_delivery = meta_delivery
+        self.fanout_outputs = outputs.sibling()
+        if meta_delivery is not None and topics.meta_conversions is not None:
+            app.agent(topics.conversions, name="fanout_meta")(self.fanout_meta)
+            app.agent(topics.meta_conversions, name="deliver_meta")(self.deliver_meta)
         app.timer(settings.expiry_interval, on_leader=True)(self.send_ticks)
 
     # -- leads ---------------------------------------------------------------------------------
@@ -328,3 +334,26 @@ class Agents:
             self.settings.delivery_batch_max, within=self.settings.delivery_linger
         ):
             await self.delivery.handle(events)
+
+    async def fanout_meta(self, stream: StreamT) -> None:
+        """Copy each conversion to Meta's own topic (acknowledged once the copy is durable).
+
+        Meta's delivery reads that topic, so its circuit or retries pause only its partitions:
+        a Faust stream whose buffer fills pauses the partitions it reads, for every agent.
+        """
+        assert self.topics.meta_conversions is not None  # noqa: S101 - registered only then
+        name = self.topics.meta_conversions.get_topic_name()
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.delivery_batch_max, within=self.settings.delivery_linger
+        ):
+            for event in events:
+                self.fanout_outputs.send(name, event.message.key, event.message.value)
+            await self.fanout_outputs.flush()
+
+    async def deliver_meta(self, stream: StreamT) -> None:
+        """Send Meta's copy of the conversions in batches, like :meth:`deliver`."""
+        assert self.meta_delivery is not None  # noqa: S101 - registered only then
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            self.settings.delivery_batch_max, within=self.settings.delivery_linger
+        ):
+            await self.meta_delivery.handle(events)

@@ -32,7 +32,9 @@ from streams.domain.retry import (
     next_step,
 )
 from streams.domain.types import Conversion, Rejection
-from streams.errors import ApiError, SerdeError
+from streams.errors import SerdeError
+from streams.meta.payload import Skipped
+from streams.runtime.destinations import Destination, Prepared, TikTokDestination
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs, in_event
 from streams.runtime.tables import Tables
@@ -41,7 +43,6 @@ from streams.serde import pipeline as pl
 from streams.settings import Settings
 from streams.tiktok import payload
 from streams.tiktok.client import EventsApiClient
-from streams.tiktok.verdicts import classify
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +51,18 @@ _LOGGED_REQUESTS_MAX = 10_000  # request ids remembered so each rejected request
 
 @dataclass
 class Item:
-    """One conversion in flight, with its source event and the Events API event body."""
+    """One conversion in flight, with its source event and the destination's event body."""
 
     event: EventT
     conv: Conversion
     body: dict[str, Any]
     attempts: int = 0
+    prepared: Prepared | None = None
+
+    @property
+    def event_id(self) -> str:
+        """The event_id sent to the destination (Meta's can differ from the conversion's)."""
+        return self.prepared.event_id if self.prepared is not None else self.conv.event_id
 
 
 @dataclass
@@ -79,12 +86,12 @@ class Circuit:
 
 
 class Delivery:
-    """Sends batches of conversions through one Events API client, per destination."""
+    """Sends batches of conversions to one destination (TikTok, Meta), with its own circuit."""
 
     def __init__(
         self,
         settings: Settings,
-        client: EventsApiClient,
+        destination: Destination | EventsApiClient,
         pipeline: pl.Pipeline,
         topics: Topics,
         tables: Tables,
@@ -93,9 +100,14 @@ class Delivery:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], datetime] = pl.utcnow,
     ) -> None:
-        """Bind the API client and outputs; ``sleep`` and ``clock`` are injectable for tests."""
+        """Bind the destination and outputs; ``sleep`` and ``clock`` are injectable for tests.
+
+        A bare TikTok HTTP client (``track``) is wrapped in :class:`TikTokDestination`.
+        """
         self.settings = settings
-        self.client = client
+        if not hasattr(destination, "prepare"):
+            destination = TikTokDestination(settings, destination)  # type: ignore[arg-type]
+        self.destination: Destination = destination  # type: ignore[assignment]
         self.pipeline = pipeline
         self.topics = topics
         self.tables = tables
@@ -116,23 +128,12 @@ class Delivery:
     async def handle(self, events: Sequence[EventT]) -> None:
         """Deliver one batch of conversion events; returns when every outcome is durable."""
         now = self.clock()
-        groups: dict[payload.Destination, list[Item]] = {}
+        groups: dict[Any, list[Item]] = {}
         seen: set[str] = set()
         for event in events:
             item = await self._prepare(event, now, seen)
-            if item is None:
-                continue
-            route = payload.route(
-                item.conv,
-                pixel_code=self.settings.tiktok_pixel_code,
-                crm_event_set_id=self.settings.tiktok_crm_event_set_id,
-                test_event_code=self.settings.tiktok_test_event_code,
-            )
-            if isinstance(route, Rejection):
-                await self._dead(item, route.reason, route.message, None, now, route.field)
-                continue
-            item.body = payload.build_event(item.conv, route.event_source)
-            groups.setdefault(route, []).append(item)
+            if item is not None and item.prepared is not None:
+                groups.setdefault(item.prepared.group, []).append(item)
         # Destinations are independent: one paused by its auth circuit does not hold the others'
         # outcomes back (the batch is still acknowledged only when every group is done).
         await asyncio.gather(*(self._deliver_group(dest, items) for dest, items in groups.items()))
@@ -166,15 +167,26 @@ class Delivery:
         if not conv.click.page_url and self.settings.fallback_page_url:
             click = dataclasses.replace(conv.click, page_url=self.settings.fallback_page_url)
             conv = dataclasses.replace(conv, click=click)
-        if conv.event_id in seen or self._delivered(event, conv.event_id):
+        item = Item(event=event, conv=conv, body={})
+        prepared = self.destination.prepare(conv, now)
+        if isinstance(prepared, Skipped):
+            self.metrics.core.labels(f"{self.destination.name}_{prepared.reason}").inc()
+            logger.debug("%s: %s", self.destination.name, prepared.message)
+            return None
+        if isinstance(prepared, Rejection):
+            await self._dead(item, prepared.reason, prepared.message, None, now, prepared.field)
+            return None
+        if prepared.event_id in seen or self._delivered(event, prepared.event_id):
             self.metrics.core.labels("duplicate_delivery").inc()
             return None
-        seen.add(conv.event_id)
-        return Item(event=event, conv=conv, body={})
+        seen.add(prepared.event_id)
+        item.prepared, item.body = prepared, prepared.body
+        return item
 
     def _delivered(self, event: EventT, event_id: str) -> bool:
         in_event(event)
-        return self.tables.delivered.data.get(event_id.encode()) is not None
+        key = self.destination.ledger_key(event_id)
+        return self.tables.delivered.data.get(key) is not None
 
     async def _send_group(self, dest: payload.Destination, items: list[Item]) -> list[Result]:
         """Send ``items`` to ``dest`` until each has a final outcome.
@@ -183,7 +195,7 @@ class Delivery:
         (``streams.domain.retry.next_step``) says what next; this shell only carries it out:
         outcomes, the requests to send next, the wait, and the circuit.
         """
-        name = self.client.name
+        name = self.destination.name
         circuit = self.circuits.setdefault(f"{dest.event_source}:{dest.event_source_id}", Circuit())
         size = self.settings.delivery_batch_max
         work: deque[list[Item]] = deque(items[i : i + size] for i in range(0, len(items), size))
@@ -223,7 +235,7 @@ class Delivery:
         return results
 
     def _log_split(self, chunk: list[Item], verdict: BatchVerdict) -> None:
-        name = self.client.name
+        name = self.destination.name
         if verdict.verdict is Verdict.SPLIT:
             logger.warning(
                 "%s: %d events rejected as too many (code=%s); splitting to %d",
@@ -243,10 +255,10 @@ class Delivery:
             )
 
     def _log_retry(self, chunk: list[Item], verdict: BatchVerdict, delay: float) -> None:
-        self.metrics.retries.labels(self.client.name, str(verdict.code or "http")).inc()
+        self.metrics.retries.labels(self.destination.name, str(verdict.code or "http")).inc()
         logger.warning(
             "%s: retrying %d events in %.2fs (code=%s: %s)",
-            self.client.name,
+            self.destination.name,
             len(chunk),
             delay,
             verdict.code,
@@ -256,19 +268,14 @@ class Delivery:
     async def _post(
         self, dest: payload.Destination, chunk: list[Item]
     ) -> tuple[BatchVerdict, str | None]:
-        request = payload.build_request(dest, [it.body for it in chunk])
         self.metrics.batch_size.observe(len(chunk))
         started = time.perf_counter()
         try:
-            resp = await asyncio.to_thread(self.client.track, request)
-        except ApiError as exc:
-            verdict = classify(exc.status_code, exc.code, str(exc), {}, len(chunk))
-            request_id, status, body = exc.request_id, exc.status_code, exc.body
-        else:
-            verdict = classify(resp.http_status, resp.code, resp.message, resp.data, len(chunk))
-            request_id, status, body = resp.request_id, resp.http_status, resp.body
+            answer = await asyncio.to_thread(self.destination.send, dest, [it.body for it in chunk])
+            verdict, request_id = answer.verdict, answer.request_id
+            status, body = answer.http_status, answer.body
         finally:
-            self.metrics.request_seconds.labels(self.client.name).observe(
+            self.metrics.request_seconds.labels(self.destination.name).observe(
                 time.perf_counter() - started
             )
         if verdict.verdict is not Verdict.DELIVERED or verdict.rejected:
@@ -299,12 +306,12 @@ class Delivery:
                 self._logged_requests.popitem(last=False)
         logger.warning(
             "%s %s/%s: request %s (%d events: %s) answered HTTP %s, %s: %s",
-            self.client.name,
+            self.destination.name,
             dest.event_source,
             dest.event_source_id,
             request_id,
             len(chunk),
-            ", ".join(it.conv.event_id for it in chunk[:20]) + (", ..." if len(chunk) > 20 else ""),
+            ", ".join(it.event_id for it in chunk[:20]) + (", ..." if len(chunk) > 20 else ""),
             status,
             verdict.verdict.value,
             body,
@@ -316,7 +323,7 @@ class Delivery:
             kind = "auth error" if verdict.verdict is Verdict.AUTH else "configuration error"
             logger.error(
                 "%s %s/%s: %s %s (%s); delivery paused, probing every %.0fs",
-                self.client.name,
+                self.destination.name,
                 dest.event_source,
                 dest.event_source_id,
                 kind,
@@ -324,54 +331,55 @@ class Delivery:
                 verdict.message,
                 self.settings.circuit_probe_interval,
             )
-        self.metrics.circuit_open.labels(self.client.name).set(1)
+        self.metrics.circuit_open.labels(self.destination.name).set(1)
 
     def _close(self, circuit: Circuit, dest: payload.Destination) -> None:
         if circuit.open:
             paused = self.clock() - (circuit.opened_at or self.clock())
             logger.warning(
                 "%s %s/%s: delivery resumed after %.0fs paused",
-                self.client.name,
+                self.destination.name,
                 dest.event_source,
                 dest.event_source_id,
                 paused.total_seconds(),
             )
             circuit.open = False
-        self.metrics.circuit_open.labels(self.client.name).set(0)
+        self.metrics.circuit_open.labels(self.destination.name).set(0)
 
     async def _record(self, dest: payload.Destination, result: Result) -> None:
         now = self.clock()
         it = result.item
+        prepared = it.prepared
+        assert prepared is not None  # noqa: S101 - only prepared items are sent
         if result.delivered:
             in_event(it.event)
             stamp = str(int(now.timestamp() * 1000)).encode()
-            self.outputs.table_set(
-                self.tables.delivered, it.conv.event_id.encode(), stamp, it.event.message.partition
-            )
+            key = self.destination.ledger_key(it.event_id)
+            self.outputs.table_set(self.tables.delivered, key, stamp, it.event.message.partition)
         else:
             await self._dead(it, result.reason, result.message, result.code, now)
         value = self.pipeline.serde.encode(
             self.settings.topic_deliveries,
             "DeliveryReceipt",
             {
-                "event_id": it.conv.event_id,
-                "event": it.conv.event,
+                "event_id": it.event_id,
+                "event": prepared.event_name,
                 "lead_id": it.conv.lead_id,
-                "destination": self.client.name,
-                "event_source": dest.event_source,
-                "event_source_id": dest.event_source_id,
+                "destination": self.destination.name,
+                "event_source": prepared.event_source,
+                "event_source_id": prepared.event_source_id,
                 "outcome": "DELIVERED" if result.delivered else "DEAD_LETTERED",
                 "api_code": result.code,
                 "message": result.message[:1000],
                 "request_id": result.request_id,
                 "attempts": it.attempts,
-                "test_event": dest.test_event_code is not None,
+                "test_event": prepared.test_event,
                 "decided_at": now,
             },
         )
-        self.outputs.send(self.settings.topic_deliveries, it.conv.event_id.encode(), value)
+        self.outputs.send(self.settings.topic_deliveries, it.event_id.encode(), value)
         outcome = "delivered" if result.delivered else result.reason
-        self.metrics.deliveries.labels(self.client.name, outcome, str(result.code)).inc()
+        self.metrics.deliveries.labels(self.destination.name, outcome, str(result.code)).inc()
 
     async def _dead(
         self,
@@ -389,7 +397,7 @@ class Delivery:
         if code:
             text += f" (code {code})"
         out = self.pipeline.dead_letter(
-            raw, reason, text, field, msg.value or b"", now, it.conv.event_id
+            raw, reason, text, field, msg.value or b"", now, it.event_id
         )
         in_event(it.event)
         self.outputs.send_dead(out, msg.partition)

@@ -25,6 +25,9 @@ class Topics:
     identity: TopicT
     ticks: TopicT
     lead_inputs: TopicT  # form + status + bookings_by_lead + ticks, all keyed by lead_id
+    # Conversions copied for Meta, so a stalled Meta delivery pauses only this topic's
+    # partitions, never TikTok's (absent when Meta is not configured).
+    meta_conversions: TopicT | None = None
 
 
 def declare_topics(app: faust.App, settings: Settings) -> Topics:
@@ -60,5 +63,8 @@ def declare_topics(app: faust.App, settings: Settings) -> Topics:
             settings.topic_lead_status_changed,
             bookings_by_lead,
             ticks,
+        ),
+        meta_conversions=(
+            raw(f"{prefix}-conversions-meta", internal=True) if settings.meta_configured() else None
         ),
     )

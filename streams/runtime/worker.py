@@ -22,6 +22,7 @@ from streams.runtime.admin import ensure_topics
 from streams.runtime.agents import Agents
 from streams.runtime.app import create_app
 from streams.runtime.delivery import Delivery
+from streams.runtime.destinations import Destination, meta_destination
 from streams.runtime.health import Progress
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs, producer_for
@@ -75,6 +76,7 @@ def all_topic_names(topics: Topics) -> list[str]:
             topics.bookings_by_identity,
             topics.identity,
             topics.ticks,
+            *([topics.meta_conversions] if topics.meta_conversions is not None else []),
         )
     ]
 
@@ -87,8 +89,13 @@ class Worker:
         settings: Settings,
         client: EventsApiClient | None = None,
         metrics: Metrics | None = None,
+        meta: Destination | None = None,
     ) -> None:
-        """Build the app; nothing connects until Faust starts it."""
+        """Build the app; nothing connects until Faust starts it.
+
+        ``client`` (TikTok's) and ``meta`` replace the real ones in tests; Meta is
+        built from the settings when they configure it, and is absent otherwise.
+        """
         self.settings = settings
         self.conn = settings.kafka_connection()
         self.metrics = metrics or Metrics()
@@ -115,6 +122,21 @@ class Worker:
             self.metrics,
             self.outputs.sibling(),  # the deliver agent's own outputs
         )
+        meta = meta or meta_destination(settings)
+        self.meta_delivery = (
+            None
+            if meta is None or self.topics.meta_conversions is None
+            else Delivery(
+                settings,
+                meta,
+                self.pipeline,
+                self.topics,
+                self.tables,
+                self.metrics,
+                self.outputs.sibling(),  # the deliver_meta agent's own outputs
+            )
+        )
+        self.deliveries = [d for d in (self.delivery, self.meta_delivery) if d is not None]
         self.agents = Agents(
             self.app,
             settings,
@@ -125,6 +147,7 @@ class Worker:
             self.metrics,
             self.outputs,
             self.due,
+            meta_delivery=self.meta_delivery,
         )
         self._pages()
 
@@ -286,7 +309,7 @@ class Worker:
 
     def stalled(self) -> list[tuple[str, int]]:
         """Partitions stuck with lag; empty while delivery is paused on purpose (auth circuit)."""
-        if any(c.open for c in self.delivery.circuits.values()):
+        if any(c.open for d in self.deliveries for c in d.circuits.values()):
             return []
         return self.progress.stalled(time.monotonic())
 

@@ -9,8 +9,9 @@ from streams.local.stack import LocalStack
 
 
 def test_demo_sends_every_expected_conversion_exactly_once(stack: LocalStack) -> None:
+    # With --meta the same worker also delivers to the Meta sandbox: both are shown (issue 17).
     out = io.StringIO()
-    assert run_demo(stack=stack, out=out, timeout=90) == 0, out.getvalue()
+    assert run_demo(stack=stack, out=out, timeout=90, meta=True) == 0, out.getvalue()
     text = out.getvalue()
     assert "every expected conversion arrived exactly once" in text
     assert "evt-form-1:ApplicationApproval" in text and "evt-form-1:Purchase" in text
@@ -20,3 +21,7 @@ def test_demo_sends_every_expected_conversion_exactly_once(stack: LocalStack) ->
     assert "E.C.P.v3demoClickIdForLead1" in text  # the raw ttclid of the form
     assert "86e0b9e56c17" in text  # jane.doe@example.com, hashed
     assert "undecodable" in text and "invalid_value" in text
+    # The Meta destination, from the same conversions, in Meta's shape.
+    assert "Sent to the Meta Conversions API" in text
+    assert "evt-form-1:QualifiedLead" in text  # qualified -> QualifiedLead on Meta
+    assert "system_generated" in text

@@ -37,6 +37,11 @@ PHONE = "+447700900123"
 PHONE_SHA = "a8acc3a90a7b4e4dc65e93db9240ed26523050ef754d63b75b5161de76781436"
 EXTERNAL_ID = "crm-user-42"
 EXTERNAL_ID_SHA = sha256_hex(EXTERNAL_ID)
+META_PHONE_SHA = "033134b911b137918338415ee3d20a064b24773d36a3b02e8b99fdd3fcd6b4cd"
+"""The phone hashed as Meta wants it: digits without '+' (meta-capi.md test vector)."""
+FBC = "fb.1.1741953600123.IwAR2exampleClickId"
+FBP = "fb.1.1741953600123.1234567890"
+META_LEAD_ID = "525645896321548"
 
 FORM_EVENT_ID = "f1d2c3b4-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 LEAD_ID = "lead-000123"
@@ -75,6 +80,9 @@ def make_form_record(**overrides: Any) -> dict[str, Any]:
         "ad_consent": "GRANTED",
         "limited_data_use": False,
         "locale": "en-GB",
+        "fbc": FBC,
+        "fbp": FBP,
+        "meta_lead_id": None,
     }
     rec.update(overrides)
     return rec
@@ -97,6 +105,9 @@ def make_booking_record(**overrides: Any) -> dict[str, Any]:
         "ttclid": None,
         "ttp": None,
         "scheduled_for": NOW + timedelta(days=10),
+        "fbc": None,
+        "fbp": None,
+        "meta_lead_id": None,
     }
     rec.update(overrides)
     return rec
@@ -151,7 +162,7 @@ def schema_fields(record: str) -> list[str]:
     return [f["name"] for f in record_schema(record)["fields"]]
 
 
-FULL_KEYS = MatchKeys(EMAIL_SHA, PHONE_SHA, EXTERNAL_ID_SHA)
+FULL_KEYS = MatchKeys(EMAIL_SHA, PHONE_SHA, EXTERNAL_ID_SHA, META_PHONE_SHA)
 FORM_CLICK = ClickContext(
     page_url=PAGE_URL,
     referrer_url="https://www.tiktok.com/",
@@ -161,6 +172,8 @@ FORM_CLICK = ClickContext(
     user_agent=USER_AGENT,
     ad_consent=Consent.GRANTED,
     locale="en-GB",
+    fbc=FBC,
+    fbp=FBP,
 )
 """The click of the default form submit."""
 
@@ -219,7 +232,7 @@ def make_booking(**overrides: Any) -> Booking:
         event_id="pixel-schedule-1",
         occurred_at=NOW - timedelta(minutes=30),
         lead_id=LEAD_ID,
-        keys=MatchKeys(EMAIL_SHA, PHONE_SHA),
+        keys=MatchKeys(EMAIL_SHA, PHONE_SHA, None, META_PHONE_SHA),
         value=50.0,
         currency="GBP",
         click=ClickContext(

@@ -35,12 +35,19 @@ NAMESPACE = "leadstream-test"
 KUBE_VERSION = "1.37.0"
 CRD_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication", "PrometheusRule"}
 SECRET_ENV = "LEADSTREAM_TIKTOK_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
+META_SECRET_ENV = "LEADSTREAM_META_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
 SASL_PASSWORD_ENV = "LEADSTREAM_KAFKA_SASL_PASSWORD"  # noqa: S105 - a variable name
 SSL_KEY_PASSWORD_ENV = "LEADSTREAM_KAFKA_SSL_KEY_PASSWORD"  # noqa: S105 - a variable name
 REGISTRY_AUTH_ENV = "LEADSTREAM_SCHEMA_REGISTRY_BASIC_AUTH"
 SASL_USERNAME_ENV = "LEADSTREAM_KAFKA_SASL_USERNAME"
 # Settings that only ever come from Secrets (env valueFrom.secretKeyRef), never from the ConfigMap.
-SECRET_ENVS = {SECRET_ENV, SASL_PASSWORD_ENV, SSL_KEY_PASSWORD_ENV, REGISTRY_AUTH_ENV}
+SECRET_ENVS = {
+    SECRET_ENV,
+    META_SECRET_ENV,
+    SASL_PASSWORD_ENV,
+    SSL_KEY_PASSWORD_ENV,
+    REGISTRY_AUTH_ENV,
+}
 # The connection settings of issue 12, added to streams/settings.py by another change. Listed here
 # so the chart is checked against them before that change is merged; once it is, each of them is
 # a Settings field and this set adds nothing to settings_env_names().
@@ -104,6 +111,12 @@ ALL_ON: dict[str, Any] = {
         "crmEventSetId": "CRM1",
         "testEventCode": "TEST1",
         "fallbackPageUrl": "https://shop.example.com/",
+    },
+    "meta": {
+        "pixelId": "123456789012345",
+        "existingSecret": "meta-credentials",
+        "testEventCode": "TEST9",
+        "stageMap": {"mql": "QualifiedLead"},
     },
     "kafka": {
         "securityProtocol": "SASL_SSL",
@@ -173,6 +186,10 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "existing-secret": {"tiktok": {"existingSecret": "tiktok-credentials"}},
     "created-secret": {"tiktok": {"accessToken": "s3cr3t-token"}},
+    "meta-created-secret": {
+        "tiktok": {"accessToken": "s3cr3t-token"},
+        "meta": {"pixelId": "123456789012345", "accessToken": "meta-s3cr3t"},
+    },
     "extra-env": {"extraEnv": [{"name": "LEADSTREAM_LOG_LEVEL", "value": "DEBUG"}]},
     "no-pdb-no-sa": {"pdb": {"create": False}, "serviceAccount": {"create": False}},
     "image-digest": {"image": {"digest": "sha256:" + "a" * 64}},
@@ -566,6 +583,9 @@ def test_configmap_defaults_are_the_workers_defaults(
         "LEADSTREAM_TIKTOK_PIXEL_CODE",
         "LEADSTREAM_TIKTOK_CRM_EVENT_SET_ID",
         "LEADSTREAM_TIKTOK_TEST_EVENT_CODE",
+        "LEADSTREAM_META_PIXEL_ID",
+        "LEADSTREAM_META_TEST_EVENT_CODE",
+        "LEADSTREAM_META_STAGE_MAP",
         "LEADSTREAM_SCHEMA_DIR",
         "LEADSTREAM_KAFKA_SASL_MECHANISM",
         SASL_USERNAME_ENV,
@@ -663,6 +683,7 @@ def test_extra_env_is_added_after_the_token(chart: helm.Chart) -> None:
     names = [entry["name"] for entry in rendered.container()["env"]]
     assert names == [
         SECRET_ENV,
+        META_SECRET_ENV,
         SASL_PASSWORD_ENV,
         SSL_KEY_PASSWORD_ENV,
         REGISTRY_AUTH_ENV,
@@ -707,6 +728,71 @@ def test_token_from_a_secret_the_chart_creates(chart: helm.Chart) -> None:
 def test_existing_secret_and_token_together_fail(chart: helm.Chart) -> None:
     with pytest.raises(helm.HelmRenderError, match="not both"):
         render(chart, {"tiktok": {"existingSecret": "x", "accessToken": "y"}})
+
+
+def test_meta_token_from_an_existing_secret(chart: helm.Chart) -> None:
+    values = {"meta": {"pixelId": "123456789012345", "existingSecret": "meta-credentials"}}
+    rendered = render(chart, values)
+    ref = env_by_name(rendered.container())[META_SECRET_ENV]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "meta-credentials", "key": "meta-access-token"}
+    assert rendered.all("Secret") == []
+    data = rendered.config()
+    assert data["LEADSTREAM_META_PIXEL_ID"] == "123456789012345"
+    assert data["LEADSTREAM_META_API_URL"] == "https://graph.facebook.com"
+    assert data["LEADSTREAM_META_API_VERSION"] == "v25.0"
+
+
+def test_meta_token_joins_the_secret_the_chart_creates(chart: helm.Chart) -> None:
+    rendered = render(chart, SCENARIOS["meta-created-secret"])
+    secret = rendered.one("Secret")
+    assert base64.b64decode(secret["data"]["meta-access-token"]).decode() == "meta-s3cr3t"
+    assert base64.b64decode(secret["data"]["access-token"]).decode() == "s3cr3t-token"
+    env = env_by_name(rendered.container())
+    assert env[META_SECRET_ENV]["valueFrom"]["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": "meta-access-token",
+    }
+    for name, text in rendered.files.items():
+        if not name.endswith("secret.yaml"):
+            assert "meta-s3cr3t" not in text, name
+
+
+def test_meta_token_alone_creates_a_secret_without_the_tiktok_key(chart: helm.Chart) -> None:
+    values = {
+        "tiktok": {"existingSecret": "tiktok-credentials"},
+        "meta": {"pixelId": "123456789012345", "accessToken": "meta-s3cr3t"},
+    }
+    secret = render(chart, values).one("Secret")
+    assert set(secret["data"]) == {"meta-access-token"}
+
+
+def test_meta_values_reach_the_configmap(chart: helm.Chart) -> None:
+    data = render(chart, ALL_ON).config()
+    assert data["LEADSTREAM_META_TEST_EVENT_CODE"] == "TEST9"
+    assert data["LEADSTREAM_META_STAGE_MAP"] == '{"mql":"QualifiedLead"}'
+
+
+@pytest.mark.parametrize(
+    ("meta", "needle"),
+    [
+        ({"pixelId": "1", "existingSecret": "x", "accessToken": "y"}, "not both"),
+        ({"pixelId": "123"}, "meta.pixelId is set without a Meta token"),
+        ({"accessToken": "y"}, "without meta.pixelId"),
+        ({"existingSecret": "x"}, "without meta.pixelId"),
+    ],
+)
+def test_half_a_meta_configuration_fails(
+    chart: helm.Chart, meta: dict[str, str], needle: str
+) -> None:
+    with pytest.raises(helm.HelmRenderError, match=re.escape(needle)):
+        render(chart, {"meta": meta})
+
+
+def test_no_meta_values_render_no_meta_token(chart: helm.Chart) -> None:
+    rendered = render(chart, SCENARIOS["created-secret"])
+    assert META_SECRET_ENV not in env_by_name(rendered.container())
+    assert "LEADSTREAM_META_PIXEL_ID" not in rendered.config()
+    assert set(rendered.one("Secret")["data"]) == {"access-token"}
 
 
 def test_no_credentials_render_no_token_env(chart: helm.Chart) -> None:

@@ -106,10 +106,42 @@ Fails when both tiktok.existingSecret and tiktok.accessToken are set.
 {{- end }}
 
 {{/*
-Whether the chart creates the Secret itself ("true" or "").
+Whether the chart creates the Secret itself ("true" or ""): for the TikTok token, the Meta token
+or both (one Secret, one key each).
 */}}
 {{- define "leadstream.createSecret" -}}
+{{- if or (include "leadstream.createTiktokSecret" .) (include "leadstream.meta.createSecret" .) }}true{{- end }}
+{{- end }}
+
+{{- define "leadstream.createTiktokSecret" -}}
 {{- if and .Values.tiktok.accessToken (not .Values.tiktok.existingSecret) }}true{{- end }}
+{{- end }}
+
+{{/*
+Name of the Secret holding the Meta access token, or "" when there is none (Meta off).
+Fails when both meta.existingSecret and meta.accessToken are set, or when only one of a dataset
+id and a token is given (the worker would refuse to start).
+*/}}
+{{- define "leadstream.meta.secretName" -}}
+{{- if and .Values.meta.existingSecret .Values.meta.accessToken }}
+{{- fail "set either meta.existingSecret (preferred) or meta.accessToken, not both" }}
+{{- end }}
+{{- $token := or .Values.meta.existingSecret .Values.meta.accessToken }}
+{{- if and .Values.meta.pixelId (not $token) }}
+{{- fail "meta.pixelId is set without a Meta token: set meta.existingSecret (preferred) or meta.accessToken" }}
+{{- end }}
+{{- if and $token (not .Values.meta.pixelId) }}
+{{- fail "a Meta token is set without meta.pixelId" }}
+{{- end }}
+{{- if .Values.meta.existingSecret }}
+{{- tpl .Values.meta.existingSecret . }}
+{{- else if .Values.meta.accessToken }}
+{{- include "leadstream.fullname" . }}
+{{- end }}
+{{- end }}
+
+{{- define "leadstream.meta.createSecret" -}}
+{{- if and .Values.meta.accessToken (not .Values.meta.existingSecret) }}true{{- end }}
 {{- end }}
 
 {{/*
@@ -321,7 +353,8 @@ spec:
       {{- $sasl := include "leadstream.kafka.sasl" . }}
       {{- $keyPassword := include "leadstream.kafka.tls.keyPassword" . }}
       {{- $registryAuth := include "leadstream.schemaRegistry.basicAuth" . }}
-      {{- if or $secretName $sasl $keyPassword $registryAuth .Values.extraEnv }}
+      {{- $metaSecret := include "leadstream.meta.secretName" . }}
+      {{- if or $secretName $metaSecret $sasl $keyPassword $registryAuth .Values.extraEnv }}
       {{- /* Secrets reach the container only here, through secretKeyRef, never through the ConfigMap. */}}
       env:
         {{- if $secretName }}
@@ -330,6 +363,13 @@ spec:
             secretKeyRef:
               name: {{ $secretName }}
               key: {{ .Values.tiktok.existingSecretKey }}
+        {{- end }}
+        {{- if $metaSecret }}
+        - name: LEADSTREAM_META_ACCESS_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ $metaSecret }}
+              key: {{ .Values.meta.existingSecretKey }}
         {{- end }}
         {{- if include "leadstream.kafka.auth.usernameFromSecret" . }}
         - name: LEADSTREAM_KAFKA_SASL_USERNAME

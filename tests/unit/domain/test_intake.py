@@ -393,7 +393,9 @@ def test_form_locale_is_kept_when_it_is_a_language_tag(raw: str, locale: str | N
 
 
 def test_form_intake_reads_every_click_field() -> None:
-    record = make_form_record(tiktok_lead_id=TIKTOK_LEAD_ID, limited_data_use=True)
+    record = make_form_record(
+        tiktok_lead_id=TIKTOK_LEAD_ID, limited_data_use=True, meta_lead_id="525645896321548"
+    )
     form = form_from_record(record, NOW)
     assert isinstance(form, FormSubmit)
     unread = [f.name for f in fields(ClickContext) if getattr(form.click, f.name) == f.default]

@@ -29,10 +29,13 @@ from tests.unit.factories import (
     BOOKING_SOURCE,
     EMAIL_SHA,
     EXTERNAL_ID_SHA,
+    FBC,
+    FBP,
     FORM_EVENT_ID,
     FULL_KEYS,
     IP,
     LEAD_ID,
+    META_PHONE_SHA,
     NOW,
     PAGE_URL,
     PHONE_SHA,
@@ -226,8 +229,11 @@ def test_qualified_status_becomes_an_enriched_conversion() -> None:
             ad_consent=Consent.GRANTED,
             limited_data_use=False,
             locale="en-GB",
+            fbc=FBC,
+            fbp=FBP,
         ),
         crm="hubspot",
+        status="qualified",  # each destination maps the stage with its own map (issue 17)
     )
     assert outcome.state == replace(
         state,
@@ -517,7 +523,7 @@ def test_booking_becomes_a_schedule_with_its_own_click_data_first() -> None:
         channel=Channel.WEB,  # the Pixel event id only dedups on the pixel
         matched=True,
         created_at=NOW,
-        keys=MatchKeys("e" * 64, PHONE_SHA, EXTERNAL_ID_SHA),
+        keys=MatchKeys("e" * 64, PHONE_SHA, EXTERNAL_ID_SHA, META_PHONE_SHA),
         click=ClickContext(
             ttclid=TTCLID,
             ttp="booking-ttp",
@@ -529,6 +535,8 @@ def test_booking_becomes_a_schedule_with_its_own_click_data_first() -> None:
             ad_consent=Consent.GRANTED,
             limited_data_use=True,
             locale="en-GB",
+            fbc=FBC,  # the form's Meta click ids, as the booking has none of its own
+            fbp=FBP,
         ),
         value=50.0,
         currency="GBP",

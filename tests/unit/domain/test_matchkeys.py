@@ -126,8 +126,14 @@ def test_is_sha256_hex(text: str, expected: bool) -> None:
 
 def test_match_keys_uses_country_for_the_phone() -> None:
     keys = match_keys(" Jane.Doe@example.com", "07700 900123", "crm-user-42", "GB")
-    assert keys == MatchKeys(EMAIL_SHA, PHONE_SHA, EXTERNAL_ID_SHA)
+    # The phone both ways: TikTok's E.164 with '+', Meta's digits (meta-capi.md test vector).
+    assert keys == MatchKeys(EMAIL_SHA, PHONE_SHA, EXTERNAL_ID_SHA, META_PHONE_SHA)
     assert match_keys(None, "07700 900123", None, None) == MatchKeys()
+
+
+def test_a_ready_phone_hash_has_no_digits_form() -> None:
+    keys = match_keys(None, PHONE_SHA, None, None)
+    assert keys == MatchKeys(phone_sha256=PHONE_SHA)
     assert match_keys(None, None, None, None).is_empty()
 
 

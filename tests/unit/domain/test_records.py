@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, timedelta
 
 import pytest
@@ -60,7 +61,10 @@ def test_to_record_round_trips_with_hashes(
     rec = to_record(item)
     assert sorted(rec) == sorted(schema_fields(record))  # Avro writes in schema order
     parse, _ = PARSERS[record]
-    assert parse(rec, NOW) == item
+    # The record has one phone field: the TikTok hash goes out, so the input read back has no
+    # Meta (digits) form of the phone, as for any phone that arrives already hashed.
+    keys = replace(item.keys, phone_digits_sha256=None)
+    assert parse(rec, NOW) == replace(item, keys=keys)
 
 
 def test_to_record_never_carries_raw_pii() -> None:

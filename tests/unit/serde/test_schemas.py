@@ -265,3 +265,58 @@ def test_the_new_optional_fields_evolve_the_registered_schema_and_old_records_st
     current.register(topic, record_name)
     assert client.get_versions(subject) == [1, 2]
     assert current.decode(old_bytes, record_name) == {**old_value, field: None}
+
+
+# --- issue 17: the Meta fields, added backward-compatibly ---------------------------------------
+
+ADDED_IN_ISSUE_17: dict[str, tuple[str, ...]] = {
+    "Conversion": ("fbc", "fbp", "meta_lead_id", "status", "phone_digits_sha256"),
+    "FormSubmitted": ("fbc", "fbp", "meta_lead_id"),
+    "BookingCreated": ("fbc", "fbp", "meta_lead_id"),
+}
+
+
+@pytest.mark.parametrize(("record_name", "added"), sorted(ADDED_IN_ISSUE_17.items()))
+def test_the_meta_fields_evolve_the_schema_and_old_records_decode_with_nulls(
+    record_name: str,
+    added: tuple[str, ...],
+    client: SchemaRegistryClient,
+    registry: RegistryServer,
+    tmp_path: Path,
+) -> None:
+    """A record written before issue 17 decodes with every new field null (the default)."""
+    before_dir = tmp_path / "schemas"
+    shutil.copytree(SCHEMAS, before_dir)
+    before = _schema_json(record_name)
+    fields = {f["name"]: f for f in before["fields"]}
+    for name in added:
+        assert fields[name]["type"] == ["null", "string"] and fields[name]["default"] is None
+    before["fields"] = [f for f in before["fields"] if f["name"] not in added]
+    (before_dir / SCHEMA_FILES[record_name]).write_text(json.dumps(before), encoding="utf-8")
+    old_serde = AvroSerde(SchemaRegistryClient({"url": registry.url}), before_dir)
+    topic = f"schemas.issue17.{record_name}"
+    old_value = {k: v for k, v in _realistic(record_name).items() if k not in added}
+    old_bytes = old_serde.encode(topic, record_name, old_value)
+
+    current = AvroSerde(SchemaRegistryClient({"url": registry.url}), SCHEMAS)
+    subject = f"{topic}-value"
+    assert client.test_compatibility(
+        subject, Schema(current.schema_text(record_name), schema_type="AVRO")
+    )
+    current.register(topic, record_name)
+    assert client.get_versions(subject) == [1, 2]
+    assert current.decode(old_bytes, record_name) == {**old_value, **dict.fromkeys(added)}
+
+
+def test_an_old_conversion_record_decodes_to_a_conversion_without_meta_fields() -> None:
+    from streams.domain.records import conversion_from_record
+
+    old = {
+        k: v
+        for k, v in _realistic("Conversion").items()
+        if k not in ADDED_IN_ISSUE_17["Conversion"]
+    }
+    conv = conversion_from_record(old)
+    click = conv.click
+    assert (click.fbc, click.fbp, click.meta_lead_id, conv.status) == (None, None, None, None)
+    assert conv.keys.phone_digits_sha256 is None

@@ -1,0 +1,1 @@
+"""Local Meta Conversions API sandbox: a strict, standalone implementation of the documented contract."""  # noqa: E501

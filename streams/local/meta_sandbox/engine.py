@@ -1,0 +1,434 @@
+"""Protocol logic and state of the local Meta Conversions API sandbox (no HTTP plumbing).
+
+Standalone on purpose: it imports nothing from the rest of ``streams`` (and nothing from the
+TikTok sandbox), so a bug shared with the client or the payload builder cannot pass the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+from streams.local.meta_sandbox.config import SHARE_FAULTS, FaultSettings, SandboxConfig
+from streams.local.meta_sandbox.validation import Invalid, Window, validate_event, validate_request
+
+logger = logging.getLogger(__name__)
+
+EVENTS_PATH: Final = "/_sandbox/events"
+STATS_PATH: Final = "/_sandbox/stats"
+RESET_PATH: Final = "/_sandbox/reset"
+FAULTS_PATH: Final = "/_sandbox/faults"
+CODE_TOKEN: Final = 190
+SUBCODE_EXPIRED: Final = 463
+CODE_TRANSIENT: Final = 2
+_JSON: Final = "application/json"
+_HTML: Final = "text/html; charset=utf-8"
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    body: bytes
+    content_type: str = _JSON
+    delay: float = 0.0
+    close: bool = False
+
+
+@dataclass(slots=True)
+class _Stats:
+    requests: int = 0
+    connections: int = 0
+    requests_by_code: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    # (event_id, counter name) per event, so counters can be filtered by an event_id prefix;
+    # (event_id, request number) per event received.
+    by_event: list[tuple[str, str]] = field(default_factory=list)
+    received: list[tuple[str, int]] = field(default_factory=list)
+    request_number: int = 0
+
+
+_EVENT_FILTERS: Final = (
+    "event_name",
+    "event_id",
+    "pixel_id",
+    "action_source",
+    "test_event_code",
+    "test",
+)
+
+
+def _json_reply(payload: object, status: int = HTTPStatus.OK) -> _Reply:
+    return _Reply(status, json.dumps(payload, separators=(",", ":")).encode())
+
+
+def _html_reply(status: HTTPStatus) -> _Reply:
+    text = f"<html><body><h1>{status.value} {status.phrase}</h1></body></html>"
+    return _Reply(status.value, text.encode(), _HTML)
+
+
+def _graph_error(
+    code: int,
+    message: str,
+    *,
+    status: int = HTTPStatus.BAD_REQUEST,
+    subcode: int | None = None,
+    title: str | None = None,
+    transient: bool = False,
+) -> _Reply:
+    error: dict[str, Any] = {
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "is_transient": transient,
+        "fbtrace_id": uuid.uuid4().hex[:11],
+    }
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    if title is not None:
+        error["error_user_title"] = title
+        error["error_user_msg"] = message
+    return _json_reply({"error": error}, status)
+
+
+def _control_error(message: str, status: int = HTTPStatus.BAD_REQUEST) -> _Reply:
+    return _json_reply({"error": message}, status)
+
+
+def _reject_constant(name: str) -> None:
+    msg = f"invalid JSON constant {name}"
+    raise ValueError(msg)
+
+
+def _event_ids(data: object) -> list[str]:
+    if not isinstance(data, list):
+        return []
+    ids = []
+    for event in data:
+        event_id = event.get("event_id") if isinstance(event, dict) else None
+        ids.append(event_id if isinstance(event_id, str) else "")
+    return ids
+
+
+class _Engine:
+    """Protocol logic and state, independent of the HTTP plumbing."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._faults = config.faults
+        self._rng = random.Random(config.faults.seed)  # noqa: S311  # fault sampling, not crypto
+        self._expired = set(config.expired_tokens)
+        self._ledger: dict[tuple[str | None, str, str, str], datetime] = {}
+        self._records: list[dict[str, Any]] = []
+        self._stats = _Stats()
+
+    def handle_events_edge(
+        self, version: str, pixel: str, token: str | None, content_type: str | None, body: bytes
+    ) -> _Reply:
+        if self._faults.latency_seconds:
+            self._stopping.wait(self._faults.latency_seconds)
+        now = self._now()
+        with self._lock:
+            self._stats.requests += 1
+            fault = self._draw_fault()
+            if fault is not None:
+                self._stats.faults[fault] += 1
+                self._stats.requests_by_code[fault] += 1
+        if fault is not None:
+            return self._fault_reply(fault)
+        media_type = (content_type or "").split(";", 1)[0].strip().lower()
+        if media_type != _JSON:
+            return self._count(_graph_error(100, "Content-Type must be application/json"))
+        try:
+            payload = json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, RecursionError) as exc:
+            return self._count(_graph_error(100, f"Invalid JSON body ({exc})"))
+        if isinstance(payload, dict) and isinstance(payload.get("access_token"), str):
+            token = payload["access_token"]
+        token = (token or "").strip()
+        if not token or token not in self.config.access_tokens | self._expired:
+            return self._count(
+                _graph_error(CODE_TOKEN, "Invalid OAuth access token - Cannot parse access token")
+            )
+        if token in self._expired:
+            return self._count(
+                _graph_error(
+                    CODE_TOKEN,
+                    "Error validating access token: Session has expired",
+                    subcode=SUBCODE_EXPIRED,
+                )
+            )
+        if pixel not in self.config.pixel_ids:
+            return self._count(
+                _graph_error(
+                    100,
+                    f"Unsupported post request. Object with ID '{pixel}' does not exist, "
+                    "cannot be loaded due to missing permissions, or does not support this "
+                    f"operation ({version})",
+                    subcode=33,
+                )
+            )
+        data = payload.get("data") if isinstance(payload, dict) else None
+        limit = self._faults.max_events_413
+        if limit is not None and isinstance(data, list) and len(data) > limit:
+            with self._lock:
+                self._stats.faults["http_413"] += 1
+                self._stats.requests_by_code["http_413"] += 1
+            return _html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        ids = _event_ids(data)
+        parsed = validate_request(payload)
+        if isinstance(parsed, Invalid):
+            return self._reject(parsed, ids)
+        events, test_code = parsed
+        window = Window(
+            earliest=int((now - self.config.max_event_age).timestamp()),
+            latest=int((now + self.config.max_future_skew).timestamp()),
+        )
+        for event in events:
+            problem = validate_event(event, window)
+            if problem is not None:
+                # Any invalid event rejects the whole request, without naming it (Meta's way).
+                return self._reject(problem, ids)
+        trace = uuid.uuid4().hex[:11]
+        self._record(pixel, events, test_code, now, trace)
+        return self._count(
+            _json_reply({"events_received": len(events), "messages": [], "fbtrace_id": trace})
+        )
+
+    def _draw_fault(self) -> str | None:
+        faults = self._faults
+        if faults.http_error is not None:
+            return f"http_{faults.http_error}"
+        if faults.auth_error:
+            return "auth_error"
+        shares = [getattr(faults, name) for name in SHARE_FAULTS]
+        if not any(shares):
+            return None
+        draw = self._rng.random()
+        cumulative = 0.0
+        for name, share in zip(SHARE_FAULTS, shares, strict=True):
+            cumulative += share
+            if draw < cumulative:
+                return name
+        return None
+
+    def _fault_reply(self, fault: str) -> _Reply:
+        settings = self._faults
+        if fault == "auth_error":
+            return _graph_error(CODE_TOKEN, "Invalid OAuth access token (injected)")
+        if fault == "rate_limit":
+            return _graph_error(
+                settings.rate_limit_code, "(#17) User request limit reached", transient=True
+            )
+        if fault == "transient":
+            return _graph_error(
+                CODE_TRANSIENT,
+                "Service temporarily unavailable (injected)",
+                status=HTTPStatus.INTERNAL_SERVER_ERROR,
+                transient=True,
+            )
+        if fault.startswith("http_") and fault != "http_502" and fault != "http_503":
+            return _html_reply(HTTPStatus(int(fault.removeprefix("http_"))))
+        if fault == "http_502":
+            return _html_reply(HTTPStatus.BAD_GATEWAY)
+        if fault == "http_503":
+            return _html_reply(HTTPStatus.SERVICE_UNAVAILABLE)
+        reply = _html_reply(HTTPStatus.GATEWAY_TIMEOUT)
+        return replace(reply, delay=settings.timeout_seconds, close=settings.close_on_timeout)
+
+    def _count(self, reply: _Reply) -> _Reply:
+        key = str(reply.status)
+        if reply.status != HTTPStatus.OK:
+            try:
+                key = str(json.loads(reply.body)["error"]["code"])
+            except (ValueError, KeyError, TypeError):
+                key = f"http_{reply.status}"
+        with self._lock:
+            self._stats.requests_by_code[key] += 1
+        return reply
+
+    def _note(self, ids: list[str]) -> None:
+        number = self._stats.request_number = self._stats.request_number + 1
+        self._stats.received.extend((event_id, number) for event_id in ids)
+
+    def _reject(self, problem: Invalid, ids: list[str]) -> _Reply:
+        with self._lock:
+            self._note(ids)
+            self._stats.by_event.extend((event_id, f"rejected:{problem.code}") for event_id in ids)
+        logger.debug("request rejected: %s", problem.message)
+        return self._count(
+            _graph_error(
+                problem.code, problem.message, subcode=problem.subcode, title=problem.user_title
+            )
+        )
+
+    def _record(
+        self,
+        pixel: str,
+        events: list[dict[str, Any]],
+        test_code: str | None,
+        now: datetime,
+        trace: str,
+    ) -> None:
+        kind = "live" if test_code is None else "test"
+        with self._lock:
+            self._note(_event_ids(events))
+            for event in events:
+                event_id = event.get("event_id") or f"anonymous-{uuid.uuid4().hex}"
+                key = (test_code, pixel, event["event_name"], event_id)
+                first = self._ledger.get(key)
+                if first is not None and now - first < self.config.dedup_window:
+                    self._stats.by_event.append((event_id, f"{kind}:deduplicated"))
+                    continue
+                self._ledger[key] = now
+                self._stats.by_event.append((event_id, f"{kind}:accepted"))
+                record = dict(event)
+                record.update(
+                    pixel_id=pixel,
+                    test_event_code=test_code,
+                    test_event=test_code is not None,
+                    received_at=now.isoformat(),
+                    fbtrace_id=trace,
+                )
+                self._records.append(record)
+
+    def _now(self) -> datetime:
+        now = self.config.clock()
+        if now.tzinfo is None:
+            msg = "SandboxConfig.clock must return a timezone-aware datetime"
+            raise ValueError(msg)
+        return now
+
+    # -- control endpoints ---------------------------------------------------------------
+
+    def events(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            records = list(self._records)
+        for name, wanted in (filters or {}).items():
+            if name == "test":
+                flag = wanted.lower() in ("1", "true", "yes")
+                records = [r for r in records if r["test_event"] is flag]
+            else:
+                records = [
+                    r
+                    for r in records
+                    if (wanted == "" if r.get(name) is None else str(r.get(name)) == wanted)
+                ]
+        return records
+
+    def stats(self, prefix: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            stats = self._stats
+            wanted = prefix or ""
+            counts = Counter(name for eid, name in stats.by_event if eid.startswith(wanted))
+            per_request = Counter(n for eid, n in stats.received if eid.startswith(wanted))
+            rejected = {
+                name.removeprefix("rejected:"): n
+                for name, n in counts.items()
+                if name.startswith("rejected:")
+            }
+            result: dict[str, Any] = {
+                "requests": stats.requests,
+                "connections": stats.connections,
+                "requests_by_code": dict(stats.requests_by_code),
+                "events_received": per_request.total(),
+                "accepted": counts["live:accepted"],
+                "deduplicated": counts["live:deduplicated"],
+                "rejected": rejected,
+                "rejected_total": sum(rejected.values()),
+                "test": {
+                    "accepted": counts["test:accepted"],
+                    "deduplicated": counts["test:deduplicated"],
+                },
+                "faults_injected": sum(stats.faults.values()),
+                "faults_by_kind": dict(stats.faults),
+                "max_events_per_request": max(per_request.values(), default=0),
+            }
+        if prefix is not None:
+            result["prefix"] = prefix
+        return result
+
+    def reset(self) -> None:
+        with self._lock:
+            self._ledger.clear()
+            self._records.clear()
+            self._stats = _Stats()
+
+    def faults(self) -> dict[str, Any]:
+        with self._lock:
+            settings = self._faults.to_json()
+            settings["expired_tokens"] = sorted(self._expired)
+        return settings
+
+    def configure_faults(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a partial update; raise ValueError or TypeError (nothing changed) when invalid."""
+        allowed = {f.name for f in fields(FaultSettings)} | {"expire_token", "clear"}
+        unknown = sorted(set(changes) - allowed)
+        if unknown:
+            msg = f"unknown fault setting(s): {', '.join(unknown)}"
+            raise ValueError(msg)
+        updates = {k: v for k, v in changes.items() if k not in ("expire_token", "clear")}
+        with self._lock:
+            clear = changes.get("clear") is True
+            settings = replace(FaultSettings() if clear else self._faults, **updates)
+            expired = set() if clear else set(self._expired)
+            if "expire_token" in changes:
+                token = changes["expire_token"]
+                if not isinstance(token, str) or not token:
+                    msg = "expire_token must be a token"
+                    raise ValueError(msg)
+                expired.add(token)
+            self._faults, self._expired = settings, expired
+            if "seed" in changes or clear:
+                self._rng.seed(settings.seed)
+        logger.info("Meta sandbox faults set to %s", settings.to_json())
+        return self.faults()
+
+    def handle_control(self, method: str, path: str, query: str, body: bytes) -> _Reply:
+        params = parse_qs(query, keep_blank_values=True)
+        if method == "GET" and path == EVENTS_PATH:
+            unknown = sorted(set(params) - set(_EVENT_FILTERS))
+            if unknown:
+                return _control_error(f"unknown filter(s) {', '.join(unknown)}")
+            return _json_reply(self.events({k: v[-1] for k, v in params.items()}))
+        if method == "GET" and path == STATS_PATH:
+            if set(params) - {"prefix"}:
+                return _control_error("unknown parameter(s); use prefix")
+            return _json_reply(self.stats(params["prefix"][-1] if "prefix" in params else None))
+        if method == "GET" and path == FAULTS_PATH:
+            return _json_reply(self.faults())
+        if method == "POST" and path == RESET_PATH:
+            self.reset()
+            return _json_reply({"ok": True})
+        if method == "POST" and path == FAULTS_PATH:
+            try:
+                changes = json.loads(body or b"{}")
+                if not isinstance(changes, dict):
+                    return _control_error("body must be a JSON object")
+                return _json_reply(self.configure_faults(changes))
+            except (ValueError, TypeError) as exc:
+                return _control_error(str(exc))
+        if path in (EVENTS_PATH, STATS_PATH, RESET_PATH, FAULTS_PATH):
+            return _control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED)
+        return _control_error(f"no such endpoint: {method} {path}", HTTPStatus.NOT_FOUND)
+
+    def note_connection(self) -> None:
+        with self._lock:
+            self._stats.connections += 1
+
+    def wait(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,75 @@
+"""Destinations are plural: Meta gets its own topic, agents and Delivery only when configured."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from streams.runtime.destinations import MetaDestination, TikTokDestination
+from streams.runtime.worker import Worker, all_topic_names
+from streams.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _no_leadstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("LEADSTREAM_"):
+            monkeypatch.delenv(name)
+
+
+def _worker(**overrides: Any) -> Worker:
+    settings = Settings(
+        kafka_bootstrap="127.0.0.1:9",
+        schema_registry_url="http://127.0.0.1:9",
+        tiktok_pixel_code="PIXEL",
+        tiktok_access_token=SecretStr("test-token"),
+        topic_replication=1,
+        app_id="ls-dest",
+        **overrides,
+    )
+    return Worker(settings)
+
+
+def _agent_names(worker: Worker) -> set[str]:
+    return {agent.name.rsplit(".", 1)[-1] for agent in worker.app.agents.values()}
+
+
+def test_tiktok_only_is_unchanged() -> None:
+    worker = _worker()
+    assert worker.topics.meta_conversions is None
+    assert worker.meta_delivery is None
+    assert worker.deliveries == [worker.delivery]
+    assert isinstance(worker.delivery.destination, TikTokDestination)
+    assert not any("meta" in name for name in all_topic_names(worker.topics))
+    assert not {"fanout_meta", "deliver_meta"} & _agent_names(worker)
+
+
+def test_meta_configured_adds_its_topic_agents_and_delivery() -> None:
+    worker = _worker(meta_pixel_id="123456789012345", meta_access_token=SecretStr("m-token"))
+    assert worker.topics.meta_conversions is not None
+    assert worker.topics.meta_conversions.get_topic_name() == "ls-dest-conversions-meta"
+    assert "ls-dest-conversions-meta" in all_topic_names(worker.topics)
+    assert worker.meta_delivery is not None
+    assert isinstance(worker.meta_delivery.destination, MetaDestination)
+    assert worker.meta_delivery.destination.name == "meta"
+    assert worker.deliveries == [worker.delivery, worker.meta_delivery]
+    # Its own circuits and its own outputs: a paused Meta never holds TikTok's batch.
+    assert worker.meta_delivery.circuits is not worker.delivery.circuits
+    assert worker.meta_delivery.outputs is not worker.delivery.outputs
+    assert {"deliver", "fanout_meta", "deliver_meta"} <= _agent_names(worker)
+
+
+def test_a_paused_meta_circuit_is_not_a_stall() -> None:
+    worker = _worker(meta_pixel_id="123456789012345", meta_access_token=SecretStr("m-token"))
+    assert worker.meta_delivery is not None
+    from streams.runtime.delivery import Circuit
+
+    stuck = [("leadstream.conversions", 0)]
+    worker.progress = SimpleNamespace(stalled=lambda now: stuck)  # type: ignore[assignment]
+    assert worker.stalled() == stuck
+    worker.meta_delivery.circuits["capi:123456789012345"] = Circuit(open=True)
+    assert worker.stalled() == []
