@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from streams.domain import records
 from streams.domain.types import Channel, Conversion
 from streams.errors import ApiError
-from streams.local.registry.server import RegistryServer
 from streams.runtime.delivery import Delivery
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs
@@ -166,28 +163,6 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[RegistryServer]:
-    server = RegistryServer(port=0)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def serde(registry: RegistryServer) -> AvroSerde:
-    return AvroSerde(SchemaRegistryClient({"url": registry.url, "max.retries": 0}))
-
-
-@pytest.fixture(autouse=True)
-def _no_leadstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("LEADSTREAM_"):
-            monkeypatch.delenv(name)
 
 
 @dataclass

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from faust.types import EventT, TopicT
 from pydantic import SecretStr
 
@@ -60,29 +58,6 @@ class FakeClient:
     def track(self, request: Mapping[str, Any]) -> TrackResponse:
         self.payloads.append(copy.deepcopy(dict(request)))
         return TrackResponse(200, 0, "OK", f"req-{len(self.payloads)}")
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[RegistryServer]:
-    server = RegistryServer(port=0)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def serde(registry: RegistryServer) -> AvroSerde:
-    client = SchemaRegistryClient({"url": registry.url, "max.retries": 0})
-    return AvroSerde(client)
-
-
-@pytest.fixture(autouse=True)
-def _no_leadstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("LEADSTREAM_"):
-            monkeypatch.delenv(name)
 
 
 class RecordingProducer:

@@ -7,7 +7,6 @@ letters are decoded with the real AvroSerde.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,14 +26,12 @@ from streams.runtime.outputs import Outputs
 from streams.serde.avro import AvroSerde
 from streams.serde.pipeline import Pipeline
 from streams.settings import Settings
-from tests.agents.test_delivery_service import (  # noqa: F401 - fixtures
+from tests.agents.test_delivery_service import (
     FakeEvent,
     FakeProducer,
     FakeTable,
     FakeTopic,
     StopProbing,
-    registry,
-    serde,
 )
 from tests.unit.factories import EMAIL_SHA, FORM_EVENT_ID, NOW, make_conversion
 
@@ -97,13 +94,6 @@ class Rig:
 
     def dead(self) -> list[dict[str, Any]]:
         return [self.serde.decode(v, "DeadLetter") for _, v in self.dead_letter.messages]
-
-
-@pytest.fixture(autouse=True)
-def _no_leadstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("LEADSTREAM_"):
-            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
-import pytest
 from pydantic import SecretStr
 
 from streams.runtime.worker import Worker
 from streams.settings import Settings
-
-
-@pytest.fixture(autouse=True)
-def _no_leadstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("LEADSTREAM_"):
-            monkeypatch.delenv(name)
 
 
 def _worker() -> Worker:

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 from pydantic import SecretStr
 
 from streams.runtime.destinations import MetaDestination, TikTokDestination
 from streams.runtime.worker import Worker, all_topic_names
 from streams.settings import Settings
-
-
-@pytest.fixture(autouse=True)
-def _no_leadstream_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("LEADSTREAM_"):
-            monkeypatch.delenv(name)
 
 
 def _worker(**overrides: Any) -> Worker:

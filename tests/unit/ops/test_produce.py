@@ -9,12 +9,10 @@ import re
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from streams.connection import KafkaConnection
 from streams.errors import LeadstreamError
@@ -197,21 +195,6 @@ def test_numbered_lines_skip_blanks_but_keep_numbers() -> None:
 
 
 # --- produce_lines error reporting ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[RegistryServer]:
-    server = RegistryServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def serde(registry: RegistryServer) -> AvroSerde:
-    return AvroSerde(SchemaRegistryClient({"url": registry.url, "max.retries": 0}), SCHEMAS)
 
 
 def _unreachable_bootstrap() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,21 +66,6 @@ class FlakyClient(SchemaRegistryClient):
 
 def _client(url: str) -> SchemaRegistryClient:
     return SchemaRegistryClient({"url": url, "max.retries": 0})
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[RegistryServer]:
-    server = RegistryServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def serde(registry: RegistryServer) -> AvroSerde:
-    return AvroSerde(_client(registry.url), SCHEMAS)
 
 
 @pytest.fixture(scope="module")

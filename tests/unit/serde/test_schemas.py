@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -90,26 +89,6 @@ def _evolved(record_name: str, *, default: bool = True) -> dict[str, Any]:
     return schema
 
 
-@pytest.fixture(scope="module")
-def registry() -> Iterator[RegistryServer]:
-    server = RegistryServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def client(registry: RegistryServer) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": registry.url, "max.retries": 0})
-
-
-@pytest.fixture(scope="module")
-def serde(client: SchemaRegistryClient) -> AvroSerde:
-    return AvroSerde(client, SCHEMAS)
-
-
 @pytest.mark.parametrize("record_name", ALL_RECORDS)
 def test_schema_parses_with_fastavro(record_name: str) -> None:
     parsed = fastavro.parse_schema(_schema_json(record_name))
@@ -163,7 +142,10 @@ def test_required_fields_match_the_domain_contract() -> None:
 
 @pytest.mark.parametrize("record_name", ALL_RECORDS)
 def test_round_trip_through_the_registry(
-    record_name: str, serde: AvroSerde, client: SchemaRegistryClient, registry: RegistryServer
+    record_name: str,
+    serde: AvroSerde,
+    registry_client: SchemaRegistryClient,
+    registry: RegistryServer,
 ) -> None:
     topic = f"schemas.roundtrip.{record_name}"
     value = _realistic(record_name)
@@ -172,7 +154,7 @@ def test_round_trip_through_the_registry(
 
     magic, schema_id = struct.unpack(">bI", data[:5])
     assert magic == 0
-    assert schema_id == client.get_latest_version(f"{topic}-value").schema_id
+    assert schema_id == registry_client.get_latest_version(f"{topic}-value").schema_id
     fresh = AvroSerde(SchemaRegistryClient({"url": registry.url}), SCHEMAS)  # fetches by id
     assert fresh.decode(data, record_name) == value
     assert serde.decode(data, record_name) == value
@@ -180,20 +162,22 @@ def test_round_trip_through_the_registry(
 
 @pytest.mark.parametrize("record_name", ALL_RECORDS)
 def test_schema_is_backward_compatible_with_itself(
-    record_name: str, serde: AvroSerde, client: SchemaRegistryClient
+    record_name: str, serde: AvroSerde, registry_client: SchemaRegistryClient
 ) -> None:
     topic = f"schemas.compat-self.{record_name}"
     serde.register(topic, record_name)
     subject = f"{topic}-value"
 
-    assert client.get_compatibility() == "BACKWARD"  # the global level; no subject override
+    assert (
+        registry_client.get_compatibility() == "BACKWARD"
+    )  # the global level; no subject override
     same = Schema(serde.schema_text(record_name), schema_type="AVRO")
-    assert client.test_compatibility(subject, same) is True
+    assert registry_client.test_compatibility(subject, same) is True
 
 
 @pytest.mark.parametrize("record_name", ALL_RECORDS)
 def test_new_optional_field_is_backward_compatible_and_required_one_is_not(
-    record_name: str, serde: AvroSerde, client: SchemaRegistryClient
+    record_name: str, serde: AvroSerde, registry_client: SchemaRegistryClient
 ) -> None:
     topic = f"schemas.compat-evolve.{record_name}"
     serde.register(topic, record_name)
@@ -201,15 +185,15 @@ def test_new_optional_field_is_backward_compatible_and_required_one_is_not(
 
     optional = Schema(json.dumps(_evolved(record_name)), schema_type="AVRO")
     required = Schema(json.dumps(_evolved(record_name, default=False)), schema_type="AVRO")
-    assert client.test_compatibility(subject, optional) is True
-    assert client.test_compatibility(subject, required) is False
+    assert registry_client.test_compatibility(subject, optional) is True
+    assert registry_client.test_compatibility(subject, required) is False
 
 
 @pytest.mark.parametrize("record_name", ALL_RECORDS)
 def test_evolved_reader_decodes_data_written_with_the_old_schema(
     record_name: str,
     serde: AvroSerde,
-    client: SchemaRegistryClient,
+    registry_client: SchemaRegistryClient,
     registry: RegistryServer,
     tmp_path: Path,
 ) -> None:
@@ -228,7 +212,7 @@ def test_evolved_reader_decodes_data_written_with_the_old_schema(
     assert decoded == {**value, "added_in_v2": None}
     # The evolved schema registers as version 2 of the same subject (BACKWARD allows it).
     reader.register(topic, record_name)
-    assert client.get_versions(f"{topic}-value") == [1, 2]
+    assert registry_client.get_versions(f"{topic}-value") == [1, 2]
 
 
 # --- issue 13 §4: user.locale, added backward-compatibly ---------------------------------------
@@ -240,7 +224,7 @@ ADDED_IN_ISSUE_13 = {"FormSubmitted": "locale", "Conversion": "locale"}
 def test_the_new_optional_fields_evolve_the_registered_schema_and_old_records_still_decode(
     record_name: str,
     field: str,
-    client: SchemaRegistryClient,
+    registry_client: SchemaRegistryClient,
     registry: RegistryServer,
     tmp_path: Path,
 ) -> None:
@@ -259,11 +243,11 @@ def test_the_new_optional_fields_evolve_the_registered_schema_and_old_records_st
 
     current = AvroSerde(SchemaRegistryClient({"url": registry.url}), SCHEMAS)
     subject = f"{topic}-value"
-    assert client.test_compatibility(
+    assert registry_client.test_compatibility(
         subject, Schema(current.schema_text(record_name), schema_type="AVRO")
     )
     current.register(topic, record_name)
-    assert client.get_versions(subject) == [1, 2]
+    assert registry_client.get_versions(subject) == [1, 2]
     assert current.decode(old_bytes, record_name) == {**old_value, field: None}
 
 
@@ -280,7 +264,7 @@ ADDED_IN_ISSUE_17: dict[str, tuple[str, ...]] = {
 def test_the_meta_fields_evolve_the_schema_and_old_records_decode_with_nulls(
     record_name: str,
     added: tuple[str, ...],
-    client: SchemaRegistryClient,
+    registry_client: SchemaRegistryClient,
     registry: RegistryServer,
     tmp_path: Path,
 ) -> None:
@@ -300,11 +284,11 @@ def test_the_meta_fields_evolve_the_schema_and_old_records_decode_with_nulls(
 
     current = AvroSerde(SchemaRegistryClient({"url": registry.url}), SCHEMAS)
     subject = f"{topic}-value"
-    assert client.test_compatibility(
+    assert registry_client.test_compatibility(
         subject, Schema(current.schema_text(record_name), schema_type="AVRO")
     )
     current.register(topic, record_name)
-    assert client.get_versions(subject) == [1, 2]
+    assert registry_client.get_versions(subject) == [1, 2]
     assert current.decode(old_bytes, record_name) == {**old_value, **dict.fromkeys(added)}
 
 
