@@ -9,39 +9,16 @@ time is the best "first seen" time Leadstream has.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from urllib.parse import parse_qsl, urlsplit
+
+from streams.domain.urls import query_param
 
 MAX_FBCLID_CHARS = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def fbclid_from_url(url: str | None) -> str | None:
-    """Return the ``fbclid`` query parameter of a landing page URL.
-
-    A blank value, one longer than :data:`MAX_FBCLID_CHARS` or one holding control characters is
-    ignored (the form is never rejected for its URL).
-
-    Args:
-        url: The page URL, or None.
-
-    Returns:
-        The click id, or None.
-
-    """
-    if not url or "fbclid" not in url.lower():
-        return None
-    try:
-        query = urlsplit(url).query
-    except ValueError:
-        return None
-    for name, value in parse_qsl(query, keep_blank_values=False):
-        if name.lower() == "fbclid":
-            text = value.strip()
-            if text and len(text) <= MAX_FBCLID_CHARS and not _CONTROL.search(text):
-                return text
-    return None
+    """Return the landing page URL's ``fbclid`` (see :func:`streams.domain.urls.query_param`)."""
+    return query_param(url, "fbclid", MAX_FBCLID_CHARS)
 
 
 def fbc_from_fbclid(fbclid: str, seen_at: datetime) -> str:

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NoReturn
-from urllib.parse import parse_qsl, urlsplit
 
 from streams.domain.currencies import is_currency
 from streams.domain.fbc import click_fbc
@@ -30,6 +29,7 @@ from streams.domain.types import (
     Rejection,
     StatusChange,
 )
+from streams.domain.urls import CONTROL, query_param
 
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 """Timestamps before this are rejected: zero, or seconds where milliseconds were expected."""
@@ -89,7 +89,6 @@ ID_FIELDS: frozenset[str] = frozenset(
 PII_FIELDS: frozenset[str] = frozenset({"email", "phone", "external_id"})
 """Fields whose raw value must never appear in a message."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _LABEL_MAX = 64
 
 
@@ -166,7 +165,7 @@ def _label(rec: Mapping[str, Any], record_name: str, id_field: str) -> str:
     value = rec.get(id_field)
     shown = "?"
     text = value.strip() if isinstance(value, str) else ""
-    if text and len(text) <= MAX_CHARS[id_field] and not _CONTROL.search(text):
+    if text and len(text) <= MAX_CHARS[id_field] and not CONTROL.search(text):
         shown = text
         if len(shown) > _LABEL_MAX:
             shown = shown[:_LABEL_MAX] + "..."
@@ -204,7 +203,7 @@ class _Reader:
             self.fail(
                 "oversize_field", name, f"is {len(text)} characters, longer than the limit {limit}"
             )
-        if name in ID_FIELDS and _CONTROL.search(text):
+        if name in ID_FIELDS and CONTROL.search(text):
             self.fail("invalid_field", name, "contains control characters")
         return text
 
@@ -333,31 +332,12 @@ class _Reader:
 
 
 def ttclid_from_url(url: str | None) -> str | None:
-    """Return the ``ttclid`` query parameter of a landing page URL, as Segment's action does.
+    """Return the landing page URL's ``ttclid``, as Segment's action does.
 
     TikTok appends ``ttclid`` to the ad's landing page; when the form did not capture it, the
-    page URL still carries it. A value that is blank, longer than the ``ttclid`` limit or holds
-    control characters is ignored (the form is not rejected for its URL).
-
-    Args:
-        url: The page URL, or None.
-
-    Returns:
-        The click id, or None.
-
+    page URL still carries it (see :func:`streams.domain.urls.query_param`).
     """
-    if not url or "ttclid" not in url.lower():
-        return None
-    try:
-        query = urlsplit(url).query
-    except ValueError:
-        return None
-    for name, value in parse_qsl(query, keep_blank_values=False):
-        if name.lower() == "ttclid":
-            text = value.strip()
-            if text and len(text) <= MAX_CHARS["ttclid"] and not _CONTROL.search(text):
-                return text
-    return None
+    return query_param(url, "ttclid", MAX_CHARS["ttclid"])
 
 
 def _read(
