@@ -17,9 +17,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from streams.errors import ApiError
+from streams.http import pooled_session, post_json
 from streams.meta.verdicts import GraphError, parse_error
 
 logger = logging.getLogger(__name__)
@@ -75,11 +74,7 @@ class MetaEventsClient:
         self._path = urlsplit(self._url).path
         self._token = access_token
         self._timeout = timeout
-        self._session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers.update({"Content-Type": "application/json"})
+        self._session = pooled_session(session, pool_size)
 
     @property
     def path(self) -> str:
@@ -100,14 +95,9 @@ class MetaEventsClient:
         body = json.dumps(
             {**payload, "access_token": self._token}, separators=(",", ":"), allow_nan=False
         )
-        try:
-            resp = self._session.post(self._url, data=body.encode("utf-8"), timeout=self._timeout)
-        except requests.Timeout as exc:
-            msg = f"Meta Conversions API timed out after {self._timeout}s"
-            raise ApiError(msg) from exc
-        except requests.RequestException as exc:
-            msg = f"Meta Conversions API unreachable: {type(exc).__name__}"
-            raise ApiError(msg) from exc
+        resp = post_json(
+            self._session, self._url, body, api="Meta Conversions API", timeout=self._timeout
+        )
         text = resp.text
         try:
             decoded: Any = resp.json()

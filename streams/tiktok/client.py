@@ -15,9 +15,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from streams.errors import ApiError
+from streams.http import pooled_session, post_json
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +72,7 @@ class TikTokEventsClient:
         self._path = urlsplit(self._url).path
         self._token = access_token
         self._timeout = timeout
-        self._session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers.update({"Content-Type": "application/json"})
+        self._session = pooled_session(session, pool_size)
 
     def track(self, payload: Mapping[str, Any]) -> TrackResponse:
         """POST one batch (1 to 1,000 events) and return the envelope.
@@ -90,19 +86,14 @@ class TikTokEventsClient:
 
         """
         body = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-        try:
-            resp = self._session.post(
-                self._url,
-                data=body.encode("utf-8"),
-                headers={"Access-Token": self._token},
-                timeout=self._timeout,
-            )
-        except requests.Timeout as exc:
-            msg = f"Events API timed out after {self._timeout}s"
-            raise ApiError(msg) from exc
-        except requests.RequestException as exc:
-            msg = f"Events API unreachable: {type(exc).__name__}"
-            raise ApiError(msg) from exc
+        resp = post_json(
+            self._session,
+            self._url,
+            body,
+            api="Events API",
+            timeout=self._timeout,
+            headers={"Access-Token": self._token},
+        )
         request_id = resp.headers.get("X-Tt-Logid")
         text = resp.text
         envelope: Any = None

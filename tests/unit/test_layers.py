@@ -18,8 +18,8 @@ PACKAGE = Path(streams.__file__).parent
 # Package -> the Leadstream packages it may import (itself always allowed).
 ALLOWED: dict[str, set[str]] = {
     "domain": set(),
-    "tiktok": {"domain", "errors"},
-    "meta": {"domain", "errors"},
+    "tiktok": {"domain", "errors", "http"},
+    "meta": {"domain", "errors", "http"},
     "serde": {"domain", "settings", "errors"},
     "runtime": {"domain", "tiktok", "meta", "serde", "ops", "settings", "connection", "errors"},
     "ops": {"domain", "tiktok", "serde", "runtime", "settings", "connection", "errors"},
