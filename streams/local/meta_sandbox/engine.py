@@ -1,7 +1,8 @@
 """Protocol logic and state of the local Meta Conversions API sandbox (no HTTP plumbing).
 
-Standalone on purpose: it imports nothing from the rest of ``streams`` (and nothing from the
-TikTok sandbox), so a bug shared with the client or the payload builder cannot pass the tests.
+Standalone on purpose: besides the local stack's shared plumbing (``streams.local.httpd``) it
+imports nothing from the rest of ``streams`` (and nothing from the TikTok sandbox), so a bug
+shared with the client or the payload builder cannot pass the tests.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qs
 
+from streams.local.httpd import JSON, Reply, control_error, html_reply, json_reply
 from streams.local.meta_sandbox.config import SHARE_FAULTS, FaultSettings, SandboxConfig
 from streams.local.meta_sandbox.validation import Invalid, Window, validate_event, validate_request
 
@@ -31,17 +33,6 @@ FAULTS_PATH: Final = "/_sandbox/faults"
 CODE_TOKEN: Final = 190
 SUBCODE_EXPIRED: Final = 463
 CODE_TRANSIENT: Final = 2
-_JSON: Final = "application/json"
-_HTML: Final = "text/html; charset=utf-8"
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = _JSON
-    delay: float = 0.0
-    close: bool = False
 
 
 @dataclass(slots=True)
@@ -67,15 +58,6 @@ _EVENT_FILTERS: Final = (
 )
 
 
-def _json_reply(payload: object, status: int = HTTPStatus.OK) -> _Reply:
-    return _Reply(status, json.dumps(payload, separators=(",", ":")).encode())
-
-
-def _html_reply(status: HTTPStatus) -> _Reply:
-    text = f"<html><body><h1>{status.value} {status.phrase}</h1></body></html>"
-    return _Reply(status.value, text.encode(), _HTML)
-
-
 def _graph_error(
     code: int,
     message: str,
@@ -84,7 +66,7 @@ def _graph_error(
     subcode: int | None = None,
     title: str | None = None,
     transient: bool = False,
-) -> _Reply:
+) -> Reply:
     error: dict[str, Any] = {
         "message": message,
         "type": "OAuthException",
@@ -97,11 +79,7 @@ def _graph_error(
     if title is not None:
         error["error_user_title"] = title
         error["error_user_msg"] = message
-    return _json_reply({"error": error}, status)
-
-
-def _control_error(message: str, status: int = HTTPStatus.BAD_REQUEST) -> _Reply:
-    return _json_reply({"error": message}, status)
+    return json_reply({"error": error}, status)
 
 
 def _reject_constant(name: str) -> None:
@@ -135,7 +113,7 @@ class _Engine:
 
     def handle_events_edge(
         self, version: str, pixel: str, token: str | None, content_type: str | None, body: bytes
-    ) -> _Reply:
+    ) -> Reply:
         if self._faults.latency_seconds:
             self._stopping.wait(self._faults.latency_seconds)
         now = self._now()
@@ -148,7 +126,7 @@ class _Engine:
         if fault is not None:
             return self._fault_reply(fault)
         media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if media_type != _JSON:
+        if media_type != JSON:
             return self._count(_graph_error(100, "Content-Type must be application/json"))
         try:
             payload = json.loads(body, parse_constant=_reject_constant)
@@ -185,7 +163,7 @@ class _Engine:
             with self._lock:
                 self._stats.faults["http_413"] += 1
                 self._stats.requests_by_code["http_413"] += 1
-            return _html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         ids = _event_ids(data)
         parsed = validate_request(payload)
         if isinstance(parsed, Invalid):
@@ -203,7 +181,7 @@ class _Engine:
         trace = uuid.uuid4().hex[:11]
         self._record(pixel, events, test_code, now, trace)
         return self._count(
-            _json_reply({"events_received": len(events), "messages": [], "fbtrace_id": trace})
+            json_reply({"events_received": len(events), "messages": [], "fbtrace_id": trace})
         )
 
     def _draw_fault(self) -> str | None:
@@ -223,7 +201,7 @@ class _Engine:
                 return name
         return None
 
-    def _fault_reply(self, fault: str) -> _Reply:
+    def _fault_reply(self, fault: str) -> Reply:
         settings = self._faults
         if fault == "auth_error":
             return _graph_error(CODE_TOKEN, "Invalid OAuth access token (injected)")
@@ -239,15 +217,15 @@ class _Engine:
                 transient=True,
             )
         if fault.startswith("http_") and fault != "http_502" and fault != "http_503":
-            return _html_reply(HTTPStatus(int(fault.removeprefix("http_"))))
+            return html_reply(HTTPStatus(int(fault.removeprefix("http_"))))
         if fault == "http_502":
-            return _html_reply(HTTPStatus.BAD_GATEWAY)
+            return html_reply(HTTPStatus.BAD_GATEWAY)
         if fault == "http_503":
-            return _html_reply(HTTPStatus.SERVICE_UNAVAILABLE)
-        reply = _html_reply(HTTPStatus.GATEWAY_TIMEOUT)
+            return html_reply(HTTPStatus.SERVICE_UNAVAILABLE)
+        reply = html_reply(HTTPStatus.GATEWAY_TIMEOUT)
         return replace(reply, delay=settings.timeout_seconds, close=settings.close_on_timeout)
 
-    def _count(self, reply: _Reply) -> _Reply:
+    def _count(self, reply: Reply) -> Reply:
         key = str(reply.status)
         if reply.status != HTTPStatus.OK:
             try:
@@ -262,7 +240,7 @@ class _Engine:
         number = self._stats.request_number = self._stats.request_number + 1
         self._stats.received.extend((event_id, number) for event_id in ids)
 
-    def _reject(self, problem: Invalid, ids: list[str]) -> _Reply:
+    def _reject(self, problem: Invalid, ids: list[str]) -> Reply:
         with self._lock:
             self._note(ids)
             self._stats.by_event.extend((event_id, f"rejected:{problem.code}") for event_id in ids)
@@ -395,33 +373,33 @@ class _Engine:
         logger.info("Meta sandbox faults set to %s", settings.to_json())
         return self.faults()
 
-    def handle_control(self, method: str, path: str, query: str, body: bytes) -> _Reply:
+    def handle_control(self, method: str, path: str, query: str, body: bytes) -> Reply:
         params = parse_qs(query, keep_blank_values=True)
         if method == "GET" and path == EVENTS_PATH:
             unknown = sorted(set(params) - set(_EVENT_FILTERS))
             if unknown:
-                return _control_error(f"unknown filter(s) {', '.join(unknown)}")
-            return _json_reply(self.events({k: v[-1] for k, v in params.items()}))
+                return control_error(f"unknown filter(s) {', '.join(unknown)}")
+            return json_reply(self.events({k: v[-1] for k, v in params.items()}))
         if method == "GET" and path == STATS_PATH:
             if set(params) - {"prefix"}:
-                return _control_error("unknown parameter(s); use prefix")
-            return _json_reply(self.stats(params["prefix"][-1] if "prefix" in params else None))
+                return control_error("unknown parameter(s); use prefix")
+            return json_reply(self.stats(params["prefix"][-1] if "prefix" in params else None))
         if method == "GET" and path == FAULTS_PATH:
-            return _json_reply(self.faults())
+            return json_reply(self.faults())
         if method == "POST" and path == RESET_PATH:
             self.reset()
-            return _json_reply({"ok": True})
+            return json_reply({"ok": True})
         if method == "POST" and path == FAULTS_PATH:
             try:
                 changes = json.loads(body or b"{}")
                 if not isinstance(changes, dict):
-                    return _control_error("body must be a JSON object")
-                return _json_reply(self.configure_faults(changes))
+                    return control_error("body must be a JSON object")
+                return json_reply(self.configure_faults(changes))
             except (ValueError, TypeError) as exc:
-                return _control_error(str(exc))
+                return control_error(str(exc))
         if path in (EVENTS_PATH, STATS_PATH, RESET_PATH, FAULTS_PATH):
-            return _control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED)
-        return _control_error(f"no such endpoint: {method} {path}", HTTPStatus.NOT_FOUND)
+            return control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED)
+        return control_error(f"no such endpoint: {method} {path}", HTTPStatus.NOT_FOUND)
 
     def note_connection(self) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """HTTP server of the local Meta Conversions API sandbox: events edge, ledger, stats and faults.
 
-Standalone on purpose: it imports nothing from the rest of ``streams`` (and nothing from the
-TikTok sandbox), so a bug shared with the client or the payload builder cannot pass the tests.
+Standalone on purpose: besides the local stack's shared plumbing (``streams.local.httpd``) it
+imports nothing from the rest of ``streams`` (and nothing from the TikTok sandbox), so a bug
+shared with the client or the payload builder cannot pass the tests.
 Standard library only.
 
 Endpoints:
@@ -19,14 +20,12 @@ import argparse
 import logging
 import re
 import signal
-import socket
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import TCPServer
-from typing import Any, Final, cast
+from typing import Final, cast
 from urllib.parse import parse_qs
 
+from streams.local.httpd import Handler, HTTPServer, SandboxServer, control_error
 from streams.local.meta_sandbox.config import (
     DEFAULT_PIXEL,
     DEFAULT_PORT,
@@ -40,9 +39,7 @@ from streams.local.meta_sandbox.engine import (
     FAULTS_PATH,
     RESET_PATH,
     STATS_PATH,
-    _control_error,
     _Engine,
-    _Reply,
 )
 
 __all__ = ["FaultSettings", "MetaSandbox", "SandboxConfig", "main"]
@@ -52,43 +49,12 @@ logger = logging.getLogger(__name__)
 _EDGE: Final = re.compile(r"^/(v\d+\.\d+)/([^/]+)/events/?$")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], engine: _Engine) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.engine = engine
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: object, client_address: Any) -> None:
-        """Log an unexpected handler failure instead of printing it to stderr."""
-        logger.exception("Meta sandbox request from %s failed", client_address)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall for seconds.
-        TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(Handler):
     server_version = "LeadstreamMetaSandbox/1.0"
-    sys_version = ""
-    disable_nagle_algorithm = True
-    timeout = 75
 
     @property
     def _engine(self) -> _Engine:
-        return cast(_Server, self.server).engine
-
-    def setup(self) -> None:
-        """Count the connection, so clients can be checked for keep-alive reuse."""
-        super().setup()
-        self._engine.note_connection()
+        return cast(_Engine, cast(HTTPServer, self.server).engine)
 
     def do_POST(self) -> None:
         path, _, query = self.path.partition("?")
@@ -111,116 +77,25 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
         if _EDGE.match(path):
-            self._send(_control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED))
+            self._send(control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED))
             return
         self._send(self._engine.handle_control("GET", path, query, b""))
 
-    def _read_body(self) -> bytes | None:
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._fail(HTTPStatus.BAD_REQUEST, "invalid Content-Length")
-            return None
-        if length > self._engine.config.max_body_bytes:
-            self._fail(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-            return None
-        return self.rfile.read(length)
 
-    def _fail(self, status: HTTPStatus, message: str) -> None:
-        self._send(_control_error(message, status))
-        self.close_connection = True
-
-    def _send(self, reply: _Reply) -> None:
-        if reply.delay:
-            self._engine.wait(reply.delay)
-        if reply.close:
-            self.close_connection = True
-            return
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
-            logger.debug("client %s went away before the answer", self.client_address[0])
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.client_address[0], format % args)
-
-
-class MetaSandbox:
+class MetaSandbox(SandboxServer):
     """The Conversions API sandbox server; binds its socket on construction (port 0: any free)."""
 
     def __init__(self, config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Create the server and bind it."""
+        """Create the server and bind it; clients append ``/{version}/{id}/events`` to `url`."""
         self.config = config
-        self._engine = _Engine(config)
-        self._server = _Server((host, port), self._engine)
-        self._thread: threading.Thread | None = None
-        self._serving = threading.Event()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``; clients append ``/{version}/{id}/events``."""
-        address = self._server.server_address
-        host, port = str(address[0]), int(address[1])
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-    def start(self) -> None:
-        """Serve in a background daemon thread; returns at once."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self.serve_forever, name="meta-capi-sandbox", daemon=True
+        super().__init__(
+            _Engine(config),
+            _Handler,
+            (host, port),
+            name="Meta Conversions API sandbox",
+            thread_name="meta-capi-sandbox",
+            label="Meta sandbox",
         )
-        self._thread.start()
-        self._serving.wait(5)
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until `stop` is called."""
-        logger.info("Meta Conversions API sandbox listening on %s", self.url)
-        self._serving.set()
-        self._server.serve_forever(poll_interval=0.05)
-
-    def stop(self) -> None:
-        """Stop serving, wake hanging timeout faults and close the socket."""
-        self._engine.stop()
-        if self._serving.is_set():
-            self._server.shutdown()
-            self._serving.clear()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> MetaSandbox:
-        """Start serving."""
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop serving."""
-        self.stop()
-
-    def stats(self, prefix: str | None = None) -> dict[str, Any]:
-        """Return the same counters as ``GET /_sandbox/stats``."""
-        return self._engine.stats(prefix)
-
-    def events(self, **filters: str) -> list[dict[str, Any]]:
-        """Return accepted unique events, like ``GET /_sandbox/events``."""
-        return [dict(record) for record in self._engine.events(filters)]
-
-    def reset(self) -> None:
-        """Clear the ledger and the counters (faults are kept)."""
-        self._engine.reset()
-
-    def configure_faults(self, **changes: Any) -> dict[str, Any]:
-        """Change fault injection, like ``POST /_sandbox/faults``."""
-        return self._engine.configure_faults(changes)
 
 
 def _build_parser() -> argparse.ArgumentParser:

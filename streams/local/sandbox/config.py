@@ -41,9 +41,6 @@ REJECTION_STYLES: Final = ("named", "batch", "unnamed")
 HTTP_ERRORS: Final = (401, 403, 404)
 _EVENT_INDEX: Final = re.compile(r"^data\.(\d+)")
 
-_JSON: Final = "application/json"
-_HTML: Final = "text/html; charset=utf-8"
-
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)

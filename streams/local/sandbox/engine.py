@@ -15,9 +15,9 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
+from streams.local.httpd import JSON, Reply, control_error, html_reply, json_reply
 from streams.local.sandbox.config import (
     _EVENT_INDEX,
-    _JSON,
     CODE_DUPLICATED_REQUEST,
     CODE_INVALID_PARAMS,
     CODE_OK,
@@ -38,15 +38,11 @@ from streams.local.sandbox.state import (
     _TOKEN_KEYS,
     _apply_token_changes,
     _check_fault_types,
-    _control_error,
     _event_ids,
-    _html_reply,
-    _json_reply,
     _LedgerEntry,
     _matches,
     _prefix_stats,
     _reject_constant,
-    _Reply,
     _Stats,
 )
 from streams.local.sandbox.validation import (
@@ -78,7 +74,7 @@ class _Engine:
 
     # -- track ---------------------------------------------------------------------------
 
-    def handle_track(self, token: str | None, content_type: str | None, body: bytes) -> _Reply:
+    def handle_track(self, token: str | None, content_type: str | None, body: bytes) -> Reply:
         if self._faults.latency_seconds:
             self.wait(self._faults.latency_seconds)
         now = self._now()
@@ -138,7 +134,7 @@ class _Engine:
         self._buckets[token] = (tokens - 1.0, now)
         return None
 
-    def _fault_reply(self, fault: str, request_id: str) -> _Reply:
+    def _fault_reply(self, fault: str, request_id: str) -> Reply:
         if fault == "auth_error":
             return self._answer(request_id, CODE_TOKEN_INVALID, "Invalid access token (injected)")
         if fault == "throttle":
@@ -151,21 +147,21 @@ class _Engine:
         if fault == "unknown_code" and settings.unknown_code is not None:
             return self._answer(request_id, settings.unknown_code, "Unknown error (injected)")
         if fault in ("http_401", "http_403", "http_404"):
-            return _html_reply(HTTPStatus(int(fault.removeprefix("http_"))))
+            return html_reply(HTTPStatus(int(fault.removeprefix("http_"))))
         if fault == "http_502":
-            return _html_reply(HTTPStatus.BAD_GATEWAY)
+            return html_reply(HTTPStatus.BAD_GATEWAY)
         if fault == "http_503":
-            return _html_reply(HTTPStatus.SERVICE_UNAVAILABLE)
-        reply = _html_reply(HTTPStatus.GATEWAY_TIMEOUT)
+            return html_reply(HTTPStatus.SERVICE_UNAVAILABLE)
+        reply = html_reply(HTTPStatus.GATEWAY_TIMEOUT)
         return replace(
             reply, delay=settings.timeout_seconds, close=settings.timeout_mode == "close"
         )
 
     def _track(
         self, request_id: str, now: datetime, content_type: str | None, body: bytes
-    ) -> _Reply:
+    ) -> Reply:
         media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if media_type != _JSON:
+        if media_type != JSON:
             return self._answer(
                 request_id, CODE_INVALID_PARAMS, "Content-Type must be application/json"
             )
@@ -179,7 +175,7 @@ class _Engine:
             with self._lock:
                 self._stats.faults["http_413"] += 1
                 self._stats.requests_by_code["http_413"] += 1
-            return _html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         ids = _event_ids(data)
         parsed = validate_request(payload)
         if isinstance(parsed, Rejection):
@@ -254,7 +250,7 @@ class _Engine:
 
     def _reject_all(
         self, request_id: str, rejection: Rejection, ids: list[str], message: str | None = None
-    ) -> _Reply:
+    ) -> Reply:
         with self._lock:
             self._note_events(ids)
             if ids:
@@ -271,7 +267,7 @@ class _Engine:
         data: dict[str, Any],
         ids: list[str],
         failures: list[Rejection],
-    ) -> _Reply:
+    ) -> Reply:
         with self._lock:
             self._note_events(ids)
             for failure in failures:
@@ -289,11 +285,11 @@ class _Engine:
 
     def _answer(
         self, request_id: str, code: int, message: str, data: dict[str, Any] | None = None
-    ) -> _Reply:
+    ) -> Reply:
         with self._lock:
             self._stats.requests_by_code[str(code)] += 1
         logger.debug("track request %s answered %d: %s", request_id, code, message)
-        return _json_reply(
+        return json_reply(
             {"code": code, "message": message, "request_id": request_id, "data": data or {}}
         )
 
@@ -360,14 +356,14 @@ class _Engine:
                 records = [r for r in records if _matches(r.get(name), wanted)]
         return records
 
-    def handle_events(self, query: str) -> _Reply:
+    def handle_events(self, query: str) -> Reply:
         params = parse_qs(query, keep_blank_values=True)
         unknown = sorted(set(params) - set(_EVENT_FILTERS))
         if unknown:
-            return _control_error(
+            return control_error(
                 f"unknown filter(s) {', '.join(unknown)}; use {', '.join(_EVENT_FILTERS)}"
             )
-        return _json_reply(self.events({name: values[-1] for name, values in params.items()}))
+        return json_reply(self.events({name: values[-1] for name, values in params.items()}))
 
     def stats(self, prefix: str | None = None) -> dict[str, Any]:
         with self._lock:
@@ -390,13 +386,13 @@ class _Engine:
                 "max_events_per_request": stats.max_events_per_request,
             }
 
-    def handle_stats(self, query: str) -> _Reply:
+    def handle_stats(self, query: str) -> Reply:
         params = parse_qs(query, keep_blank_values=True)
         unknown = sorted(set(params) - {"prefix"})
         if unknown:
-            return _control_error(f"unknown parameter(s) {', '.join(unknown)}; use prefix")
+            return control_error(f"unknown parameter(s) {', '.join(unknown)}; use prefix")
         prefix = params["prefix"][-1] if "prefix" in params else None
-        return _json_reply(self.stats(prefix))
+        return json_reply(self.stats(prefix))
 
     def reset(self) -> None:
         with self._lock:
@@ -433,17 +429,17 @@ class _Engine:
         logger.info("sandbox faults set to %s", settings.to_json())
         return self.faults()
 
-    def handle_faults(self, body: bytes) -> _Reply:
+    def handle_faults(self, body: bytes) -> Reply:
         try:
             changes = json.loads(body or b"{}")
         except ValueError as exc:
-            return _control_error(f"invalid JSON: {exc}")
+            return control_error(f"invalid JSON: {exc}")
         if not isinstance(changes, dict):
-            return _control_error("body must be a JSON object")
+            return control_error("body must be a JSON object")
         try:
-            return _json_reply(self.configure_faults(changes))
+            return json_reply(self.configure_faults(changes))
         except (ValueError, TypeError) as exc:
-            return _control_error(str(exc))
+            return control_error(str(exc))
 
     def note_connection(self) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """HTTP server of the local TikTok Events API sandbox: track endpoint, ledger, stats and faults.
 
-Standalone on purpose: it imports nothing from the rest of ``streams`` so that a bug shared with
-the client or the payload builder cannot pass the tests. Standard library only.
+Standalone on purpose: besides the local stack's shared plumbing (``streams.local.httpd``,
+``streams.local.options``) it imports nothing from the rest of ``streams``, so that a bug shared
+with the client or the payload builder cannot pass the tests. Standard library only.
 
 Endpoints:
     ``POST /open_api/v1.3/event/track/`` -- the Events API 2.0 contract, validated strictly.
@@ -17,13 +18,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import socket
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from socketserver import TCPServer
-from typing import Any, cast
+from typing import cast
 
+from streams.local.httpd import Handler, HTTPServer, SandboxServer, control_error, json_reply
 from streams.local.options import cannot_start, log_level, tcp_port
 from streams.local.sandbox.config import (
     DEFAULT_CRM_EVENT_SET,
@@ -41,48 +40,16 @@ from streams.local.sandbox.config import (
     SandboxConfig,
 )
 from streams.local.sandbox.engine import _Engine
-from streams.local.sandbox.state import _control_error, _json_reply, _Reply
 
 logger = logging.getLogger(__name__)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], engine: _Engine) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.engine = engine
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: object, client_address: Any) -> None:
-        """Log an unexpected handler failure instead of printing it to stderr."""
-        logger.exception("sandbox request from %s failed", client_address)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall for seconds.
-        TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(Handler):
     server_version = "LeadstreamSandbox/1.0"
-    sys_version = ""
-    disable_nagle_algorithm = True
-    timeout = 75  # idle keep-alive connections are closed after this many seconds
 
     @property
     def _engine(self) -> _Engine:
-        return cast(_Server, self.server).engine
-
-    def setup(self) -> None:
-        """Count the connection, so clients can be checked for keep-alive reuse."""
-        super().setup()
-        self._engine.note_connection()
+        return cast(_Engine, cast(HTTPServer, self.server).engine)
 
     def do_POST(self) -> None:
         path = self.path.partition("?")[0]
@@ -96,13 +63,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif path == RESET_PATH:
             engine.reset()
-            reply = _json_reply({"ok": True})
+            reply = json_reply({"ok": True})
         elif path == FAULTS_PATH:
             reply = engine.handle_faults(body)
         elif path in (EVENTS_PATH, STATS_PATH):
-            reply = _control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED)
+            reply = control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED)
         else:
-            reply = _control_error(f"no such endpoint: POST {path}", HTTPStatus.NOT_FOUND)
+            reply = control_error(f"no such endpoint: POST {path}", HTTPStatus.NOT_FOUND)
         self._send(reply)
 
     def do_GET(self) -> None:
@@ -113,79 +80,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == STATS_PATH:
             reply = engine.handle_stats(query)
         elif path == FAULTS_PATH:
-            reply = _json_reply(engine.faults())
+            reply = json_reply(engine.faults())
         elif path in (TRACK_PATH, RESET_PATH):
-            reply = _control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED)
+            reply = control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED)
         else:
-            reply = _control_error(f"no such endpoint: GET {path}", HTTPStatus.NOT_FOUND)
+            reply = control_error(f"no such endpoint: GET {path}", HTTPStatus.NOT_FOUND)
         self._send(reply)
 
-    def _read_body(self) -> bytes | None:
-        limit = self._engine_limit()
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked(limit)
-        raw_length = self.headers.get("Content-Length", "0")
-        try:
-            length = int(raw_length)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._fail(HTTPStatus.BAD_REQUEST, "invalid Content-Length")
-            return None
-        if length > limit:
-            self._fail(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-            return None
-        return self.rfile.read(length)
 
-    def _read_chunked(self, limit: int) -> bytes | None:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                self._fail(HTTPStatus.BAD_REQUEST, "invalid chunked encoding")
-                return None
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # skip trailers
-                return b"".join(chunks)
-            total += size
-            if total > limit:
-                self._fail(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-                return None
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(1024)
-
-    def _engine_limit(self) -> int:
-        return self._engine.config.max_body_bytes
-
-    def _fail(self, status: HTTPStatus, message: str) -> None:
-        self._send(_control_error(message, status))
-        self.close_connection = True
-
-    def _send(self, reply: _Reply) -> None:
-        if reply.delay:
-            self._engine.wait(reply.delay)
-        if reply.close:
-            self.close_connection = True
-            return
-        try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-        except OSError:
-            logger.debug("client %s went away before the answer", self.client_address[0])
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.client_address[0], format % args)
-
-
-class Sandbox:
+class Sandbox(SandboxServer):
     """The Events API sandbox server; binds its socket on construction (port 0: any free port)."""
 
     def __init__(self, config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -198,98 +101,14 @@ class Sandbox:
 
         """
         self.config = config
-        self._engine = _Engine(config)
-        self._server = _Server((host, port), self._engine)
-        self._thread: threading.Thread | None = None
-        self._serving = threading.Event()
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:54321``; clients append the API path."""
-        host, port = self._server.server_address[:2]
-        host = str(host)
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{port}"
-
-    def start(self) -> None:
-        """Serve in a background daemon thread; returns at once."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(
-            target=self.serve_forever, name="events-api-sandbox", daemon=True
+        super().__init__(
+            _Engine(config),
+            _Handler,
+            (host, port),
+            name="Events API sandbox",
+            thread_name="events-api-sandbox",
+            label="sandbox",
         )
-        self._thread.start()
-        self._serving.wait(5)
-
-    def serve_forever(self) -> None:
-        """Serve in the calling thread until `stop` is called."""
-        logger.info("Events API sandbox listening on %s", self.url)
-        self._serving.set()
-        self._server.serve_forever(poll_interval=0.05)
-
-    def stop(self) -> None:
-        """Stop serving, wake hanging timeout faults and close the socket."""
-        self._engine.stop()
-        if self._serving.is_set():
-            self._server.shutdown()
-            self._serving.clear()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> Sandbox:
-        """Start serving."""
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        """Stop serving."""
-        self.stop()
-
-    def stats(self, prefix: str | None = None) -> dict[str, Any]:
-        """Return the same counters as ``GET /_sandbox/stats``.
-
-        Args:
-            prefix: When given, the per-event counters count only events whose event_id starts
-                with it (request-level counters stay session-global).
-
-        Returns:
-            The counters, as JSON-ready data.
-
-        """
-        return self._engine.stats(prefix)
-
-    def events(self, **filters: str) -> list[dict[str, Any]]:
-        """Return accepted unique events, like ``GET /_sandbox/events``.
-
-        Args:
-            **filters: Exact-match filters on record fields, e.g. ``event="QualifiedLead"``;
-                ``test="true"`` or ``"false"`` selects test or live events.
-
-        Returns:
-            The matching records, oldest first.
-
-        """
-        return [dict(record) for record in self._engine.events(filters)]
-
-    def reset(self) -> None:
-        """Clear the ledger, the counters and the rate-limit state (faults are kept)."""
-        self._engine.reset()
-
-    def configure_faults(self, **changes: Any) -> dict[str, Any]:
-        """Change fault injection, like ``POST /_sandbox/faults``.
-
-        Args:
-            **changes: Any of the `FaultSettings` fields, ``expire_token`` (a token or a list),
-                ``expired_tokens`` (replaces the list) or ``clear=True`` (back to no faults).
-
-        Returns:
-            The setting now in force, as ``GET /_sandbox/faults`` shows it.
-
-        """
-        return self._engine.configure_faults(changes)
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from http import HTTPStatus
 from typing import Any, Final
 
 from streams.local.sandbox.config import (
-    _HTML,
-    _JSON,
     CODE_TOKEN_EMPTY,
     CODE_TOKEN_EXPIRED,
     CODE_TOKEN_INVALID,
@@ -20,15 +16,6 @@ from streams.local.sandbox.config import (
     REJECTION_STYLES,
     SHARE_FAULTS,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = _JSON
-    delay: float = 0.0
-    close: bool = False
 
 
 @dataclass(slots=True)
@@ -77,20 +64,6 @@ _EVENT_FILTERS: Final = (
     "test_event_code",
     "test",
 )
-
-
-def _json_reply(payload: object, status: int = HTTPStatus.OK) -> _Reply:
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    return _Reply(status, body)
-
-
-def _html_reply(status: HTTPStatus) -> _Reply:
-    text = f"<html><body><h1>{status.value} {status.phrase}</h1></body></html>"
-    return _Reply(status.value, text.encode(), _HTML)
-
-
-def _control_error(message: str, status: int = HTTPStatus.BAD_REQUEST) -> _Reply:
-    return _json_reply({"error": message}, status)
 
 
 def _reject_constant(name: str) -> None:

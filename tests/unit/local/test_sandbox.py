@@ -876,8 +876,9 @@ def test_sandbox_imports_nothing_else_from_streams() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert (  # streams.local.options: the command-line pieces the local servers share
-        out.strip() == "['streams', 'streams.local', 'streams.local.options', "
+    assert (  # httpd, options: the HTTP plumbing and command-line pieces the local servers share
+        out.strip()
+        == "['streams', 'streams.local', 'streams.local.httpd', 'streams.local.options', "
         "'streams.local.sandbox', 'streams.local.sandbox.config', 'streams.local.sandbox.engine', "
         "'streams.local.sandbox.server', 'streams.local.sandbox.state', "
         "'streams.local.sandbox.validation']"
