@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+
+from streams.local.ledger import check_shares, settings_json
 
 DEFAULT_TOKEN: Final = "meta-sandbox-token"  # noqa: S105  # public local default, not a secret
 DEFAULT_PIXEL: Final = "100000000000001"
@@ -57,19 +59,12 @@ class FaultSettings:
 
     def __post_init__(self) -> None:
         """Reject impossible settings."""
-        total = 0.0
         for name in SHARE_FAULTS:
             share = getattr(self, name)
             if isinstance(share, bool) or not isinstance(share, int | float):
                 msg = f"{name} must be a number"
                 raise TypeError(msg)
-            if not 0.0 <= share <= 1.0:
-                msg = f"fault share {name} must be between 0 and 1, got {share}"
-                raise ValueError(msg)
-            total += share
-        if total > 1.0 + 1e-9:
-            msg = f"fault shares must sum to at most 1, got {total}"
-            raise ValueError(msg)
+        check_shares(self, SHARE_FAULTS)
         if self.rate_limit_code not in RATE_LIMIT_CODES:
             msg = f"rate_limit_code must be one of {RATE_LIMIT_CODES}"
             raise ValueError(msg)
@@ -88,7 +83,7 @@ class FaultSettings:
 
     def to_json(self) -> dict[str, Any]:
         """Return the setting as a JSON-ready dict."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return settings_json(self)
 
 
 @dataclass(frozen=True, slots=True)

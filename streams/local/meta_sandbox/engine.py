@@ -10,17 +10,24 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import uuid
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import parse_qs
 
 from streams.local.httpd import JSON, Reply, control_error, html_reply, json_reply
+from streams.local.ledger import (
+    EngineCore,
+    Stats,
+    aware_now,
+    draw_share,
+    event_ids,
+    filter_records,
+    reject_constant,
+)
 from streams.local.meta_sandbox.config import SHARE_FAULTS, FaultSettings, SandboxConfig
 from streams.local.meta_sandbox.validation import Invalid, Window, validate_event, validate_request
 
@@ -33,19 +40,6 @@ FAULTS_PATH: Final = "/_sandbox/faults"
 CODE_TOKEN: Final = 190
 SUBCODE_EXPIRED: Final = 463
 CODE_TRANSIENT: Final = 2
-
-
-@dataclass(slots=True)
-class _Stats:
-    requests: int = 0
-    connections: int = 0
-    requests_by_code: Counter[str] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    # (event_id, counter name) per event, so counters can be filtered by an event_id prefix;
-    # (event_id, request number) per event received.
-    by_event: list[tuple[str, str]] = field(default_factory=list)
-    received: list[tuple[str, int]] = field(default_factory=list)
-    request_number: int = 0
 
 
 _EVENT_FILTERS: Final = (
@@ -82,41 +76,25 @@ def _graph_error(
     return json_reply({"error": error}, status)
 
 
-def _reject_constant(name: str) -> None:
-    msg = f"invalid JSON constant {name}"
-    raise ValueError(msg)
-
-
-def _event_ids(data: object) -> list[str]:
-    if not isinstance(data, list):
-        return []
-    ids = []
-    for event in data:
-        event_id = event.get("event_id") if isinstance(event, dict) else None
-        ids.append(event_id if isinstance(event_id, str) else "")
-    return ids
-
-
-class _Engine:
+class _Engine(EngineCore):
     """Protocol logic and state, independent of the HTTP plumbing."""
 
     def __init__(self, config: SandboxConfig) -> None:
+        super().__init__()
         self.config = config
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._faults = config.faults
         self._rng = random.Random(config.faults.seed)  # noqa: S311  # fault sampling, not crypto
         self._expired = set(config.expired_tokens)
         self._ledger: dict[tuple[str | None, str, str, str], datetime] = {}
         self._records: list[dict[str, Any]] = []
-        self._stats = _Stats()
+        self._stats = Stats()
 
     def handle_events_edge(
         self, version: str, pixel: str, token: str | None, content_type: str | None, body: bytes
     ) -> Reply:
         if self._faults.latency_seconds:
             self._stopping.wait(self._faults.latency_seconds)
-        now = self._now()
+        now = aware_now(self.config.clock)
         with self._lock:
             self._stats.requests += 1
             fault = self._draw_fault()
@@ -129,7 +107,7 @@ class _Engine:
         if media_type != JSON:
             return self._count(_graph_error(100, "Content-Type must be application/json"))
         try:
-            payload = json.loads(body, parse_constant=_reject_constant)
+            payload = json.loads(body, parse_constant=reject_constant)
         except (ValueError, RecursionError) as exc:
             return self._count(_graph_error(100, f"Invalid JSON body ({exc})"))
         if isinstance(payload, dict) and isinstance(payload.get("access_token"), str):
@@ -164,7 +142,7 @@ class _Engine:
                 self._stats.faults["http_413"] += 1
                 self._stats.requests_by_code["http_413"] += 1
             return html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        ids = _event_ids(data)
+        ids = event_ids(data)
         parsed = validate_request(payload)
         if isinstance(parsed, Invalid):
             return self._reject(parsed, ids)
@@ -190,16 +168,7 @@ class _Engine:
             return f"http_{faults.http_error}"
         if faults.auth_error:
             return "auth_error"
-        shares = [getattr(faults, name) for name in SHARE_FAULTS]
-        if not any(shares):
-            return None
-        draw = self._rng.random()
-        cumulative = 0.0
-        for name, share in zip(SHARE_FAULTS, shares, strict=True):
-            cumulative += share
-            if draw < cumulative:
-                return name
-        return None
+        return draw_share(self._rng, faults, SHARE_FAULTS)
 
     def _fault_reply(self, fault: str) -> Reply:
         settings = self._faults
@@ -236,13 +205,9 @@ class _Engine:
             self._stats.requests_by_code[key] += 1
         return reply
 
-    def _note(self, ids: list[str]) -> None:
-        number = self._stats.request_number = self._stats.request_number + 1
-        self._stats.received.extend((event_id, number) for event_id in ids)
-
     def _reject(self, problem: Invalid, ids: list[str]) -> Reply:
         with self._lock:
-            self._note(ids)
+            self._stats.note_request(ids)
             self._stats.by_event.extend((event_id, f"rejected:{problem.code}") for event_id in ids)
         logger.debug("request rejected: %s", problem.message)
         return self._count(
@@ -261,7 +226,7 @@ class _Engine:
     ) -> None:
         kind = "live" if test_code is None else "test"
         with self._lock:
-            self._note(_event_ids(events))
+            self._stats.note_request(event_ids(events))
             for event in events:
                 event_id = event.get("event_id") or f"anonymous-{uuid.uuid4().hex}"
                 key = (test_code, pixel, event["event_name"], event_id)
@@ -281,41 +246,18 @@ class _Engine:
                 )
                 self._records.append(record)
 
-    def _now(self) -> datetime:
-        now = self.config.clock()
-        if now.tzinfo is None:
-            msg = "SandboxConfig.clock must return a timezone-aware datetime"
-            raise ValueError(msg)
-        return now
-
     # -- control endpoints ---------------------------------------------------------------
 
     def events(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         with self._lock:
             records = list(self._records)
-        for name, wanted in (filters or {}).items():
-            if name == "test":
-                flag = wanted.lower() in ("1", "true", "yes")
-                records = [r for r in records if r["test_event"] is flag]
-            else:
-                records = [
-                    r
-                    for r in records
-                    if (wanted == "" if r.get(name) is None else str(r.get(name)) == wanted)
-                ]
-        return records
+        return filter_records(records, filters)
 
     def stats(self, prefix: str | None = None) -> dict[str, Any]:
         with self._lock:
             stats = self._stats
             wanted = prefix or ""
-            counts = Counter(name for eid, name in stats.by_event if eid.startswith(wanted))
-            per_request = Counter(n for eid, n in stats.received if eid.startswith(wanted))
-            rejected = {
-                name.removeprefix("rejected:"): n
-                for name, n in counts.items()
-                if name.startswith("rejected:")
-            }
+            counts, per_request, rejected = stats.event_counts(wanted)
             result: dict[str, Any] = {
                 "requests": stats.requests,
                 "connections": stats.connections,
@@ -341,7 +283,7 @@ class _Engine:
         with self._lock:
             self._ledger.clear()
             self._records.clear()
-            self._stats = _Stats()
+            self._stats = Stats()
 
     def faults(self) -> dict[str, Any]:
         with self._lock:
@@ -400,13 +342,3 @@ class _Engine:
         if path in (EVENTS_PATH, STATS_PATH, RESET_PATH, FAULTS_PATH):
             return control_error("method not allowed", HTTPStatus.METHOD_NOT_ALLOWED)
         return control_error(f"no such endpoint: {method} {path}", HTTPStatus.NOT_FOUND)
-
-    def note_connection(self) -> None:
-        with self._lock:
-            self._stats.connections += 1
-
-    def wait(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
-
-    def stop(self) -> None:
-        self._stopping.set()

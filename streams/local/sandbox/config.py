@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
+
+from streams.local.ledger import check_shares, settings_json
 
 TRACK_PATH: Final = "/open_api/v1.3/event/track/"
 EVENTS_PATH: Final = "/_sandbox/events"
@@ -89,16 +91,7 @@ class FaultSettings:
 
     def __post_init__(self) -> None:
         """Reject shares outside [0, 1] or summing to more than 1."""
-        total = 0.0
-        for name in SHARE_FAULTS:
-            share = getattr(self, name)
-            if not 0.0 <= share <= 1.0:
-                msg = f"fault share {name} must be between 0 and 1, got {share}"
-                raise ValueError(msg)
-            total += share
-        if total > 1.0 + 1e-9:
-            msg = f"fault shares must sum to at most 1, got {total}"
-            raise ValueError(msg)
+        check_shares(self, SHARE_FAULTS)
         if self.latency_seconds < 0:
             msg = "latency_seconds must be >= 0"
             raise ValueError(msg)
@@ -126,7 +119,7 @@ class FaultSettings:
 
     def to_json(self) -> dict[str, Any]:
         """Return the setting as a JSON-ready dict."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return settings_json(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -16,6 +15,14 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from streams.local.httpd import JSON, Reply, control_error, html_reply, json_reply
+from streams.local.ledger import (
+    EngineCore,
+    aware_now,
+    draw_share,
+    event_ids,
+    filter_records,
+    reject_constant,
+)
 from streams.local.sandbox.config import (
     _EVENT_INDEX,
     CODE_DUPLICATED_REQUEST,
@@ -38,11 +45,8 @@ from streams.local.sandbox.state import (
     _TOKEN_KEYS,
     _apply_token_changes,
     _check_fault_types,
-    _event_ids,
     _LedgerEntry,
-    _matches,
     _prefix_stats,
-    _reject_constant,
     _Stats,
 )
 from streams.local.sandbox.validation import (
@@ -57,13 +61,14 @@ from streams.local.sandbox.validation import (
 logger = logging.getLogger(__name__)
 
 
-class _Engine:
+class _Engine(EngineCore):
     """Protocol logic and state, independent of the HTTP plumbing."""
 
+    _stats: _Stats
+
     def __init__(self, config: SandboxConfig) -> None:
+        super().__init__()
         self.config = config
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
         self._faults = config.faults
         self._rng = random.Random(config.faults.seed)  # noqa: S311  # fault sampling, not crypto
         self._expired = set(config.expired_tokens)
@@ -77,7 +82,7 @@ class _Engine:
     def handle_track(self, token: str | None, content_type: str | None, body: bytes) -> Reply:
         if self._faults.latency_seconds:
             self.wait(self._faults.latency_seconds)
-        now = self._now()
+        now = aware_now(self.config.clock)
         request_id = f"{now:%Y%m%d%H%M%S}{uuid.uuid4().hex[:18].upper()}"
         token = (token or "").strip()
         auth_code: int | None = None
@@ -102,16 +107,7 @@ class _Engine:
             return "unknown_code"
         if faults.auth_error:
             return "auth_error"
-        shares = [getattr(faults, name) for name in SHARE_FAULTS]
-        if not any(shares):
-            return None
-        draw = self._rng.random()
-        cumulative = 0.0
-        for name, share in zip(SHARE_FAULTS, shares, strict=True):
-            cumulative += share
-            if draw < cumulative:
-                return name
-        return None
+        return draw_share(self._rng, faults, SHARE_FAULTS)
 
     def _auth_code(self, token: str) -> int | None:
         """Return the auth/rate error code for a token, or None; call with the lock held."""
@@ -166,7 +162,7 @@ class _Engine:
                 request_id, CODE_INVALID_PARAMS, "Content-Type must be application/json"
             )
         try:
-            payload = json.loads(body, parse_constant=_reject_constant)
+            payload = json.loads(body, parse_constant=reject_constant)
         except (ValueError, RecursionError) as exc:
             return self._answer(request_id, CODE_INVALID_PARAMS, f"body: invalid JSON ({exc})")
         limit = self._faults.max_events_413
@@ -176,7 +172,7 @@ class _Engine:
                 self._stats.faults["http_413"] += 1
                 self._stats.requests_by_code["http_413"] += 1
             return html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        ids = _event_ids(data)
+        ids = event_ids(data)
         parsed = validate_request(payload)
         if isinstance(parsed, Rejection):
             return self._reject_all(request_id, parsed, ids)
@@ -280,8 +276,7 @@ class _Engine:
         count = len(ids)
         self._stats.events_received += count
         self._stats.max_events_per_request = max(self._stats.max_events_per_request, count)
-        number = self._stats.request_number = self._stats.request_number + 1
-        self._stats.received.extend((event_id, number) for event_id in ids)
+        self._stats.note_request(ids)
 
     def _answer(
         self, request_id: str, code: int, message: str, data: dict[str, Any] | None = None
@@ -336,25 +331,12 @@ class _Engine:
                 )
                 self._records.append(record)
 
-    def _now(self) -> datetime:
-        now = self.config.clock()
-        if now.tzinfo is None:
-            msg = "SandboxConfig.clock must return a timezone-aware datetime"
-            raise ValueError(msg)
-        return now
-
     # -- control endpoints ---------------------------------------------------------------
 
     def events(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         with self._lock:
             records = list(self._records)
-        for name, wanted in (filters or {}).items():
-            if name == "test":
-                flag = wanted.lower() in ("1", "true", "yes")
-                records = [r for r in records if r["test_event"] is flag]
-            else:
-                records = [r for r in records if _matches(r.get(name), wanted)]
-        return records
+        return filter_records(records, filters)
 
     def handle_events(self, query: str) -> Reply:
         params = parse_qs(query, keep_blank_values=True)
@@ -440,13 +422,3 @@ class _Engine:
             return json_reply(self.configure_faults(changes))
         except (ValueError, TypeError) as exc:
             return control_error(str(exc))
-
-    def note_connection(self) -> None:
-        with self._lock:
-            self._stats.connections += 1
-
-    def wait(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
-
-    def stop(self) -> None:
-        self._stopping.set()

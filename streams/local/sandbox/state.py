@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from streams.local.ledger import Stats
 from streams.local.sandbox.config import (
     CODE_TOKEN_EMPTY,
     CODE_TOKEN_EXPIRED,
@@ -39,21 +40,12 @@ class _Tally:
 
 
 @dataclass(slots=True)
-class _Stats:
-    requests: int = 0
-    connections: int = 0
-    requests_by_code: Counter[str] = field(default_factory=Counter)
+class _Stats(Stats):
     events_received: int = 0
     live: _Tally = field(default_factory=_Tally)
     test: _Tally = field(default_factory=_Tally)
     rejected: Counter[str] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
     max_events_per_request: int = 0
-    # (event_id, counter) for every per-event count above, so stats can be filtered by prefix;
-    # (event_id, request number) for every event received, for a filtered max_events_per_request.
-    by_event: list[tuple[str, str]] = field(default_factory=list)
-    received: list[tuple[str, int]] = field(default_factory=list)
-    request_number: int = 0
 
 
 _EVENT_FILTERS: Final = (
@@ -64,11 +56,6 @@ _EVENT_FILTERS: Final = (
     "test_event_code",
     "test",
 )
-
-
-def _reject_constant(name: str) -> None:
-    msg = f"invalid JSON constant {name}"
-    raise ValueError(msg)
 
 
 _TOKEN_KEYS: Final = frozenset({"expire_token", "expired_tokens", "clear"})
@@ -85,32 +72,13 @@ _AUTH_MESSAGES: Final[dict[int, Callable[[str], str]]] = {
 }
 
 
-def _event_ids(data: object) -> list[str]:
-    """Return the event_id of each event in a request's ``data`` ("" where there is none)."""
-    if not isinstance(data, list):
-        return []
-    ids = []
-    for event in data:
-        event_id = event.get("event_id") if isinstance(event, dict) else None
-        ids.append(event_id if isinstance(event_id, str) else "")
-    return ids
-
-
 def _prefix_stats(stats: _Stats, prefix: str) -> dict[str, Any]:
     """Return the per-event counters of ``stats`` for event_ids starting with ``prefix``.
 
     Request-level counters (requests, connections, requests_by_code, faults) have no event_id
     and stay session-global; max_events_per_request counts only the matching events of a request.
     """
-    counts = Counter(name for event_id, name in stats.by_event if event_id.startswith(prefix))
-    per_request = Counter(
-        number for event_id, number in stats.received if event_id.startswith(prefix)
-    )
-    rejected = {
-        name.removeprefix("rejected:"): n
-        for name, n in counts.items()
-        if name.startswith("rejected:")
-    }
+    counts, per_request, rejected = stats.event_counts(prefix)
     return {
         "prefix": prefix,
         "requests": stats.requests,
@@ -129,12 +97,6 @@ def _prefix_stats(stats: _Stats, prefix: str) -> dict[str, Any]:
         "faults_by_kind": dict(stats.faults),
         "max_events_per_request": max(per_request.values(), default=0),
     }
-
-
-def _matches(value: object, wanted: str) -> bool:
-    if value is None:
-        return wanted == ""
-    return str(value) == wanted
 
 
 def _check_fault_types(updates: Mapping[str, Any]) -> None:

@@ -343,8 +343,9 @@ def test_sandbox_imports_nothing_from_the_client_side() -> None:
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     ).stdout
-    assert out.strip() == (  # httpd: the HTTP plumbing the local servers share
-        "['streams', 'streams.local', 'streams.local.httpd', 'streams.local.meta_sandbox', "
+    assert out.strip() == (  # httpd, ledger: the plumbing the local servers share
+        "['streams', 'streams.local', 'streams.local.httpd', 'streams.local.ledger', "
+        "'streams.local.meta_sandbox', "
         "'streams.local.meta_sandbox.config', 'streams.local.meta_sandbox.engine', "
         "'streams.local.meta_sandbox.server', 'streams.local.meta_sandbox.validation']"
     )

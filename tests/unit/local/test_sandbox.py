@@ -876,9 +876,10 @@ def test_sandbox_imports_nothing_else_from_streams() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert (  # httpd, options: the HTTP plumbing and command-line pieces the local servers share
-        out.strip()
-        == "['streams', 'streams.local', 'streams.local.httpd', 'streams.local.options', "
+    # httpd, ledger, options: the plumbing and command-line pieces the local servers share
+    assert out.strip() == (
+        "['streams', 'streams.local', 'streams.local.httpd', 'streams.local.ledger', "
+        "'streams.local.options', "
         "'streams.local.sandbox', 'streams.local.sandbox.config', 'streams.local.sandbox.engine', "
         "'streams.local.sandbox.server', 'streams.local.sandbox.state', "
         "'streams.local.sandbox.validation']"

@@ -1,0 +1,154 @@
+"""Ledger, counter and fault helpers the local API sandboxes share (no HTTP, no protocol rules).
+
+Standard library only, and nothing from the rest of ``streams``: the TikTok and the Meta sandbox
+import it and stay standalone with respect to the client code they test.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters every sandbox keeps; the per-event ones carry their event_id for ``?prefix=``."""
+
+    requests: int = 0
+    connections: int = 0
+    requests_by_code: Counter[str] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+    # (event_id, counter name) per event, so counters can be filtered by an event_id prefix;
+    # (event_id, request number) per event received.
+    by_event: list[tuple[str, str]] = field(default_factory=list)
+    received: list[tuple[str, int]] = field(default_factory=list)
+    request_number: int = 0
+
+    def note_request(self, ids: list[str]) -> None:
+        """Give a request with events the next number and remember which events it carried."""
+        number = self.request_number = self.request_number + 1
+        self.received.extend((event_id, number) for event_id in ids)
+
+    def event_counts(self, prefix: str) -> tuple[Counter[str], Counter[int], dict[str, int]]:
+        """Return the per-event counters, events per request and rejections by code for ``prefix``.
+
+        Only events whose event_id starts with ``prefix`` count ("" counts them all).
+        """
+        counts = Counter(name for eid, name in self.by_event if eid.startswith(prefix))
+        per_request = Counter(n for eid, n in self.received if eid.startswith(prefix))
+        rejected = {
+            name.removeprefix("rejected:"): n
+            for name, n in counts.items()
+            if name.startswith("rejected:")
+        }
+        return counts, per_request, rejected
+
+
+class EngineCore:
+    """The lock, the stop event and the connection counter of a sandbox engine."""
+
+    _stats: Stats
+
+    def __init__(self) -> None:
+        """Create the lock and the stop event."""
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def note_connection(self) -> None:
+        """Count a new connection."""
+        with self._lock:
+            self._stats.connections += 1
+
+    def wait(self, seconds: float) -> None:
+        """Sleep, woken early by `stop`."""
+        self._stopping.wait(seconds)
+
+    def stop(self) -> None:
+        """Wake every waiting request (hanging timeout faults)."""
+        self._stopping.set()
+
+
+def aware_now(clock: Callable[[], datetime]) -> datetime:
+    """Return ``clock()``; raise ValueError when it is not timezone-aware."""
+    now = clock()
+    if now.tzinfo is None:
+        msg = "SandboxConfig.clock must return a timezone-aware datetime"
+        raise ValueError(msg)
+    return now
+
+
+def reject_constant(name: str) -> None:
+    """Refuse NaN and Infinity (``json.loads(parse_constant=...)``): JSON has no such values."""
+    msg = f"invalid JSON constant {name}"
+    raise ValueError(msg)
+
+
+def event_ids(data: object) -> list[str]:
+    """Return the event_id of each event in a request's ``data`` ("" where there is none)."""
+    if not isinstance(data, list):
+        return []
+    ids = []
+    for event in data:
+        event_id = event.get("event_id") if isinstance(event, dict) else None
+        ids.append(event_id if isinstance(event_id, str) else "")
+    return ids
+
+
+def filter_records(
+    records: list[dict[str, Any]], filters: Mapping[str, str] | None
+) -> list[dict[str, Any]]:
+    """Return the records matching every exact-match filter (``test``: true or false).
+
+    A filter with an empty value matches a field that is missing or None.
+    """
+    for name, wanted in (filters or {}).items():
+        if name == "test":
+            flag = wanted.lower() in ("1", "true", "yes")
+            records = [r for r in records if r["test_event"] is flag]
+        else:
+            records = [r for r in records if _matches(r.get(name), wanted)]
+    return records
+
+
+def _matches(value: object, wanted: str) -> bool:
+    if value is None:
+        return wanted == ""
+    return str(value) == wanted
+
+
+def draw_share(rng: random.Random, settings: object, names: Iterable[str]) -> str | None:
+    """Return the share fault one uniform draw lands in, or None (no draw when all are 0)."""
+    shares = [(name, getattr(settings, name)) for name in names]
+    if not any(share for _, share in shares):
+        return None
+    draw = rng.random()
+    cumulative = 0.0
+    for name, share in shares:
+        cumulative += share
+        if draw < cumulative:
+            return name
+    return None
+
+
+def check_shares(settings: object, names: Iterable[str]) -> None:
+    """Raise ValueError unless each share is in [0, 1] and together they sum to at most 1."""
+    total = 0.0
+    for name in names:
+        share = getattr(settings, name)
+        if not 0.0 <= share <= 1.0:
+            msg = f"fault share {name} must be between 0 and 1, got {share}"
+            raise ValueError(msg)
+        total += share
+    if total > 1.0 + 1e-9:
+        msg = f"fault shares must sum to at most 1, got {total}"
+        raise ValueError(msg)
+
+
+def settings_json(settings: Any) -> dict[str, Any]:
+    """Return a dataclass setting as a JSON-ready dict."""
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
