@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
 import threading
 from collections.abc import Mapping
@@ -15,12 +16,15 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
-from typing import Any, Final, Protocol, Self, cast
+from types import FrameType
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar, cast
 
 logger = logging.getLogger(__name__)
 
 JSON: Final = "application/json"
 HTML: Final = "text/html; charset=utf-8"
+
+ConfigT = TypeVar("ConfigT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,9 @@ class _Limits(Protocol):
 
 class Engine(Protocol):
     """What the plumbing needs from a sandbox's protocol logic (its ``_Engine``)."""
+
+    def __init__(self, config: Any) -> None:
+        """Start with ``config`` (the sandbox's ``SandboxConfig``) and no traffic."""
 
     @property
     def config(self) -> _Limits:
@@ -202,34 +209,43 @@ class Handler(BaseHTTPRequestHandler):
         logger.debug("%s %s", self.client_address[0], format % args)
 
 
-class SandboxServer:
-    """A sandbox's server, bound on construction (port 0: any free port); serves its engine."""
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM (how containers stop a process) into KeyboardInterrupt, on the main thread."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
-    def __init__(
-        self,
-        engine: Engine,
-        handler: type[Handler],
-        address: tuple[str, int],
-        *,
-        name: str,
-        thread_name: str,
-        label: str,
-    ) -> None:
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+class SandboxServer(Generic[ConfigT]):
+    """A sandbox's server, bound on construction (port 0: any free port); serves its engine.
+
+    A sandbox names its engine and handler classes and how it calls itself in the class body.
+    """
+
+    engine_class: ClassVar[type[Engine]]
+    handler_class: ClassVar[type[Handler]]
+    name: ClassVar[str]  # in the "listening" and "stopping" log lines
+    thread_name: ClassVar[str]  # of the background thread `start` runs
+    label: ClassVar[str]  # in the failure log
+
+    def __init__(self, config: ConfigT, host: str = "127.0.0.1", port: int = 0) -> None:
         """Create the server and bind it.
 
         Args:
-            engine: The sandbox's protocol logic and state.
-            handler: The request handler class.
-            address: Interface and TCP port; port 0 picks a free one (see `url`).
-            name: The API's name in the "listening" log line.
-            thread_name: Name of the background thread `start` runs.
-            label: The sandbox's name in the failure log.
+            config: Tokens, event sources, limits and initial faults.
+            host: Interface to bind.
+            port: TCP port; 0 picks a free one (see `url`).
+
+        Raises:
+            OSError: The address cannot be bound.
 
         """
-        self._engine = engine
-        self._name = name
-        self._thread_name = thread_name
-        self._server = HTTPServer(address, engine, handler, label)
+        self.config = config
+        self._engine = self.engine_class(config)
+        self._server = HTTPServer((host, port), self._engine, self.handler_class, self.label)
         self._thread: threading.Thread | None = None
         self._serving = threading.Event()
 
@@ -247,14 +263,14 @@ class SandboxServer:
         if self._thread is not None:
             return
         self._thread = threading.Thread(
-            target=self.serve_forever, name=self._thread_name, daemon=True
+            target=self.serve_forever, name=self.thread_name, daemon=True
         )
         self._thread.start()
         self._serving.wait(5)
 
     def serve_forever(self) -> None:
         """Serve in the calling thread until `stop` is called."""
-        logger.info("%s listening on %s", self._name, self.url)
+        logger.info("%s listening on %s", self.name, self.url)
         self._serving.set()
         self._server.serve_forever(poll_interval=0.05)
 
@@ -268,6 +284,16 @@ class SandboxServer:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+
+    def run(self) -> None:
+        """Serve in the calling thread until Ctrl-C or SIGTERM, then stop (the command line)."""
+        stop_on_sigterm()
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            logger.info("%s stopping", self.name)
+        finally:
+            self.stop()
 
     def __enter__(self) -> Self:
         """Start serving."""

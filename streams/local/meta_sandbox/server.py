@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import signal
-import threading
 from http import HTTPStatus
 from typing import Final, cast
 from urllib.parse import parse_qs
@@ -82,20 +80,17 @@ class _Handler(Handler):
         self._send(self._engine.handle_control("GET", path, query, b""))
 
 
-class MetaSandbox(SandboxServer):
-    """The Conversions API sandbox server; binds its socket on construction (port 0: any free)."""
+class MetaSandbox(SandboxServer[SandboxConfig]):
+    """The Conversions API sandbox server; binds its socket on construction (port 0: any free).
 
-    def __init__(self, config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Create the server and bind it; clients append ``/{version}/{id}/events`` to `url`."""
-        self.config = config
-        super().__init__(
-            _Engine(config),
-            _Handler,
-            (host, port),
-            name="Meta Conversions API sandbox",
-            thread_name="meta-capi-sandbox",
-            label="Meta sandbox",
-        )
+    Clients append ``/{version}/{dataset id}/events`` to `url`.
+    """
+
+    engine_class = _Engine
+    handler_class = _Handler
+    name = "Meta Conversions API sandbox"
+    thread_name = "meta-capi-sandbox"
+    label = "Meta sandbox"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -132,10 +127,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the Meta sandbox from the command line until interrupted.
 
@@ -166,14 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         faults=faults,
     )
     sandbox = MetaSandbox(config, host=args.host, port=args.port)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        sandbox.serve_forever()
-    except KeyboardInterrupt:
-        logger.info("Meta sandbox stopping")
-    finally:
-        sandbox.stop()
+    sandbox.run()
     return 0
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from http import HTTPStatus
 from typing import cast
 
@@ -88,27 +86,14 @@ class _Handler(Handler):
         self._send(reply)
 
 
-class Sandbox(SandboxServer):
+class Sandbox(SandboxServer[SandboxConfig]):
     """The Events API sandbox server; binds its socket on construction (port 0: any free port)."""
 
-    def __init__(self, config: SandboxConfig, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Create the server and bind it.
-
-        Args:
-            config: Tokens, event sources, limits and initial faults.
-            host: Interface to bind.
-            port: TCP port; 0 picks a free one (see `url`).
-
-        """
-        self.config = config
-        super().__init__(
-            _Engine(config),
-            _Handler,
-            (host, port),
-            name="Events API sandbox",
-            thread_name="events-api-sandbox",
-            label="sandbox",
-        )
+    engine_class = _Engine
+    handler_class = _Handler
+    name = "Events API sandbox"
+    thread_name = "events-api-sandbox"
+    label = "sandbox"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -230,10 +215,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the sandbox from the command line until interrupted.
 
@@ -282,14 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         sandbox = Sandbox(config, host=args.host, port=args.port)
     except OSError as exc:  # in use, not an address of this host, unknown name
         cannot_start(parser, f"--host {args.host} --port {args.port}: cannot listen: {exc}")
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)  # containers stop with SIGTERM
-    try:
-        sandbox.serve_forever()
-    except KeyboardInterrupt:
-        logger.info("Events API sandbox stopping")
-    finally:
-        sandbox.stop()
+    sandbox.run()
     return 0
 
 
