@@ -7,16 +7,16 @@ import binascii
 import hmac
 import json
 import logging
-import signal
 import socket
 import ssl
 import threading
 from base64 import b64decode
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
+from streams.local.httpd import stop_on_sigterm
 from streams.local.options import cannot_start, tcp_port
 from streams.local.registry.compat import Compatibility, check_avro_compatibility
 from streams.local.registry.rest import CONTENT_TYPE, RestApi
@@ -472,8 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         cannot_start(parser, f"--tls-cert/--tls-key: {exc}")
     except OSError as exc:  # in use, not an address of this host, unknown name
         cannot_start(parser, f"--host {args.host} --port {args.port}: cannot listen: {exc}")
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()
     logger.info(
         "schema registry listening on %s (%s%s)",
         server.url,
@@ -486,10 +485,6 @@ def main(argv: list[str] | None = None) -> int:
         pass
     logger.info("schema registry stopped")
     return 0
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
