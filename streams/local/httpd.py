@@ -331,7 +331,7 @@ class SandboxServer(Generic[ConfigT]):
         return [dict(record) for record in self._engine.events(filters)]
 
     def reset(self) -> None:
-        """Clear the ledger and the counters (faults are kept)."""
+        """Clear the ledger, the counters and any rate-limit state (faults are kept)."""
         self._engine.reset()
 
     def configure_faults(self, **changes: Any) -> dict[str, Any]:

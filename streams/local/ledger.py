@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(slots=True)
@@ -49,15 +49,51 @@ class Stats:
         return counts, per_request, rejected
 
 
-class EngineCore:
-    """The lock, the stop event and the connection counter of a sandbox engine."""
+class _JsonSettings(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
 
+
+class EngineCore:
+    """The lock, stop event, ledger, records, counters and fault setting of a sandbox engine.
+
+    Subclasses set ``_faults``, ``_expired``, ``_ledger``, ``_records`` and ``_stats`` in their
+    ``__init__``.
+    """
+
+    _faults: _JsonSettings
+    _expired: set[str]
+    _ledger: dict[Any, Any]
+    _records: list[dict[str, Any]]
     _stats: Stats
 
     def __init__(self) -> None:
         """Create the lock and the stop event."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+
+    def events(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Return the accepted records matching ``filters`` (see `filter_records`)."""
+        with self._lock:
+            records = list(self._records)
+        return filter_records(records, filters)
+
+    def reset(self) -> None:
+        """Clear the ledger, the records and the counters (faults are kept)."""
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
+        """Clear the state `reset` clears; called with the lock held."""
+        self._ledger.clear()
+        self._records.clear()
+        self._stats = type(self._stats)()
+
+    def faults(self) -> dict[str, Any]:
+        """Return the fault setting in force and the expired tokens, as JSON-ready data."""
+        with self._lock:
+            settings = self._faults.to_json()
+            settings["expired_tokens"] = sorted(self._expired)
+        return settings
 
     def note_connection(self) -> None:
         """Count a new connection."""

@@ -25,7 +25,6 @@ from streams.local.ledger import (
     aware_now,
     draw_share,
     event_ids,
-    filter_records,
     reject_constant,
 )
 from streams.local.meta_sandbox.config import SHARE_FAULTS, FaultSettings, SandboxConfig
@@ -78,6 +77,8 @@ def _graph_error(
 
 class _Engine(EngineCore):
     """Protocol logic and state, independent of the HTTP plumbing."""
+
+    _faults: FaultSettings
 
     def __init__(self, config: SandboxConfig) -> None:
         super().__init__()
@@ -248,11 +249,6 @@ class _Engine(EngineCore):
 
     # -- control endpoints ---------------------------------------------------------------
 
-    def events(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            records = list(self._records)
-        return filter_records(records, filters)
-
     def stats(self, prefix: str | None = None) -> dict[str, Any]:
         with self._lock:
             stats = self._stats
@@ -278,18 +274,6 @@ class _Engine(EngineCore):
         if prefix is not None:
             result["prefix"] = prefix
         return result
-
-    def reset(self) -> None:
-        with self._lock:
-            self._ledger.clear()
-            self._records.clear()
-            self._stats = Stats()
-
-    def faults(self) -> dict[str, Any]:
-        with self._lock:
-            settings = self._faults.to_json()
-            settings["expired_tokens"] = sorted(self._expired)
-        return settings
 
     def configure_faults(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a partial update; raise ValueError or TypeError (nothing changed) when invalid."""

@@ -20,7 +20,6 @@ from streams.local.ledger import (
     aware_now,
     draw_share,
     event_ids,
-    filter_records,
     reject_constant,
 )
 from streams.local.sandbox.config import (
@@ -63,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 class _Engine(EngineCore):
     """Protocol logic and state, independent of the HTTP plumbing."""
+
+    _faults: FaultSettings
 
     _stats: _Stats
 
@@ -333,11 +334,6 @@ class _Engine(EngineCore):
 
     # -- control endpoints ---------------------------------------------------------------
 
-    def events(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            records = list(self._records)
-        return filter_records(records, filters)
-
     def handle_events(self, query: str) -> Reply:
         params = parse_qs(query, keep_blank_values=True)
         unknown = sorted(set(params) - set(_EVENT_FILTERS))
@@ -376,18 +372,9 @@ class _Engine(EngineCore):
         prefix = params["prefix"][-1] if "prefix" in params else None
         return json_reply(self.stats(prefix))
 
-    def reset(self) -> None:
-        with self._lock:
-            self._ledger.clear()
-            self._records.clear()
-            self._buckets.clear()
-            self._stats = _Stats()
-
-    def faults(self) -> dict[str, Any]:
-        with self._lock:
-            settings = self._faults.to_json()
-            settings["expired_tokens"] = sorted(self._expired)
-        return settings
+    def _clear(self) -> None:
+        super()._clear()
+        self._buckets.clear()
 
     def configure_faults(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Apply a partial fault update; raise ValueError (nothing changed) when invalid."""

@@ -837,6 +837,14 @@ def test_rate_limit_per_token(make_api: Any) -> None:
     assert api.stats()["accepted"] == 5
 
 
+def test_reset_clears_the_rate_limit_state(make_api: Any) -> None:
+    api = make_api(rate_limit_per_second=0.001)  # one request, then no refill in the test
+    assert api.send(web_body(api.web_event(event_id="a")))["code"] == 0
+    assert api.send(web_body(api.web_event(event_id="b")))["code"] == 40100
+    api.sandbox.reset()
+    assert api.send(web_body(api.web_event(event_id="c")))["code"] == 0
+
+
 # -- transport -------------------------------------------------------------------------------
 
 
