@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 
 @dataclass(slots=True)
@@ -185,6 +185,11 @@ def check_shares(settings: object, names: Iterable[str]) -> None:
         raise ValueError(msg)
 
 
-def settings_json(settings: Any) -> dict[str, Any]:
-    """Return a dataclass setting as a JSON-ready dict."""
-    return {f.name: getattr(settings, f.name) for f in fields(settings)}
+class JsonSettings:
+    """Mixin of a frozen dataclass setting: `to_json` returns its fields as a JSON-ready dict."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the setting as a JSON-ready dict."""
+        return {f.name: getattr(self, f.name) for f in fields(cast(Any, self))}

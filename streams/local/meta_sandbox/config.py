@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
-from streams.local.ledger import check_shares, settings_json
+from streams.local.ledger import JsonSettings, check_shares
 
 DEFAULT_TOKEN: Final = "meta-sandbox-token"  # noqa: S105  # public local default, not a secret
 DEFAULT_PIXEL: Final = "100000000000001"
@@ -23,7 +23,7 @@ def _utc_now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class FaultSettings:
+class FaultSettings(JsonSettings):
     """Fault injection; shares are per-request probabilities that must sum to <= 1.
 
     Attributes:
@@ -80,10 +80,6 @@ class FaultSettings:
         if not isinstance(self.auth_error, bool) or not isinstance(self.close_on_timeout, bool):
             msg = "auth_error and close_on_timeout must be true or false"
             raise TypeError(msg)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the setting as a JSON-ready dict."""
-        return settings_json(self)
 
 
 @dataclass(frozen=True, slots=True)

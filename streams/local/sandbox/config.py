@@ -6,9 +6,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from streams.local.ledger import check_shares, settings_json
+from streams.local.ledger import JsonSettings, check_shares
 
 TRACK_PATH: Final = "/open_api/v1.3/event/track/"
 EVENTS_PATH: Final = "/_sandbox/events"
@@ -49,7 +49,7 @@ def _utc_now() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class FaultSettings:
+class FaultSettings(JsonSettings):
     """Fault injection setting; shares are per-request probabilities that must sum to <= 1.
 
     Attributes:
@@ -116,10 +116,6 @@ class FaultSettings:
         if self.unknown_code is not None and self.unknown_code <= 0:
             msg = "unknown_code must be a positive code, e.g. 41234"
             raise ValueError(msg)
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the setting as a JSON-ready dict."""
-        return settings_json(self)
 
 
 @dataclass(frozen=True, slots=True)
