@@ -11,7 +11,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 
@@ -49,27 +49,33 @@ class Stats:
         return counts, per_request, rejected
 
 
-class _JsonSettings(Protocol):
+class _FaultSettings(Protocol):
+    @property
+    def seed(self) -> int | None: ...
+
     def to_json(self) -> dict[str, Any]: ...
 
 
 class EngineCore:
     """The lock, stop event, ledger, records, counters and fault setting of a sandbox engine.
 
-    Subclasses set ``_faults``, ``_expired``, ``_ledger``, ``_records`` and ``_stats`` in their
-    ``__init__``.
+    Subclasses narrow the types of ``_faults``, ``_ledger`` and ``_stats`` in their class body.
     """
 
-    _faults: _JsonSettings
-    _expired: set[str]
+    _faults: _FaultSettings
     _ledger: dict[Any, Any]
-    _records: list[dict[str, Any]]
     _stats: Stats
 
-    def __init__(self) -> None:
-        """Create the lock and the stop event."""
+    def __init__(self, faults: _FaultSettings, expired_tokens: Iterable[str], stats: Stats) -> None:
+        """Start with the fault setting, the expired tokens and empty counters, ledger, records."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._faults = faults
+        self._rng = random.Random(faults.seed)  # noqa: S311  # fault sampling, not crypto
+        self._expired = set(expired_tokens)
+        self._ledger = {}
+        self._records: list[dict[str, Any]] = []
+        self._stats = stats
 
     def events(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Return the accepted records matching ``filters`` (see `filter_records`)."""
@@ -107,6 +113,11 @@ class EngineCore:
     def stop(self) -> None:
         """Wake every waiting request (hanging timeout faults)."""
         self._stopping.set()
+
+
+def utc_now() -> datetime:
+    """Return the current time in UTC (the sandboxes' default clock)."""
+    return datetime.now(UTC)
 
 
 def aware_now(clock: Callable[[], datetime]) -> datetime:

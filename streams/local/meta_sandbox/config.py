@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
-from streams.local.ledger import JsonSettings, check_shares
+from streams.local.ledger import JsonSettings, check_shares, utc_now
 
 DEFAULT_TOKEN: Final = "meta-sandbox-token"  # noqa: S105  # public local default, not a secret
 DEFAULT_PIXEL: Final = "100000000000001"
@@ -16,10 +16,6 @@ RATE_LIMIT_CODES: Final = (4, 17, 80003)
 # Probabilistic faults, in the order their shares are stacked on one uniform draw.
 SHARE_FAULTS: Final = ("timeout", "http_502", "http_503", "transient", "rate_limit")
 HTTP_ERRORS: Final = (401, 403, 404)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,4 +103,4 @@ class SandboxConfig:
     max_event_age: timedelta = timedelta(days=7)
     max_future_skew: timedelta = timedelta(minutes=10)
     max_body_bytes: int = 16 * 1024 * 1024
-    clock: Callable[[], datetime] = _utc_now
+    clock: Callable[[], datetime] = utc_now

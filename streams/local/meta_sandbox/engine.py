@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import uuid
 from collections.abc import Mapping
 from dataclasses import fields, replace
@@ -79,16 +78,11 @@ class _Engine(EngineCore):
     """Protocol logic and state, independent of the HTTP plumbing."""
 
     _faults: FaultSettings
+    _ledger: dict[tuple[str | None, str, str, str], datetime]
 
     def __init__(self, config: SandboxConfig) -> None:
-        super().__init__()
+        super().__init__(config.faults, config.expired_tokens, Stats())
         self.config = config
-        self._faults = config.faults
-        self._rng = random.Random(config.faults.seed)  # noqa: S311  # fault sampling, not crypto
-        self._expired = set(config.expired_tokens)
-        self._ledger: dict[tuple[str | None, str, str, str], datetime] = {}
-        self._records: list[dict[str, Any]] = []
-        self._stats = Stats()
 
     def handle_events_edge(
         self, version: str, pixel: str, token: str | None, content_type: str | None, body: bytes

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final, Literal
 
-from streams.local.ledger import JsonSettings, check_shares
+from streams.local.ledger import JsonSettings, check_shares, utc_now
 
 TRACK_PATH: Final = "/open_api/v1.3/event/track/"
 EVENTS_PATH: Final = "/_sandbox/events"
@@ -42,10 +42,6 @@ REJECTION_STYLES: Final = ("named", "batch", "unnamed")
 # HTTP statuses the sandbox can answer every track request with, without the JSON envelope.
 HTTP_ERRORS: Final = (401, 403, 404)
 _EVENT_INDEX: Final = re.compile(r"^data\.(\d+)")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +148,7 @@ class SandboxConfig:
     max_event_age: timedelta = timedelta(days=7)
     max_future_skew: timedelta = timedelta(minutes=10)
     max_body_bytes: int = 16 * 1024 * 1024
-    clock: Callable[[], datetime] = _utc_now
+    clock: Callable[[], datetime] = utc_now
 
     def __post_init__(self) -> None:
         """Reject a non-positive rate limit."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -64,19 +63,13 @@ class _Engine(EngineCore):
     """Protocol logic and state, independent of the HTTP plumbing."""
 
     _faults: FaultSettings
-
+    _ledger: dict[tuple[str | None, str, str, str], _LedgerEntry]
     _stats: _Stats
 
     def __init__(self, config: SandboxConfig) -> None:
-        super().__init__()
+        super().__init__(config.faults, config.expired_tokens, _Stats())
         self.config = config
-        self._faults = config.faults
-        self._rng = random.Random(config.faults.seed)  # noqa: S311  # fault sampling, not crypto
-        self._expired = set(config.expired_tokens)
         self._buckets: dict[str, tuple[float, float]] = {}
-        self._ledger: dict[tuple[str | None, str, str, str], _LedgerEntry] = {}
-        self._records: list[dict[str, Any]] = []
-        self._stats = _Stats()
 
     # -- track ---------------------------------------------------------------------------
 
