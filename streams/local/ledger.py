@@ -48,6 +48,34 @@ class Stats:
         }
         return counts, per_request, rejected
 
+    def counters_json(self, prefix: str, tallies: tuple[str, ...]) -> dict[str, Any]:
+        """Return the counters as ``GET /_sandbox/stats`` shows them, for ``prefix``.
+
+        Request-level counters (requests, connections, requests_by_code, faults) have no
+        event_id and stay session-global; the per-event ones, and max_events_per_request, count
+        only events whose event_id starts with ``prefix``.
+
+        Args:
+            prefix: The event_id prefix ("" counts every event).
+            tallies: The live and test per-event counters the sandbox keeps, e.g. ``accepted``.
+
+        """
+        counts, per_request, rejected = self.event_counts(prefix)
+        result: dict[str, Any] = {
+            "requests": self.requests,
+            "connections": self.connections,
+            "requests_by_code": dict(self.requests_by_code),
+            "events_received": per_request.total(),
+        }
+        result.update((name, counts[f"live:{name}"]) for name in tallies)
+        result["rejected"] = rejected
+        result["rejected_total"] = sum(rejected.values())
+        result["test"] = {name: counts[f"test:{name}"] for name in tallies}
+        result["faults_injected"] = sum(self.faults.values())
+        result["faults_by_kind"] = dict(self.faults)
+        result["max_events_per_request"] = max(per_request.values(), default=0)
+        return result
+
 
 class _FaultSettings(Protocol):
     @property
@@ -82,6 +110,15 @@ class EngineCore:
         with self._lock:
             records = list(self._records)
         return filter_records(records, filters)
+
+    def _over_event_limit(self, data: object, limit: int | None) -> bool:
+        """Count an HTTP 413 fault and return True when ``data`` has more than ``limit`` events."""
+        if limit is None or not isinstance(data, list) or len(data) <= limit:
+            return False
+        with self._lock:
+            self._stats.faults["http_413"] += 1
+            self._stats.requests_by_code["http_413"] += 1
+        return True
 
     def reset(self) -> None:
         """Clear the ledger, the records and the counters (faults are kept)."""

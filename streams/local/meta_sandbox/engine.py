@@ -131,11 +131,7 @@ class _Engine(EngineCore):
                 )
             )
         data = payload.get("data") if isinstance(payload, dict) else None
-        limit = self._faults.max_events_413
-        if limit is not None and isinstance(data, list) and len(data) > limit:
-            with self._lock:
-                self._stats.faults["http_413"] += 1
-                self._stats.requests_by_code["http_413"] += 1
+        if self._over_event_limit(data, self._faults.max_events_413):
             return html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         ids = event_ids(data)
         parsed = validate_request(payload)
@@ -247,24 +243,7 @@ class _Engine(EngineCore):
         with self._lock:
             stats = self._stats
             wanted = prefix or ""
-            counts, per_request, rejected = stats.event_counts(wanted)
-            result: dict[str, Any] = {
-                "requests": stats.requests,
-                "connections": stats.connections,
-                "requests_by_code": dict(stats.requests_by_code),
-                "events_received": per_request.total(),
-                "accepted": counts["live:accepted"],
-                "deduplicated": counts["live:deduplicated"],
-                "rejected": rejected,
-                "rejected_total": sum(rejected.values()),
-                "test": {
-                    "accepted": counts["test:accepted"],
-                    "deduplicated": counts["test:deduplicated"],
-                },
-                "faults_injected": sum(stats.faults.values()),
-                "faults_by_kind": dict(stats.faults),
-                "max_events_per_request": max(per_request.values(), default=0),
-            }
+            result = stats.counters_json(wanted, ("accepted", "deduplicated"))
         if prefix is not None:
             result["prefix"] = prefix
         return result

@@ -159,12 +159,8 @@ class _Engine(EngineCore):
             payload = json.loads(body, parse_constant=reject_constant)
         except (ValueError, RecursionError) as exc:
             return self._answer(request_id, CODE_INVALID_PARAMS, f"body: invalid JSON ({exc})")
-        limit = self._faults.max_events_413
         data = payload.get("data") if isinstance(payload, dict) else None
-        if limit is not None and isinstance(data, list) and len(data) > limit:
-            with self._lock:
-                self._stats.faults["http_413"] += 1
-                self._stats.requests_by_code["http_413"] += 1
+        if self._over_event_limit(data, self._faults.max_events_413):
             return html_reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         ids = event_ids(data)
         parsed = validate_request(payload)

@@ -78,25 +78,8 @@ def _prefix_stats(stats: _Stats, prefix: str) -> dict[str, Any]:
     Request-level counters (requests, connections, requests_by_code, faults) have no event_id
     and stay session-global; max_events_per_request counts only the matching events of a request.
     """
-    counts, per_request, rejected = stats.event_counts(prefix)
-    return {
-        "prefix": prefix,
-        "requests": stats.requests,
-        "connections": stats.connections,
-        "requests_by_code": dict(stats.requests_by_code),
-        "events_received": per_request.total(),
-        "accepted": counts["live:accepted"],
-        "deduplicated": counts["live:deduplicated"],
-        "duplicates": counts["live:duplicates"],
-        "rejected": rejected,
-        "rejected_total": sum(rejected.values()),
-        "test": {
-            name: counts[f"test:{name}"] for name in ("accepted", "deduplicated", "duplicates")
-        },
-        "faults_injected": sum(stats.faults.values()),
-        "faults_by_kind": dict(stats.faults),
-        "max_events_per_request": max(per_request.values(), default=0),
-    }
+    tallies = ("accepted", "deduplicated", "duplicates")
+    return {"prefix": prefix, **stats.counters_json(prefix, tallies)}
 
 
 def _check_fault_types(updates: Mapping[str, Any]) -> None:
