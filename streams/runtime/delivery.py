@@ -75,6 +75,7 @@ class Result:
     message: str
     request_id: str | None
     reason: str = "delivered"
+    field: str | None = None
 
 
 @dataclass
@@ -202,7 +203,10 @@ class Delivery:
         results: list[Result] = []
         state = RetryState()
         while work:
-            chunk = work.popleft()
+            chunk, stale = self._fresh(work.popleft())
+            results += stale
+            if not chunk:
+                continue
             verdict, request_id = await self._post(dest, chunk)
             for it in chunk:
                 it.attempts += 1
@@ -233,6 +237,20 @@ class Delivery:
                 await self.sleep(plan.wait)  # a backoff, or a probe interval while paused
             work.extendleft(reversed([[chunk[i] for i in idx] for idx in plan.resend]))
         return results
+
+    def _fresh(self, chunk: list[Item]) -> tuple[list[Item], list[Result]]:
+        """Split off the events the destination may no longer take (aged during a wait)."""
+        now = self.clock()
+        fresh, stale = [], []
+        for it in chunk:
+            refused = self.destination.expired(it.conv, now)
+            if refused is None:
+                fresh.append(it)
+            else:
+                stale.append(
+                    Result(it, False, None, refused.message, None, refused.reason, refused.field)
+                )
+        return fresh, stale
 
     def _log_split(self, chunk: list[Item], verdict: BatchVerdict) -> None:
         name = self.destination.name
@@ -357,7 +375,7 @@ class Delivery:
             key = self.destination.ledger_key(it.event_id)
             self.outputs.table_set(self.tables.delivered, key, stamp, it.event.message.partition)
         else:
-            await self._dead(it, result.reason, result.message, result.code, now)
+            await self._dead(it, result.reason, result.message, result.code, now, result.field)
         value = self.pipeline.serde.encode(
             self.settings.topic_deliveries,
             "DeliveryReceipt",

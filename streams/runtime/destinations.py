@@ -79,6 +79,10 @@ class Destination(Protocol):
         """POST one request (blocking) and classify its answer."""
         ...  # pragma: no cover
 
+    def expired(self, conv: Conversion, now: datetime) -> Rejection | None:
+        """Say whether a prepared event may no longer be sent (checked before every attempt)."""
+        ...  # pragma: no cover
+
 
 class TikTokDestination:
     """The TikTok Events API: pixel (``web``) and CRM event set (``crm``) groups."""
@@ -126,6 +130,10 @@ class TikTokDestination:
             return Answer(verdict, exc.request_id, exc.status_code, exc.body)
         verdict = tiktok_verdicts.classify(resp.http_status, resp.code, resp.message, resp.data, n)
         return Answer(verdict, resp.request_id, resp.http_status, resp.body)
+
+    def expired(self, conv: Conversion, now: datetime) -> Rejection | None:
+        """Never: TikTok documents no age limit that fails a request."""
+        return None
 
 
 class MetaDestination:
@@ -176,6 +184,13 @@ class MetaDestination:
             resp.http_status, resp.error, resp.events_received, n, resp.message
         )
         return Answer(verdict, resp.fbtrace_id, resp.http_status, resp.body)
+
+    def expired(self, conv: Conversion, now: datetime) -> Rejection | None:
+        """Refuse an event that turned 7 days old while waiting (a retry or a pause).
+
+        Meta would reject the whole request for it, so it is dead-lettered before the attempt.
+        """
+        return meta_payload.too_old(conv, now)
 
 
 def meta_destination(settings: Settings) -> MetaDestination | None:

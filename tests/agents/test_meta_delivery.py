@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -106,8 +106,8 @@ def sandbox() -> Iterator[MetaSandbox]:
 
 
 @pytest.fixture
-def make_rig(serde: AvroSerde, sandbox: MetaSandbox) -> Callable[..., Rig]:  # noqa: F811
-    def make(**overrides: Any) -> Rig:
+def make_rig(serde: AvroSerde, sandbox: MetaSandbox) -> Callable[..., Rig]:
+    def make(clock: Callable[[], datetime] = lambda: NOW, **overrides: Any) -> Rig:
         settings = Settings(
             **{
                 "tiktok_pixel_code": "TTPIXEL",
@@ -142,7 +142,7 @@ def make_rig(serde: AvroSerde, sandbox: MetaSandbox) -> Callable[..., Rig]:  # n
             metrics,
             Outputs(topics, tables, metrics, FakeProducer(deliveries, dead_letter)),
             sleep=sleeps,
-            clock=lambda: NOW,
+            clock=clock,
         )
         return Rig(
             delivery,
@@ -209,6 +209,32 @@ async def test_an_event_over_seven_days_old_is_dead_lettered_never_sent(make_rig
     assert rig.dead()[0]["field"] == "event_time"
     assert [e["event_id"] for e in rig.sandbox.events()] == [f"{FORM_EVENT_ID}-1:QualifiedLead"]
     assert rig.sandbox.stats()["requests"] == 1
+
+
+async def test_an_event_that_turns_seven_days_old_during_a_pause_is_never_sent(
+    make_rig: Any,
+) -> None:
+    """Fresh when read, 7 days old after an auth pause: dead-lettered before the next attempt."""
+    clock = {"now": NOW}
+    rig: Rig = make_rig(clock=lambda: clock["now"])
+    rig.sandbox.configure_faults(auth_error=True)
+
+    def pause_for_an_hour_then_heal(sleeps: int) -> None:
+        clock["now"] = NOW + timedelta(hours=sleeps)
+        if sleeps == 2:
+            rig.sandbox.configure_faults(auth_error=False)
+
+    rig.sleeps.after = pause_for_an_hour_then_heal
+    aging = conv(0, event_time=NOW - timedelta(days=7) + timedelta(minutes=30))
+    await rig.handle(aging, conv(1))
+    assert [(d["reason"], d["field"]) for d in rig.dead()] == [
+        ("too_old_for_destination", "event_time")
+    ]
+    assert [e["event_id"] for e in rig.sandbox.events()] == [f"{FORM_EVENT_ID}-1:QualifiedLead"]
+    assert rig.outcomes() == {
+        f"{FORM_EVENT_ID}-0:QualifiedLead": "DEAD_LETTERED",
+        f"{FORM_EVENT_ID}-1:QualifiedLead": "DELIVERED",
+    }
 
 
 async def test_a_status_meta_does_not_map_is_skipped_and_counted(make_rig: Any) -> None:
