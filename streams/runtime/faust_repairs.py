@@ -23,6 +23,15 @@
   the earlier of the seek's target and its first record not handed out. A partition with no
   committed offset is sought to its beginning (the ``earliest`` reset policy), as a new member
   would read it.
+* **Stream records wait for the seek that ends a rebalance.** After table recovery Faust resumes
+  the stream partitions and only then awaits ``perform_seek``, whose fetch of the committed
+  offsets is a round trip to the group coordinator. Records fetched in between were handed to
+  the streams; when one finished after the seek, Faust's fetch loop wrote its offset over the
+  read offset the seek had set, and the records read again from the committed offset were
+  dropped as already read: never processed, never acknowledged, so the partition's commit
+  stalled below them (the scale-out drill's liveness restarts on Apache Kafka). Here a resumed
+  stream partition hands out nothing until ``perform_seek`` has set its offsets, and what was
+  fetched meanwhile is rewound to the seek's target.
 * **A refused commit is logged.** Faust's aiokafka driver drops a commit the group coordinator
   refuses ("already rebalanced") without a word; a worker whose commits keep failing then re-reads
   everything after a restart. It is a WARNING here (the liveness probe catches the case where the
@@ -62,6 +71,10 @@ class Consumer(faust_aiokafka.Consumer):
     _sought: dict[TP, tuple[int, int]]
     #: ``_seeks`` when the last fetch started: records of a partition sought since are suspect.
     _seeks_at_fetch: int = 0
+    #: Stream partitions resumed and not yet sought to their committed offsets.
+    _unsought: set[TP]
+    #: Of those, the first offset fetched but not handed out, for the seek to rewind to.
+    _held_unsought: dict[TP, int]
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -71,6 +84,8 @@ class Consumer(faust_aiokafka.Consumer):
         super().on_init()
         self._seeks = self._seeks_at_fetch = 0
         self._sought = {}
+        self._unsought = set()
+        self._held_unsought = {}
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         """Return the end offset of each partition as listed, confirmed by a fetch if asked.
@@ -126,7 +141,9 @@ class Consumer(faust_aiokafka.Consumer):
                 return  # a rebalance: the new assignment sets every position again
             if tp in held:
                 continue
-            if self._seek_target_since(tp, seeks_before) is not None:
+            if tp in self._unsought:
+                held[tp] = record.offset  # resumed, but its seek to the committed offset is due
+            elif self._seek_target_since(tp, seeks_before) is not None:
                 held[tp] = record.offset  # fetched before the seek, or mixed with such records
             elif (
                 active_partitions is None
@@ -143,6 +160,9 @@ class Consumer(faust_aiokafka.Consumer):
     async def _rewind(self, held: Mapping[TP, int], seeks_before: int) -> None:
         assigned = self.assignment()
         for tp, offset in held.items():
+            if tp in self._unsought:  # the seek due rewinds it (it may be under way right now)
+                self._held_unsought[tp] = min(offset, self._held_unsought.get(tp, offset))
+                continue
             target = self._seek_target_since(tp, seeks_before)
             if target is not None:
                 offset = min(offset, target)
@@ -172,6 +192,18 @@ class Consumer(faust_aiokafka.Consumer):
         await super().seek_wait(partitions)
         self._mark_sought(partitions)
 
+    def resume_partitions(self, tps: Any) -> None:
+        """Faust's ``resume_partitions``; resumed stream partitions wait for the seek.
+
+        Faust resumes the stream partitions and only then awaits ``perform_seek``, whose fetch
+        of the committed offsets takes a round trip: records fetched in between were handed to
+        the streams at whatever the position was, and their offsets overwrote the read offset
+        the seek had just set, so the records read again after the seek were dropped unprocessed.
+        """
+        tpset = set(tps)
+        super().resume_partitions(tpset)
+        self._unsought.update(tp for tp in tpset if not self._is_changelog_tp(tp))
+
     async def perform_seek(self) -> None:
         """Seek each partition to its committed offset, a stream partition without one to its start.
 
@@ -189,9 +221,16 @@ class Consumer(faust_aiokafka.Consumer):
             await self._thread.seek_to_beginning(*fresh)  # type: ignore[attr-defined]
         # From here to the end without a suspension point, so that the fetch loop sees the new
         # read offsets and the seek marks together.
-        self._mark_sought(
-            {tp: offset for tp, offset in committed.items() if offset} | dict.fromkeys(fresh, 0)
+        targets = {tp: offset for tp, offset in committed.items() if offset} | dict.fromkeys(
+            fresh, 0
         )
+        self._mark_sought(targets)
+        self._unsought.clear()
+        held, self._held_unsought = self._held_unsought, {}
+        thread: Any = self._thread  # its seek is synchronous: no suspension before the end
+        for tp, offset in held.items():  # fetched during the seek: rewound, never skipped
+            if tp in committed:
+                thread.seek(tp, min(offset, targets.get(tp, offset)))
         self._read_offset.update(
             {
                 tp: offset if offset is not None and offset >= 0 else None

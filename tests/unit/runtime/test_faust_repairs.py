@@ -345,3 +345,52 @@ def test_the_worker_consumer_fetches_with_the_apps_fetch_wait_not_fausts_1500_ms
 
     assert run(worker_consumer(0.1))._fetch_max_wait_ms == 100
     assert run(worker_consumer(0.025))._fetch_max_wait_ms == 25
+
+
+def test_resumed_stream_records_wait_for_the_seek_to_the_committed_offsets(
+    consumer: Any,
+) -> None:
+    consumer, fake = consumer
+    form1, changelog1 = TopicPartition(FORM, 1), TopicPartition(CHANGELOG, 1)
+    fake.committed = {form1: 248, changelog1: None}
+    # Faust's _resume_streams after recovery: resume the stream partitions, then perform_seek,
+    # whose fetch of the committed offsets takes a round trip; a fetch completes meanwhile.
+    consumer.resume_partitions({form1})
+    batch(consumer, {form1: [record(form1, o) for o in range(248, 252)]}, {form1})
+    assert run(drain(consumer)) == []  # handed out now, their offsets overwrote the seek's
+    assert fake.seeks == []  # the seek due sets the position
+    run(consumer.perform_seek())
+    assert fake.seeks == [(form1, 248)]  # what was fetched meanwhile is read again
+    assert consumer._read_offset[form1] == 248
+    run(consumer._getmany({form1}, 1.0))  # the next fetch, after the seek: handed out
+    assert run(drain(consumer)) == [(FORM, 1, o) for o in range(248, 252)]
+
+
+def test_records_fetched_while_the_seek_is_under_way_are_rewound_to_its_target(
+    consumer: Any,
+) -> None:
+    consumer, fake = consumer
+    form2 = TopicPartition(FORM, 2)  # a partition taken over from a killed worker
+    fake.committed = {form2: 106}
+    gate = asyncio.Event()
+
+    async def slow_committed() -> dict[TopicPartition, int | None]:
+        await gate.wait()  # the round trip to the group coordinator
+        return dict(fake.committed)
+
+    fake.seek_to_committed = slow_committed  # type: ignore[method-assign]
+
+    async def scenario() -> list[tuple[str, int, int]]:
+        consumer.resume_partitions({form2})
+        seeking = asyncio.create_task(consumer.perform_seek())
+        await asyncio.sleep(0)
+        # fetched after aiokafka's seek, before perform_seek returned
+        batch(consumer, {form2: [record(form2, o) for o in range(106, 110)]}, {form2})
+        handed_out = await drain(consumer)
+        gate.set()
+        await seeking
+        return handed_out
+
+    assert run(scenario()) == []
+    assert fake.seeks == [(form2, 106)]  # not left at 110: 106..109 are not skipped
+    assert consumer._committed_offset[form2] == 106
