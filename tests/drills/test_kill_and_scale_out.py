@@ -138,7 +138,7 @@ def test_scale_out_drill_survivor_takes_over(stack: LocalStack, full: bool) -> N
     2 of those never reached every conversion; the diagnosed one had lost records (1,990 of
     2,000 delivered, every input committed, the missing leads all on one partition the
     survivor took over). The stall was records handed out before Faust's seek after recovery
-    (repaired in streams/runtime/faust_repairs.py; 17 of 17 runs passed since); the loss was not
+    (repaired in streams/runtime/faust_repairs.py; 20 of 20 runs passed since); the loss was not
     reproduced (README, "Failure behaviour"). The drill is unchanged.
     """
     leads = 10_000 if full else 2_000
