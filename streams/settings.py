@@ -375,6 +375,7 @@ class Settings(BaseSettings):
             ledger_retention=self.ledger_retention,
             lead_retention=self.lead_retention,
             input_dedup_window=self.input_dedup_window,
+            stage_map_meta=self.meta_stage_map_or_default() if self.meta_configured() else None,
         )
 
     def kafka_connection(self) -> KafkaConnection:

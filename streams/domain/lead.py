@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from streams.domain.mapping import event_for_status
+from streams.domain.meta_stages import send_first_stage
 from streams.domain.send import Step, recent, send_booking, send_status
 from streams.domain.times import truncate_ms
 from streams.domain.types import (
@@ -84,9 +85,8 @@ def _handle(w: Step, item: StatusChange | Booking, source: SourceRef, *, expired
             send_booking(w, item, source, counter)
         return
     rules = w.rules
-    if all(
-        event_for_status(item.status, m) is None for m in (rules.stage_map_web, rules.stage_map_crm)
-    ):
+    maps = (rules.stage_map_web, rules.stage_map_crm, rules.stage_map_meta or {})
+    if all(event_for_status(item.status, m) is None for m in maps):
         w.counts["ignored_status"] += 1
         return
     if not _parked(w, item, source, expired=expired):
@@ -124,6 +124,7 @@ def on_form(state: LeadState | None, form: FormSubmit, rules: Rules, now: dateti
     w.seen[_seen_key(form)] = now
     w.context = _context(w.context, form, w.lead_id)
     w.counts["form_stored"] += 1
+    send_first_stage(w, _EMITTED)  # an Instant Form lead's first Conversion Leads stage, for Meta
     waiting, w.pending = w.pending, []
     for p in waiting:
         _handle(w, p.item, p.source, expired=False)

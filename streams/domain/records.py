@@ -135,6 +135,7 @@ def conversion_to_record(c: Conversion) -> dict[str, Any]:
         "order_id": c.order_id,
         "created_at": c.created_at,
         "status": c.status,
+        "destination": c.destination,
         "phone_digits_sha256": c.keys.phone_digits_sha256,
         **click_to_record(c.click),
     }
@@ -186,4 +187,5 @@ def conversion_from_record(rec: Mapping[str, Any]) -> Conversion:
         currency=rec.get("currency"),
         order_id=rec.get("order_id"),
         status=rec.get("status"),
+        destination=rec.get("destination"),
     )

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
+from streams.domain import meta_stages
 from streams.domain.consent import withheld_reason
 from streams.domain.currencies import is_currency
 from streams.domain.mapping import (
@@ -45,6 +46,7 @@ from streams.domain.mapping import (
     stage_statuses,
     status_key,
 )
+from streams.domain.meta_stages import META
 from streams.domain.types import (
     Booking,
     Channel,
@@ -52,7 +54,6 @@ from streams.domain.types import (
     Consent,
     Conversion,
     DeadItem,
-    LeadContext,
     LeadState,
     MatchKeys,
     Outcome,
@@ -117,9 +118,18 @@ class Step:
             counts=MappingProxyType(dict(self.counts)),
         )
 
+    def channel(self) -> Channel:
+        """Return the lead's TikTok route: CRM for a TikTok Instant Form lead with an event set."""
+        ctx = self.context
+        if ctx is not None and ctx.click.tiktok_lead_id and self.rules.crm_routing:
+            return Channel.CRM
+        return Channel.WEB
+
     def emit(self, conversion: Conversion, counter: str) -> None:
-        """Publish ``conversion`` and record it in the ledger."""
-        self.sent[conversion.event_id] = self.now
+        """Publish ``conversion`` and record it in the ledger (a Meta-only one as ``meta:<id>``)."""
+        dest = conversion.destination
+        key = conversion.event_id if dest is None else f"{dest}:{conversion.event_id}"
+        self.sent[key] = self.now
         self.conversions.append(conversion)
         self.counts[counter] += 1
 
@@ -148,12 +158,6 @@ class Step:
             "lead's form submit and has no match keys of its own"
         )
         self.reject(item, source, Rejection("unmatched_lead", message))
-
-
-def _channel(ctx: LeadContext | None, rules: Rules) -> Channel:
-    if ctx is not None and ctx.click.tiktok_lead_id and rules.crm_routing:
-        return Channel.CRM
-    return Channel.WEB
 
 
 def _purchase_problem(change: StatusChange) -> Rejection | None:
@@ -185,34 +189,50 @@ def _stage_sent(
     return w.already_sent(*ids)
 
 
+def _duplicate(
+    w: Step, change: StatusChange, event: str, ids: tuple[str, str], *, per_order: bool, meta: bool
+) -> bool:
+    """Tell whether the change's event (or its stage) was already sent to its destinations."""
+    if meta:
+        if w.already_sent(*(f"{META}:{i}" for i in ids)):
+            return True
+        return not per_order and meta_stages.stage_sent(w, event)
+    if w.already_sent(*ids):
+        return True
+    ctx = w.context
+    stage_map = w.rules.stage_map_for(w.channel())
+    statuses = stage_statuses(change.status, stage_map)
+    return not per_order and _stage_sent(w, change, statuses, ctx.event_id if ctx else None)
+
+
 def send_status(w: Step, change: StatusChange, source: SourceRef, counter: str) -> None:
-    """Send a status change as its stage's event on the lead's route, or count why not."""
+    """Send a status change as its stage's event on the lead's route, or count why not.
+
+    A status no TikTok route maps but Meta's stage map names goes as a Meta-only conversion; an
+    Instant Form lead's earlier Meta stages go first (:mod:`streams.domain.meta_stages`).
+    """
     rules, ctx = w.rules, w.context
-    channel = _channel(ctx, rules)
-    stage_map = rules.stage_map_for(channel)
-    event = event_for_status(change.status, stage_map)
+    channel = w.channel()
+    event = event_for_status(change.status, rules.stage_map_for(channel))
+    destination = None
+    if event is None:
+        event, destination = meta_stages.meta_event(w, change.status), META
     if event is None:
         w.counts["ignored_status"] += 1
         return
     per_order = event == rules.purchase_event and bool(change.order_id)
-    statuses = stage_statuses(change.status, stage_map)
-    event_id = conversion_event_id(
-        event,
-        form_event_id=ctx.event_id if ctx is not None else None,
-        lead_id=w.lead_id,
-        order_id=change.order_id,
-        purchase_event=rules.purchase_event,
+    ids = tuple(
+        conversion_event_id(
+            event,
+            form_event_id=form_id,
+            lead_id=w.lead_id,
+            order_id=change.order_id,
+            purchase_event=rules.purchase_event,
+        )
+        for form_id in (ctx.event_id if ctx is not None else None, None)
     )
-    without_form = conversion_event_id(
-        event,
-        form_event_id=None,
-        lead_id=w.lead_id,
-        order_id=change.order_id,
-        purchase_event=rules.purchase_event,
-    )
-    if w.already_sent(event_id, without_form) or (
-        not per_order and _stage_sent(w, change, statuses, ctx.event_id if ctx else None)
-    ):
+    event_id = ids[0]
+    if _duplicate(w, change, event, (ids[0], ids[1]), per_order=per_order, meta=bool(destination)):
         w.counts["duplicate_conversion"] += 1
         return
     if ctx is None and change.keys.is_empty():
@@ -226,12 +246,16 @@ def send_status(w: Step, change: StatusChange, source: SourceRef, counter: str) 
         if problem is not None:
             w.reject(change, source, problem)
             return
+    at = change.changed_at
+    if meta_stages.conversion_leads(w):
+        at = meta_stages.after_creation(w, at)
+        meta_stages.send_earlier_stages(w, change, at, counter)
     value, currency = _money(change.value, change.currency)
     w.emit(
         Conversion(
             event_id=event_id,
             event=event,
-            event_time=change.changed_at,
+            event_time=at,
             lead_id=w.lead_id,
             source_kind=SourceKind.STATUS_CHANGE,
             source_id=change.change_id,
@@ -245,10 +269,11 @@ def send_status(w: Step, change: StatusChange, source: SourceRef, counter: str) 
             value=value,
             currency=currency,
             order_id=change.order_id,
+            destination=destination,
         ),
         counter,
     )
-    if not per_order:
+    if not per_order and destination is None:
         [key] = stage_ledger_keys(frozenset({status_key(change.status)}))
         w.sent[key] = w.now
 

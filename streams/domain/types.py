@@ -227,6 +227,10 @@ class Conversion:
     order_id: str | None = None
     status: str | None = None
     """The CRM stage of a status-change conversion, so each destination maps it by its own map."""
+    destination: str | None = None
+    """None: for every configured destination. ``"meta"``: a Meta-only event the core chose
+    (a Conversion Leads stage, or a status only Meta's stage map names); ``event`` and
+    ``event_id`` are then Meta's own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +282,10 @@ class Rules:
     input_dedup_window: timedelta = timedelta(days=90)
     purchase_event: str = "Purchase"
     booking_event: str = "Schedule"
+    stage_map_meta: Mapping[str, str] | None = None
+    """Meta's stage map when the Meta destination is configured, else None (no Meta-only events)."""
+    meta_lead_event: str = "Lead"
+    """The first Conversion Leads stage, sent when an Instant Form lead's form arrives."""
 
     def stage_map_for(self, channel: Channel) -> Mapping[str, str]:
         """Return the stage map of a route (domain.md §4)."""

@@ -265,3 +265,8 @@ def _meta_summary(box: Any, out: IO[str]) -> None:
         w(f"  {e['event_name']:<15} {e['action_source']:<17} {e['event_id']:<34} {click}\n")
     sent = Counter(e["event_name"] for e in events)
     w(f"  sent: {', '.join(f'{n} x{c}' for n, c in sorted(sent.items())) or '-'}\n")
+    warned = stats.get("crm_warnings", 0)
+    w(
+        "  Conversion Leads (Instant Form leads, by lead_id): every stage in order, the first "
+        f"included; stage warnings: {warned}\n"
+    )

@@ -63,6 +63,9 @@ def sample_traffic(now: datetime) -> Traffic:
         form(4),  # its status change arrives before the form
         form(5),  # won without a value: dead-lettered
         form(6, tiktok_lead_id="7301234567890123456"),  # Instant Form lead: crm route
+        # A Meta Instant Form lead that jumps straight to won: on TikTok a web Purchase; on Meta
+        # (demo --meta) the Conversion Leads stages Lead, QualifiedLead, Purchase, in order.
+        form(7, meta_lead_id="525645896321507", ttclid=None, ttp=None),
     ]
     traffic.statuses_early = [status("chg-4-1", 4, "SQL", 50)]
     traffic.statuses = [
@@ -75,6 +78,7 @@ def sample_traffic(now: datetime) -> Traffic:
         status("chg-3-1", 3, "qualified", 40),
         status("chg-5-1", 5, "won", 20),
         status("chg-6-1", 6, "qualified", 10),
+        status("chg-7-1", 7, "won", 8, value=450.0, currency="GBP"),
         status("chg-9-1", 1, "qualified", 5, changed_at=datetime.fromtimestamp(1, tz=now.tzinfo)),
     ]
     traffic.bookings = [
@@ -97,7 +101,7 @@ def sample_traffic(now: datetime) -> Traffic:
     traffic.expected_sent = {
         "ApplicationApproval": 2,
         "QualifiedLead": 1,
-        "Purchase": 1,
+        "Purchase": 2,
         "Schedule": 2,
     }
     traffic.expected_dead = {"invalid_value": 1, "invalid_timestamp": 1, "undecodable": 1}

@@ -13,6 +13,10 @@ Rules (meta-capi.md; README "Meta Conversions API"):
   ``event_source_url`` and ``client_user_agent``); CRM-stage events are ``system_generated``.
 - **Instant Form leads** (``meta_lead_id``): status changes take the Conversion Leads shape
   (``user_data.lead_id`` unhashed, ``custom_data.event_source: "crm"``, ``lead_event_source``).
+  The core sends their first stage and fills in skipped ones, in order and after the lead's
+  creation (:mod:`streams.domain.meta_stages`).
+- **Meta-only conversions** (``destination="meta"``) carry Meta's own event name and id; a
+  conversion for another destination only is skipped.
 - **user_data.** ``em``, ``ph`` (hashed without ``+``) and ``external_id`` as SHA-256 arrays;
   ``fbc``, ``fbp``, ``client_ip_address``, ``client_user_agent`` never hashed.
 - **Age.** Meta rejects a whole request when one event is over 7 days old, so such an event is
@@ -24,7 +28,6 @@ Rules (meta-capi.md; README "Meta Conversions API"):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from streams.domain.mapping import event_for_status
+from streams.domain.meta_stages import META, is_meta_lead_id
 from streams.domain.types import Consent, Conversion, Rejection, SourceKind
 
 DEFAULT_STAGE_MAP_META: Mapping[str, str] = MappingProxyType(
@@ -69,7 +73,6 @@ SYSTEM_GENERATED = "system_generated"
 CRM_EVENT_SOURCE = "crm"
 DEFAULT_LEAD_EVENT_SOURCE = "Leadstream"
 """``lead_event_source`` when a conversion does not name its CRM."""
-_LEAD_ID = re.compile(r"\d{15,17}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +91,11 @@ def event_name(conv: Conversion, stage_map: Mapping[str, str]) -> str | None:
         stage_map: The Meta stage map (status -> event name).
 
     Returns:
-        The booking's own event, or the status's event in ``stage_map``.
+        The booking's own event, a Meta-only conversion's own event, or the status's event in
+        ``stage_map``.
 
     """
-    if conv.source_kind is SourceKind.BOOKING:
+    if conv.source_kind is SourceKind.BOOKING or conv.destination == META:
         return conv.event
     if not conv.status:
         return None
@@ -113,7 +117,7 @@ def event_id(conv: Conversion, name: str) -> str:
         The event id.
 
     """
-    if conv.source_kind is SourceKind.BOOKING:
+    if conv.source_kind is SourceKind.BOOKING or conv.destination == META:
         return conv.event_id
     base = conv.event_id.removesuffix(f":{conv.event}")
     return f"{base}:{name}"
@@ -151,7 +155,7 @@ def _hashed(value: str | None) -> list[str] | None:
 
 
 def _lead_id(text: str) -> int | str:
-    return int(text) if _LEAD_ID.fullmatch(text) else text
+    return int(text) if is_meta_lead_id(text) else text
 
 
 def user_data(conv: Conversion, *, conversion_leads: bool) -> dict[str, Any]:
@@ -217,6 +221,8 @@ def build_event(
 
     """
     label = f"Conversion event_id={conv.event_id}"
+    if conv.destination not in (None, META):
+        return Skipped("not_for_destination", f"{label}: for {conv.destination} only")
     if conv.click.ad_consent is Consent.DENIED:
         return Skipped("consent_denied", f"{label}: consent denied, never sent")
     name = event_name(conv, stage_map)
@@ -230,9 +236,7 @@ def build_event(
         return old
     lead_id = conv.click.meta_lead_id
     # Conversion Leads only with a real leadgen id: Meta rejects the whole request otherwise.
-    leads = conv.source_kind is SourceKind.STATUS_CHANGE and bool(
-        lead_id and _LEAD_ID.fullmatch(lead_id)
-    )
+    leads = conv.source_kind is SourceKind.STATUS_CHANGE and is_meta_lead_id(lead_id)
     source = SYSTEM_GENERATED if leads else action_source(conv)
     event: dict[str, Any] = {
         "event_name": name,

@@ -98,7 +98,10 @@ class TikTokDestination:
         return event_id.encode()
 
     def prepare(self, conv: Conversion, now: datetime) -> Prepared | Rejection | Skipped:
-        """Route the conversion and build its Events API event."""
+        """Route the conversion and build its Events API event (a Meta-only one is skipped)."""
+        if conv.destination not in (None, self.name):
+            message = f"Conversion event_id={conv.event_id}: for {conv.destination} only"
+            return Skipped("not_for_destination", message)
         s = self.settings
         route = tiktok_payload.route(
             conv,

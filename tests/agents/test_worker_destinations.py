@@ -64,3 +64,22 @@ def test_a_paused_meta_circuit_is_not_a_stall() -> None:
     assert worker.stalled() == stuck
     worker.meta_delivery.circuits["capi:123456789012345"] = Circuit(open=True)
     assert worker.stalled() == []
+
+
+def test_a_meta_only_conversion_is_skipped_by_tiktok_and_sent_as_is_by_meta() -> None:
+    from streams.meta.payload import Skipped
+    from tests.unit.factories import META_LEAD_ID, NOW, make_conversion
+
+    worker = _worker(meta_pixel_id="123456789012345", meta_access_token=SecretStr("m-token"))
+    assert worker.meta_delivery is not None
+    stage = make_conversion(
+        event="Lead", event_id="evt-9:Lead", destination="meta", meta_lead_id=META_LEAD_ID
+    )
+    skipped = worker.delivery.destination.prepare(stage, NOW)
+    assert isinstance(skipped, Skipped) and skipped.reason == "not_for_destination"
+    prepared = worker.meta_delivery.destination.prepare(stage, NOW)
+    assert not isinstance(prepared, (Skipped, Exception))
+    assert (prepared.event_name, prepared.event_id) == ("Lead", "evt-9:Lead")  # type: ignore[union-attr]
+    assert prepared.body["custom_data"]["event_source"] == "crm"  # type: ignore[union-attr]
+    other = make_conversion(destination="elsewhere")
+    assert isinstance(worker.meta_delivery.destination.prepare(other, NOW), Skipped)

@@ -25,3 +25,7 @@ def test_demo_sends_every_expected_conversion_exactly_once(stack: LocalStack) ->
     assert "Sent to the Meta Conversions API" in text
     assert "evt-form-1:QualifiedLead" in text  # qualified -> QualifiedLead on Meta
     assert "system_generated" in text
+    # Lead 7, a Meta Instant Form lead that jumped to won: every Conversion Leads stage, in order.
+    for stage in ("Lead", "QualifiedLead", "Purchase"):
+        assert f"evt-form-7:{stage}" in text
+    assert "stage warnings: 0" in text

@@ -20,7 +20,14 @@ from streams.local.meta_sandbox.server import MetaSandbox, SandboxConfig
 from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from streams.serde.avro import AvroSerde
 from tests.conftest import Names
-from tests.integration.helpers import form, metric_value, records_on, status, wait_caught_up
+from tests.integration.helpers import (
+    NOW,
+    form,
+    metric_value,
+    records_on,
+    status,
+    wait_caught_up,
+)
 from tests.integration.helpers import produce as produce_json
 
 META_PIXEL = "123456789012345"
@@ -214,7 +221,12 @@ def test_a_meta_outage_leaves_tiktok_alone_and_meta_catches_up(
 def test_from_the_input_topics_meta_gets_its_click_ids_phone_form_and_conversion_leads(
     clean: tuple[LocalStack, MetaSandbox], names: Names
 ) -> None:
-    """Forms and status changes in: fbc from fbclid, the digits phone hash, Conversion Leads."""
+    """Forms and status changes in: fbc from fbclid, the digits phone hash, Conversion Leads.
+
+    Instant Form leads (``meta_lead_id``) send every stage in order, the first included: lead 2
+    goes new -> qualified, lead 3 jumps straight to won and has its qualified stage filled in.
+    TikTok gets only the events of its own maps.
+    """
     stack, meta = clean
     prefix = names.prefix
     env = names.env()
@@ -226,6 +238,7 @@ def test_from_the_input_topics_meta_gets_its_click_ids_phone_form_and_conversion
             names.form,
             form(prefix, 1, page_url="https://shop.example.com/quote?fbclid=IwAR2url1"),
             form(prefix, 2, meta_lead_id="525645896321548", fbc="fb.1.1741953600123.cookie2"),
+            form(prefix, 3, meta_lead_id="525645896321549"),
         )
         produce_json(
             stack,
@@ -233,12 +246,14 @@ def test_from_the_input_topics_meta_gets_its_click_ids_phone_form_and_conversion
             names.status,
             status(prefix, 1, "c1", "qualified"),
             status(prefix, 2, "c2", "qualified"),
+            status(prefix, 3, "c3", "won", value=990.0, currency="EUR"),
         )
-        wait_until(lambda: len(meta_events(meta, prefix)) >= 2, 90, "Meta events", worker)
-        wait_until(lambda: len(tiktok_ids(stack, prefix)) >= 2, 90, "TikTok events", worker)
+        wait_until(lambda: len(meta_events(meta, prefix)) >= 6, 90, "Meta events", worker)
+        wait_until(lambda: len(tiktok_ids(stack, prefix)) >= 3, 90, "TikTok events", worker)
     finally:
         worker.stop()
-    by_id = {e["event_id"]: e for e in meta_events(meta, prefix)}
+    events = meta_events(meta, prefix)
+    by_id = {e["event_id"]: e for e in events}
     web = by_id[f"{prefix}-evt-1:QualifiedLead"]
     assert web["action_source"] == "system_generated"
     assert web["user_data"]["fbc"].startswith("fb.1.") and web["user_data"]["fbc"].endswith(
@@ -248,4 +263,21 @@ def test_from_the_input_topics_meta_gets_its_click_ids_phone_form_and_conversion
     leads = by_id[f"{prefix}-evt-2:QualifiedLead"]
     assert leads["user_data"]["lead_id"] == 525645896321548
     assert leads["custom_data"] == {"event_source": "crm", "lead_event_source": "hubspot"}
+
+    def stages(n: int) -> list[str]:
+        return [e["event_name"] for e in events if e["event_id"].startswith(f"{prefix}-evt-{n}:")]
+
+    assert stages(1) == ["QualifiedLead"]  # a web lead: no Conversion Leads stages
+    assert stages(2) == ["Lead", "QualifiedLead"]
+    assert stages(3) == ["Lead", "QualifiedLead", "Purchase"]
+    created = int((NOW - timedelta(hours=1)).timestamp())
+    for n in (2, 3):
+        times = [e["event_time"] for e in events if e["event_id"].startswith(f"{prefix}-evt-{n}:")]
+        assert times == sorted(times) and times[0] > created
+    assert meta.stats(prefix)["crm_warnings"] == 0
+    assert sorted(tiktok_ids(stack, prefix)) == [
+        f"{prefix}-evt-1:ApplicationApproval",
+        f"{prefix}-evt-2:ApplicationApproval",
+        f"{prefix}-evt-3:Purchase",
+    ]
     assert records_on(stack, names.dead_letter) == 0

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from streams.local.ledger import JsonSettings, check_shares, utc_now
+from streams.local.meta_sandbox.crm import DEFAULT_CRM_STAGES
 
 DEFAULT_TOKEN: Final = "meta-sandbox-token"  # noqa: S105  # public local default, not a secret
 DEFAULT_PIXEL: Final = "100000000000001"
@@ -91,6 +92,7 @@ class SandboxConfig:
         max_event_age: Oldest accepted ``event_time`` (7 days; older fails the whole request).
         max_future_skew: Furthest accepted ``event_time`` in the future.
         max_body_bytes: Largest accepted body (bigger: HTTP 413).
+        crm_stages: The CRM stages in funnel order, for the Conversion Leads warnings.
         clock: Source of the current time (timezone-aware).
 
     """
@@ -103,4 +105,5 @@ class SandboxConfig:
     max_event_age: timedelta = timedelta(days=7)
     max_future_skew: timedelta = timedelta(minutes=10)
     max_body_bytes: int = 16 * 1024 * 1024
+    crm_stages: tuple[str, ...] = DEFAULT_CRM_STAGES
     clock: Callable[[], datetime] = utc_now

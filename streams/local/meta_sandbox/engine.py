@@ -27,6 +27,7 @@ from streams.local.ledger import (
     reject_constant,
 )
 from streams.local.meta_sandbox.config import SHARE_FAULTS, FaultSettings, SandboxConfig
+from streams.local.meta_sandbox.crm import crm_lead_id, stage_warnings
 from streams.local.meta_sandbox.validation import Invalid, Window, validate_event, validate_request
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,11 @@ class _Engine(EngineCore):
     def __init__(self, config: SandboxConfig) -> None:
         super().__init__(config.faults, config.expired_tokens, Stats())
         self.config = config
+        self._leads: dict[tuple[str | None, str, str], list[dict[str, Any]]] = {}
+
+    def _clear(self) -> None:
+        super()._clear()
+        self._leads.clear()
 
     def handle_events_edge(
         self, version: str, pixel: str, token: str | None, content_type: str | None, body: bytes
@@ -235,6 +241,13 @@ class _Engine(EngineCore):
                     received_at=now.isoformat(),
                     fbtrace_id=trace,
                 )
+                lead_id = crm_lead_id(event)
+                if lead_id is not None:
+                    history = self._leads.setdefault((test_code, pixel, lead_id), [])
+                    warnings = stage_warnings(history, event, self.config.crm_stages)
+                    if warnings:
+                        record["warnings"] = warnings
+                    history.append(event)
                 self._records.append(record)
 
     # -- control endpoints ---------------------------------------------------------------
@@ -244,6 +257,11 @@ class _Engine(EngineCore):
             stats = self._stats
             wanted = prefix or ""
             result = stats.counters_json(wanted, ("accepted", "deduplicated"))
+            result["crm_warnings"] = sum(
+                len(r.get("warnings", ()))
+                for r in self._records
+                if str(r.get("event_id", "")).startswith(wanted)
+            )
         if prefix is not None:
             result["prefix"] = prefix
         return result

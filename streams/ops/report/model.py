@@ -21,6 +21,9 @@ Definitions (what each figure means, from what the topics carry):
   ``decided_at`` minus the conversion's ``event_time`` (the CRM's ``changed_at``).
 - **Form to qualified**: per lead in the funnel, the first qualifying conversion's
   ``event_time`` minus the lead's earliest form ``occurred_at``.
+- **Destination**: the figures are the TikTok Events API's. Meta's receipts
+  (``destination`` ``meta``) and Meta-only conversions (a ``destination`` set: Conversion Leads
+  stages, statuses only Meta maps) are left out, so an event id both platforms share counts once.
 - Percentiles are nearest-rank: p = the ceil(q*n)-th smallest value; durations are seconds.
 - **Match-key coverage**: over accepted events whose conversion is in range, the share carrying
   each key (``ip_user_agent`` needs both). Weakest keys: those under 50 %; when none is, the
@@ -47,7 +50,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -402,6 +405,15 @@ def _dead_letters(history: History) -> DeadLetters:
     )
 
 
+def tiktok_only(history: History) -> History:
+    """Leave out Meta's receipts and the conversions for another destination only."""
+    return replace(
+        history,
+        conversions=[c for c in history.conversions if c.get("destination") in (None, "tiktok")],
+        receipts=[r for r in history.receipts if r.get("destination") in (None, "tiktok")],
+    )
+
+
 def aggregate(
     history: History,
     rules: Rules,
@@ -422,6 +434,7 @@ def aggregate(
         The report.
 
     """
+    history = tiktok_only(history)
     ix = _index(history, rules)
     funnel, qualify_times = _funnel(rules, ix)
     rows, latency, cover = _events(history, ix)

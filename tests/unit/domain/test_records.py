@@ -136,3 +136,11 @@ def test_every_click_field_is_in_the_form_and_conversion_schemas() -> None:
 def test_every_click_field_round_trips_through_the_conversion_record() -> None:
     conv = make_conversion(click=make_full_click())
     assert conversion_from_record(conversion_to_record(conv)) == conv
+
+
+def test_a_meta_only_conversion_round_trips_with_its_destination() -> None:
+    conv = make_conversion(destination="meta", event="Lead", event_id="evt-1:Lead")
+    record = conversion_to_record(conv)
+    assert record["destination"] == "meta"
+    assert conversion_from_record(record) == conv
+    assert conversion_from_record({**record, "destination": None}).destination is None

@@ -219,6 +219,43 @@ def test_lead_id_as_digit_string_is_valid(api: Api) -> None:
     assert api.send(crm_event(user_data={"lead_id": str(LEAD_ID)})).status_code == 200
 
 
+def _stage(name: str, seconds_ago: int) -> dict[str, Any]:
+    event = crm_event(
+        event_name=name, event_id=f"lead-1:{name}", event_time=int(NOW.timestamp()) - seconds_ago
+    )
+    if name == "Purchase":
+        event["custom_data"] = {**event["custom_data"], "value": 990.0, "currency": "EUR"}
+    return event
+
+
+def test_conversion_leads_stages_in_order_raise_no_warning(api: Api) -> None:
+    assert api.send(_stage("Lead", 300), _stage("QualifiedLead", 200)).status_code == 200
+    assert api.send(_stage("Purchase", 100)).status_code == 200
+    assert api.sandbox.stats()["crm_warnings"] == 0
+    assert all("warnings" not in e for e in api.sandbox.events())
+
+
+def test_a_skipped_stage_and_a_time_before_the_lead_are_accepted_with_warnings(api: Api) -> None:
+    """Meta does not reject these; it may discard them. The sandbox says so on the record."""
+    assert api.send(_stage("Lead", 300), _stage("Purchase", 100)).status_code == 200
+    assert api.send(_stage("QualifiedLead", 400)).status_code == 200
+    warned = {e["event_name"]: e.get("warnings") for e in api.sandbox.events()}
+    assert warned == {
+        "Lead": None,
+        "Purchase": ["stage Purchase arrived before QualifiedLead"],
+        "QualifiedLead": ["stage QualifiedLead has an event_time before the lead's creation"],
+    }
+    assert api.sandbox.stats()["crm_warnings"] == 2
+    api.sandbox.reset()
+    assert api.sandbox.stats()["crm_warnings"] == 0
+
+
+def test_a_lead_without_its_first_stage_is_warned(api: Api) -> None:
+    assert api.send(_stage("QualifiedLead", 100)).status_code == 200
+    [event] = api.sandbox.events()
+    assert event["warnings"] == ["stage QualifiedLead arrived before Lead"]
+
+
 @pytest.mark.parametrize(
     "body", [{}, {"data": []}, {"data": "x"}, {"data": [1]}, {"data": [{}], "foo": 1}]
 )
@@ -346,6 +383,7 @@ def test_sandbox_imports_nothing_from_the_client_side() -> None:
     assert out.strip() == (  # httpd, ledger: the plumbing the local servers share
         "['streams', 'streams.local', 'streams.local.httpd', 'streams.local.ledger', "
         "'streams.local.meta_sandbox', "
-        "'streams.local.meta_sandbox.config', 'streams.local.meta_sandbox.engine', "
+        "'streams.local.meta_sandbox.config', 'streams.local.meta_sandbox.crm', "
+        "'streams.local.meta_sandbox.engine', "
         "'streams.local.meta_sandbox.server', 'streams.local.meta_sandbox.validation']"
     )

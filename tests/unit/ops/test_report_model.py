@@ -434,3 +434,25 @@ def test_aggregation_and_rendering_need_no_kafka_and_read_no_clock() -> None:
     for name in ("model.py", "render.py"):
         text = (folder / name).read_text(encoding="utf-8")
         assert not FORBIDDEN_SOURCE.search(text), f"{name} reads the clock or the environment"
+
+
+def test_meta_receipts_and_meta_only_conversions_change_no_figure() -> None:
+    """The figures are TikTok's: Meta's copy of the same lead history adds nothing."""
+    plain = known_history()
+    meta_receipts = [{**r, "destination": "meta"} for r in plain.receipts]
+    meta_only = [
+        {**conversion("e-L1:Lead", "Lead", "L1", "e-L1", T - 9.4 * H), "destination": "meta"},
+        {**conversion("e-L1:QL", QL, "L1", "s2", T - 2 * H), "destination": "meta"},
+    ]
+    with_meta = History(
+        plain.forms,
+        plain.bookings,
+        plain.status_changes,
+        [*plain.conversions, *meta_only],
+        [*plain.receipts, *meta_receipts],
+        plain.dead_letters,
+    )
+    since = T - timedelta(days=7)
+    assert aggregate(with_meta, RULES, since, T, {"t": 3}) == aggregate(
+        plain, RULES, since, T, {"t": 3}
+    )
