@@ -49,6 +49,11 @@ Headers = Sequence[tuple[str, bytes]] | None
 _FLUSH_STEP = 0.1  # seconds per shared-producer flush while waiting for this agent's records
 
 
+_CLIENT_LOG = logging.getLogger(f"{__name__}.librdkafka")
+"""librdkafka's own lines (a broker down, a retry) go to the worker's log, in its format and
+level filter, instead of raw to stderr; they are passed on when the producer is polled."""
+
+
 def producer_for(conn: KafkaConnection) -> Producer:
     """Idempotent, acks=all, Kafka's murmur2 partitioner (the partitions Faust would pick)."""
     return Producer(
@@ -60,7 +65,8 @@ def producer_for(conn: KafkaConnection) -> Producer:
                 "linger.ms": 5,
                 "queue.buffering.max.messages": 1_000_000,
             }
-        )
+        ),
+        logger=_CLIENT_LOG,
     )
 
 
