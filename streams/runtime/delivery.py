@@ -34,7 +34,7 @@ from streams.domain.retry import (
 from streams.domain.types import Conversion, Rejection
 from streams.errors import SerdeError
 from streams.meta.payload import Skipped
-from streams.runtime.destinations import Destination, Prepared, TikTokDestination
+from streams.runtime.destinations import Destination, Prepared
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs, in_event
 from streams.runtime.tables import Tables
@@ -42,7 +42,6 @@ from streams.runtime.topics import Topics
 from streams.serde import pipeline as pl
 from streams.settings import Settings
 from streams.tiktok import payload
-from streams.tiktok.client import EventsApiClient
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +91,7 @@ class Delivery:
     def __init__(
         self,
         settings: Settings,
-        destination: Destination | EventsApiClient,
+        destination: Destination,
         pipeline: pl.Pipeline,
         topics: Topics,
         tables: Tables,
@@ -101,14 +100,9 @@ class Delivery:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], datetime] = pl.utcnow,
     ) -> None:
-        """Bind the destination and outputs; ``sleep`` and ``clock`` are injectable for tests.
-
-        A bare TikTok HTTP client (``track``) is wrapped in :class:`TikTokDestination`.
-        """
+        """Bind the destination and outputs; ``sleep`` and ``clock`` are injectable for tests."""
         self.settings = settings
-        if not hasattr(destination, "prepare"):
-            destination = TikTokDestination(settings, destination)  # type: ignore[arg-type]
-        self.destination: Destination = destination  # type: ignore[assignment]
+        self.destination: Destination = destination
         self.pipeline = pipeline
         self.topics = topics
         self.tables = tables

@@ -22,7 +22,7 @@ from streams.runtime.admin import ensure_topics
 from streams.runtime.agents import Agents
 from streams.runtime.app import create_app
 from streams.runtime.delivery import Delivery
-from streams.runtime.destinations import Destination, meta_destination
+from streams.runtime.destinations import Destination, TikTokDestination, meta_destination
 from streams.runtime.health import Progress
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs, producer_for
@@ -115,7 +115,7 @@ class Worker:
             )
         self.delivery = Delivery(
             settings,
-            client,
+            TikTokDestination(settings, client),
             self.pipeline,
             self.topics,
             self.tables,

@@ -22,6 +22,7 @@ from streams.domain import records
 from streams.domain.types import Channel, Conversion
 from streams.errors import ApiError
 from streams.runtime.delivery import Delivery
+from streams.runtime.destinations import TikTokDestination
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs
 from streams.serde.avro import AvroSerde
@@ -239,7 +240,7 @@ def make_rig(serde: AvroSerde) -> Any:
         sleeps = Sleeps(metrics, sleep_limit)
         delivery = Delivery(
             settings,
-            client,
+            TikTokDestination(settings, client),  # type: ignore[arg-type]
             pipeline,
             topics,
             tables,
