@@ -93,10 +93,12 @@ def normalise_phone(raw: str, default_region: str | None) -> str | None:
     The number is parsed with ``default_region`` (ISO 3166-1 alpha-2, any case; an unknown region
     counts as None). A number that carries its own ``+`` country code, even inside brackets as in
     TikTok's example ``(+1)2133734253``, is parsed without the region, so the lead's country
-    cannot misread it. Without a region only international numbers parse: ones with ``+`` or
-    with the ``00`` international prefix. A number must be a *possible* number for its country
-    (right length, not local-only); validity against the numbering plan is not required, because
-    stale metadata would otherwise drop real numbers and fictional ranges are used in tests.
+    cannot misread it; so is one written with the ``00`` international prefix (also in a country
+    that dials another one, such as Australia's ``0011``), and a ``tel:`` URI is read as its
+    number. Without a region only international numbers parse. A number must be a *possible*
+    number for its country (right length, not local-only); validity against the numbering plan
+    is not required, because stale metadata would otherwise drop real numbers and fictional
+    ranges are used in tests.
 
     Args:
         raw: The phone number in any format.
@@ -108,6 +110,8 @@ def normalise_phone(raw: str, default_region: str | None) -> str | None:
 
     """
     text = raw.strip()
+    if text[:4].lower() == "tel:":  # an RFC 3966 URI, as some form tools store it
+        text = text[4:].strip()
     if not text:
         return None
     # A number that carries its own country code wins over the lead's country: "+1 213-373-4253",
@@ -115,13 +119,15 @@ def normalise_phone(raw: str, default_region: str | None) -> str | None:
     own = _LEADING_PUNCTUATION.sub("", text)
     if own.startswith("+"):
         return _parse_e164(own, None)
-    region = _region(default_region)
-    if region is not None:
-        parsed = _parse_e164(text, region)
+    # "00" is the international prefix in most of the world, also where the lead's country dials
+    # another one (Australia's 0011): "0061 412 345 678" is +61, never a national number.
+    if own.startswith("00"):
+        parsed = _parse_e164("+" + own[2:], None)
         if parsed is not None:
             return parsed
-    if own.startswith("00"):
-        return _parse_e164("+" + own[2:], None)
+    region = _region(default_region)
+    if region is not None:
+        return _parse_e164(text, region)
     return None
 
 

@@ -308,3 +308,28 @@ def test_real_email_shapes_hash_like_their_trimmed_lower_case(
     assert normalise_email(address.lower()) == address.lower()  # idempotent
     assert hash_email(written) == sha256_hex(address.lower())
     assert hash_email(hash_email(written)) == hash_email(written)  # never hashed twice
+
+
+@pytest.mark.parametrize(
+    ("raw", "region"),
+    [
+        (
+            "0061 412 345 678",
+            "AU",
+        ),  # "00" as the international prefix, in a country that dials 0011
+        ("0061412345678", "AU"),
+        ("0011 61 412 345 678", "AU"),  # Australia's own international prefix
+        ("0412 345 678", "AU"),
+        ("tel:+61-412-345-678", None),  # an RFC 3966 URI
+        ("TEL: +61 412 345 678", "GB"),
+        ("tel:0412345678", "AU"),
+    ],
+)
+def test_international_prefixes_and_tel_uris_read_the_number_once(
+    raw: str, region: str | None
+) -> None:
+    assert normalise_phone(raw, region) == "+61412345678"
+
+
+def test_a_bare_tel_prefix_is_no_number() -> None:
+    assert normalise_phone("tel:", "GB") is None
