@@ -93,11 +93,17 @@ def _handle(w: Step, item: StatusChange | Booking, source: SourceRef, *, expired
         send_status(w, item, source, counter)  # the route, known with the form, picks the event
 
 
-def _context(ctx: LeadContext | None, form: FormSubmit, lead_id: str) -> LeadContext:
-    """Return the lead's context after ``form``: the first form's, or its empty fields filled."""
+def _context(ctx: LeadContext | None, form: FormSubmit, lead_id: str, rules: Rules) -> LeadContext:
+    """Return the lead's context after ``form``: the first form's, or its empty fields filled.
+
+    The phone's digits-only hash is Meta's form: without Meta it is not stored (75 bytes a lead).
+    """
+    keys = form.keys
+    if rules.stage_map_meta is None and keys.phone_digits_sha256 is not None:
+        keys = replace(keys, phone_digits_sha256=None)
     if ctx is None:
-        return LeadContext(lead_id, form.event_id, form.occurred_at, form.keys, form.click)
-    return replace(ctx, keys=ctx.keys.fill(form.keys), click=ctx.click.fill(form.click))
+        return LeadContext(lead_id, form.event_id, form.occurred_at, keys, form.click)
+    return replace(ctx, keys=ctx.keys.fill(keys), click=ctx.click.fill(form.click))
 
 
 def on_form(state: LeadState | None, form: FormSubmit, rules: Rules, now: datetime) -> Outcome:
@@ -122,7 +128,7 @@ def on_form(state: LeadState | None, form: FormSubmit, rules: Rules, now: dateti
         return Outcome(state=state, counts=MappingProxyType({"duplicate_input": 1}))
     w = Step(state if state is not None else LeadState(lead_id=form.lead_id), rules, now)
     w.seen[_seen_key(form)] = now
-    w.context = _context(w.context, form, w.lead_id)
+    w.context = _context(w.context, form, w.lead_id, rules)
     w.counts["form_stored"] += 1
     send_first_stage(w, _EMITTED)  # an Instant Form lead's first Conversion Leads stage, for Meta
     waiting, w.pending = w.pending, []

@@ -166,19 +166,14 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 # --- fixtures -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Rig:
-    """One Delivery with its fakes."""
+class RigMethods:
+    """What a delivery rig does with its Delivery and fakes (TikTok and Meta rigs share it)."""
 
     delivery: Delivery
-    client: FakeClient
     serde: AvroSerde
-    metrics: Metrics
-    sleeps: Sleeps
     deliveries: FakeTopic
     dead_letter: FakeTopic
-    delivered: dict[bytes, bytes]
-    offset: int = 0
+    offset: int
 
     def event(self, conv: Conversion | None = None, *, value: bytes | None = None) -> FakeEvent:
         if value is None:
@@ -207,6 +202,60 @@ class Rig:
     def outcomes(self) -> dict[str, str]:
         return {r["event_id"]: r["outcome"] for r in self.receipts()}
 
+
+@dataclass(frozen=True)
+class Wired:
+    """A Delivery wired to fake topics, tables and producer."""
+
+    delivery: Delivery
+    deliveries: FakeTopic
+    dead_letter: FakeTopic
+    delivered: dict[bytes, bytes]
+
+
+def wire_delivery(
+    settings: Settings,
+    destination: Any,
+    serde: AvroSerde,
+    metrics: Metrics,
+    sleep: Callable[[float], Any],
+    clock: Callable[[], Any],
+) -> Wired:
+    """Build a Delivery for ``destination`` whose receipts, dead letters and ledger are fakes."""
+    deliveries = FakeTopic(settings.topic_deliveries)
+    dead_letter = FakeTopic(settings.topic_dead_letter)
+    topics: Any = SimpleNamespace(deliveries=deliveries, dead_letter=dead_letter)
+    delivered_table = FakeTable("delivered")
+    dead_lettered = FakeTable("dead_lettered")
+    tables: Any = SimpleNamespace(delivered=delivered_table, dead_lettered=dead_lettered)
+    delivery = Delivery(
+        settings,
+        destination,
+        Pipeline.from_settings(serde, settings),
+        topics,
+        tables,
+        metrics,
+        Outputs(topics, tables, metrics, FakeProducer(deliveries, dead_letter)),
+        sleep=sleep,
+        clock=clock,
+    )
+    return Wired(delivery, deliveries, dead_letter, delivered_table.data)
+
+
+@dataclass
+class Rig(RigMethods):
+    """One Delivery with its fakes."""
+
+    delivery: Delivery
+    client: FakeClient
+    serde: AvroSerde
+    metrics: Metrics
+    sleeps: Sleeps
+    deliveries: FakeTopic
+    dead_letter: FakeTopic
+    delivered: dict[bytes, bytes]
+    offset: int = 0
+
     def sent_ids(self) -> list[list[str]]:
         return [[e["event_id"] for e in p["data"]] for p in self.client.payloads]
 
@@ -227,29 +276,13 @@ def make_rig(serde: AvroSerde) -> Any:
             }
         )
         metrics = Metrics()
-        deliveries = FakeTopic(settings.topic_deliveries)
-        dead_letter = FakeTopic(settings.topic_dead_letter)
-        topics: Any = SimpleNamespace(deliveries=deliveries, dead_letter=dead_letter)
-        delivered_table = FakeTable("delivered")
-        delivered = delivered_table.data
-        tables: Any = SimpleNamespace(
-            delivered=delivered_table, dead_lettered=FakeTable("dead_lettered")
-        )
-        pipeline = Pipeline.from_settings(serde, settings)
         client = FakeClient(list(answers or []))
         sleeps = Sleeps(metrics, sleep_limit)
-        delivery = Delivery(
-            settings,
-            TikTokDestination(settings, client),  # type: ignore[arg-type]
-            pipeline,
-            topics,
-            tables,
-            metrics,
-            Outputs(topics, tables, metrics, FakeProducer(deliveries, dead_letter)),
-            sleep=sleeps,
-            clock=lambda: NOW,
+        destination = TikTokDestination(settings, client)  # type: ignore[arg-type]
+        w = wire_delivery(settings, destination, serde, metrics, sleeps, lambda: NOW)
+        return Rig(
+            w.delivery, client, serde, metrics, sleeps, w.deliveries, w.dead_letter, w.delivered
         )
-        return Rig(delivery, client, serde, metrics, sleeps, deliveries, dead_letter, delivered)
 
     return make
 

@@ -10,28 +10,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from streams.domain import records
 from streams.domain.types import Conversion, MatchKeys, SourceKind
 from streams.local.meta_sandbox.server import MetaSandbox, SandboxConfig
 from streams.meta.client import MetaEventsClient
 from streams.runtime.delivery import Delivery
 from streams.runtime.destinations import MetaDestination
 from streams.runtime.metrics import Metrics
-from streams.runtime.outputs import Outputs
 from streams.serde.avro import AvroSerde
-from streams.serde.pipeline import Pipeline
 from streams.settings import Settings
 from tests.agents.test_delivery_service import (
-    FakeEvent,
-    FakeProducer,
-    FakeTable,
     FakeTopic,
+    RigMethods,
     StopProbing,
+    wire_delivery,
 )
 from tests.unit.factories import EMAIL_SHA, FORM_EVENT_ID, NOW, make_conversion
 
@@ -67,7 +62,7 @@ class Sleeps:
 
 
 @dataclass
-class Rig:
+class Rig(RigMethods):
     delivery: Delivery
     sandbox: MetaSandbox
     serde: AvroSerde
@@ -77,23 +72,6 @@ class Rig:
     dead_letter: FakeTopic
     delivered: dict[bytes, bytes]
     offset: int = 0
-
-    async def handle(self, *convs: Conversion) -> None:
-        events = []
-        for conv in convs:
-            value = self.serde.encode(TOPIC, "Conversion", records.conversion_to_record(conv))
-            self.offset += 1
-            events.append(FakeEvent(100 + self.offset, conv.lead_id.encode(), value))
-        await self.delivery.handle(events)
-
-    def receipts(self) -> list[dict[str, Any]]:
-        return [self.serde.decode(v, "DeliveryReceipt") for _, v in self.deliveries.messages]
-
-    def outcomes(self) -> dict[str, str]:
-        return {r["event_id"]: r["outcome"] for r in self.receipts()}
-
-    def dead(self) -> list[dict[str, Any]]:
-        return [self.serde.decode(v, "DeadLetter") for _, v in self.dead_letter.messages]
 
 
 @pytest.fixture
@@ -123,36 +101,12 @@ def make_rig(serde: AvroSerde, sandbox: MetaSandbox) -> Callable[..., Rig]:
             }
         )
         metrics = Metrics()
-        deliveries = FakeTopic(settings.topic_deliveries)
-        dead_letter = FakeTopic(settings.topic_dead_letter)
-        topics: Any = SimpleNamespace(deliveries=deliveries, dead_letter=dead_letter)
-        delivered_table = FakeTable("delivered")
-        tables: Any = SimpleNamespace(
-            delivered=delivered_table, dead_lettered=FakeTable("dead_lettered")
-        )
-        pipeline = Pipeline.from_settings(serde, settings)
         client = MetaEventsClient(sandbox.url, "v25.0", PIXEL, TOKEN, timeout=5)
         sleeps = Sleeps(metrics)
-        delivery = Delivery(
-            settings,
-            MetaDestination(settings, client),
-            pipeline,
-            topics,
-            tables,
-            metrics,
-            Outputs(topics, tables, metrics, FakeProducer(deliveries, dead_letter)),
-            sleep=sleeps,
-            clock=clock,
-        )
+        destination = MetaDestination(settings, client)
+        w = wire_delivery(settings, destination, serde, metrics, sleeps, clock)
         return Rig(
-            delivery,
-            sandbox,
-            serde,
-            metrics,
-            sleeps,
-            deliveries,
-            dead_letter,
-            delivered_table.data,
+            w.delivery, sandbox, serde, metrics, sleeps, w.deliveries, w.dead_letter, w.delivered
         )
 
     return make

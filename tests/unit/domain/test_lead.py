@@ -35,7 +35,6 @@ from tests.unit.factories import (
     FULL_KEYS,
     IP,
     LEAD_ID,
-    META_PHONE_SHA,
     NOW,
     PAGE_URL,
     PHONE_SHA,
@@ -54,6 +53,8 @@ from tests.unit.factories import (
 )
 
 RULES = make_rules()
+STORED_KEYS = replace(FULL_KEYS, phone_digits_sha256=None)
+"""A form's keys as a lead without Meta stores them: Meta's digits-only phone hash is dropped."""
 QL_ID = f"{FORM_EVENT_ID}:ApplicationApproval"
 MINUTE = timedelta(minutes=1)
 
@@ -78,7 +79,7 @@ def test_first_form_stores_the_click_context() -> None:
     assert outcome == Outcome(
         state=LeadState(
             lead_id=LEAD_ID,
-            context=make_context(),
+            context=make_context(keys=STORED_KEYS),
             seen={f"f:{FORM_EVENT_ID}": NOW},
             updated_at=NOW,
         ),
@@ -164,7 +165,7 @@ def test_status_before_form_waits_then_is_sent_enriched() -> None:
     assert outcome.counts == {"form_stored": 1, "emitted": 1}
     conv = only(outcome)
     assert conv.event_id == QL_ID and conv.matched is True
-    assert conv.keys == FULL_KEYS  # the form's keys win over the change's own
+    assert conv.keys == STORED_KEYS  # the form's keys win over the change's own
     assert outcome.state is not None and outcome.state.pending == ()
     assert outcome.state.sent == {QL_ID: NOW, "stage:qualified": NOW}
 
@@ -217,7 +218,7 @@ def test_qualified_status_becomes_an_enriched_conversion() -> None:
         channel=Channel.WEB,
         matched=True,
         created_at=NOW,
-        keys=FULL_KEYS,
+        keys=STORED_KEYS,
         click=ClickContext(
             ttclid=TTCLID,
             ttp=TTP,
@@ -523,7 +524,7 @@ def test_booking_becomes_a_schedule_with_its_own_click_data_first() -> None:
         channel=Channel.WEB,  # the Pixel event id only dedups on the pixel
         matched=True,
         created_at=NOW,
-        keys=MatchKeys("e" * 64, PHONE_SHA, EXTERNAL_ID_SHA, META_PHONE_SHA),
+        keys=MatchKeys("e" * 64, PHONE_SHA, EXTERNAL_ID_SHA, None),  # no Meta: no digits hash
         click=ClickContext(
             ttclid=TTCLID,
             ttp="booking-ttp",

@@ -213,3 +213,16 @@ def test_the_meta_payload_of_each_stage_has_the_conversion_leads_shape() -> None
         assert body["event_time"] > int(CLICK_AT.timestamp())
     times = [b["event_time"] for b in bodies]  # type: ignore[index]
     assert times == sorted(times)
+
+
+def test_the_digits_phone_hash_is_stored_only_when_meta_is_configured() -> None:
+    """Meta's phone form costs 75 bytes a lead; a TikTok-only deployment does not keep it."""
+    form = make_form_submit()
+    assert form.keys.phone_digits_sha256 is not None
+    without = on_form(None, form, make_rules(), NOW).state
+    with_meta = on_form(None, form, META_ON, NOW).state
+    assert without is not None and without.context is not None
+    assert with_meta is not None and with_meta.context is not None
+    assert without.context.keys.phone_digits_sha256 is None
+    assert without.context.keys.phone_sha256 == form.keys.phone_sha256
+    assert with_meta.context.keys == form.keys
