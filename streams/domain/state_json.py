@@ -163,13 +163,27 @@ def _decode(data: Mapping[str, Any], fields: _Fields) -> dict[str, Any]:
     return out
 
 
+def _enc_time(at: datetime, base: int | None) -> int:
+    """Milliseconds, written as ``-(base - ms)`` (0 or less) when not after ``base``: shorter.
+
+    States written before this stored only absolute times, all positive, so the sign tells the
+    two apart and both decode.
+    """
+    ms = to_millis(at)
+    return ms - base if base is not None and ms <= base else ms
+
+
+def _dec_time(value: int, base: int | None) -> datetime:
+    return from_millis(value + base if base is not None and value <= 0 else value)
+
+
 def _enc_times(
-    times: Mapping[str, datetime], anchor: str | None
+    times: Mapping[str, datetime], anchor: str | None, base: int | None
 ) -> tuple[dict[str, int], list[list[Any]]]:
     plain: dict[str, int] = {}
     around: list[list[Any]] = []
     for key, at in times.items():
-        ms = to_millis(at)
+        ms = _enc_time(at, base)
         if anchor and anchor in key:
             prefix, _, suffix = key.partition(anchor)
             around.append([prefix, suffix, ms])
@@ -179,11 +193,11 @@ def _enc_times(
 
 
 def _dec_times(
-    plain: Mapping[str, int], around: list[list[Any]], anchor: str | None
+    plain: Mapping[str, int], around: list[list[Any]], anchor: str | None, base: int | None
 ) -> dict[str, datetime]:
-    times = {key: from_millis(ms) for key, ms in plain.items()}
+    times = {key: _dec_time(ms, base) for key, ms in plain.items()}
     for prefix, suffix, ms in around:
-        times[f"{prefix}{anchor}{suffix}"] = from_millis(ms)
+        times[f"{prefix}{anchor}{suffix}"] = _dec_time(ms, base)
     return times
 
 
@@ -228,8 +242,9 @@ def lead_state_to_json(state: LeadState) -> bytes:
         if ctx["l"] == state.lead_id:
             del ctx["l"]
         out["c"] = ctx
+    base = to_millis(state.updated_at) if state.updated_at is not None else None
     for short, times in (("s", state.sent), ("n", state.seen)):
-        plain, around = _enc_times(times, anchor)
+        plain, around = _enc_times(times, anchor, base)
         if plain:
             out[short] = plain
         if around:
@@ -266,11 +281,12 @@ def lead_state_from_json(data: bytes) -> LeadState:
             values.setdefault("lead_id", lead_id)
             context = LeadContext(**values)
         anchor = context.event_id if context is not None else None
+        base = obj.get("u")
         return LeadState(
             lead_id=lead_id,
             context=context,
-            sent=_dec_times(obj.get("s", {}), obj.get("S", []), anchor),
-            seen=_dec_times(obj.get("n", {}), obj.get("N", []), anchor),
+            sent=_dec_times(obj.get("s", {}), obj.get("S", []), anchor, base),
+            seen=_dec_times(obj.get("n", {}), obj.get("N", []), anchor, base),
             pending=tuple(_dec_pending(p) for p in obj.get("p", [])),
             updated_at=from_millis(obj["u"]) if "u" in obj else None,
         )

@@ -104,7 +104,10 @@ def test_lead_state_edge_cases_round_trip(state: LeadState) -> None:
 def test_lead_state_json_is_compact() -> None:
     data = json.loads(lead_state_to_json(make_state()))
     assert set(data) == {"l", "c", "S", "s", "N", "n", "u"}
-    assert data["S"] == [["", ":QualifiedLead", int((NOW - timedelta(hours=1)).timestamp() * 1000)]]
+    # Times not after updated_at are written as milliseconds before it (0 or less): shorter.
+    before = int((NOW - timedelta(hours=1)).timestamp() * 1000) - data["u"]
+    assert before < 0
+    assert data["S"] == [["", ":QualifiedLead", before]]
     assert "tl" not in data["c"] and "ld" not in data["c"]  # None and False are omitted
     assert len(data["c"]["k"]["e"]) == 43  # base64url, not 64 hex characters
 
@@ -131,6 +134,14 @@ STORED_STATE = (
 """A lead state as stored before the click context became one value (issue 14): full context,
 both ledgers, a waiting purchase and a waiting booking. Stored tables must keep decoding."""
 
+STORED_STATE_RELATIVE = (
+    STORED_STATE.replace(b'"order-77:Purchase":1741953000000', b'"order-77:Purchase":0')
+    .replace(b'":QualifiedLead",1741950000000]', b'":QualifiedLead",-3000000]')
+    .replace(b'3e4f5a6b":1741950000000', b'3e4f5a6b":-3000000')
+    .replace(b'["f:","",1741946400000]', b'["f:","",-6600000]')
+)
+"""The same state as written since issue 15: ledger times relative to ``u`` (1741953000000)."""
+
 
 def test_stored_lead_state_layout_is_unchanged() -> None:
     state = make_state(
@@ -156,8 +167,18 @@ def test_stored_lead_state_layout_is_unchanged() -> None:
             ),
         ),
     )
-    assert lead_state_from_json(STORED_STATE) == state
-    assert lead_state_to_json(state) == STORED_STATE
+    assert lead_state_from_json(STORED_STATE) == state  # the old layout still decodes
+    assert lead_state_from_json(STORED_STATE_RELATIVE) == state
+    assert lead_state_to_json(state) == STORED_STATE_RELATIVE
+    assert len(STORED_STATE) - len(STORED_STATE_RELATIVE) == 27
+
+
+def test_a_time_after_updated_at_is_written_absolute() -> None:
+    later = NOW + timedelta(minutes=5)
+    state = make_state(sent={"x:Purchase": later}, seen={}, updated_at=NOW)
+    data = json.loads(lead_state_to_json(state))
+    assert data["s"] == {"x:Purchase": int(later.timestamp() * 1000)}
+    assert lead_state_from_json(lead_state_to_json(state)) == state
 
 
 @pytest.mark.parametrize(
