@@ -166,14 +166,17 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
 # --- fixtures -----------------------------------------------------------------------------------
 
 
-class RigMethods:
-    """What a delivery rig does with its Delivery and fakes (TikTok and Meta rigs share it)."""
+@dataclass(kw_only=True)
+class RigBase:
+    """One Delivery with its fakes, and what a test does with them (TikTok and Meta rigs)."""
 
     delivery: Delivery
     serde: AvroSerde
+    metrics: Metrics
     deliveries: FakeTopic
     dead_letter: FakeTopic
-    offset: int
+    delivered: dict[bytes, bytes]
+    offset: int = 0
 
     def event(self, conv: Conversion | None = None, *, value: bytes | None = None) -> FakeEvent:
         if value is None:
@@ -242,19 +245,12 @@ def wire_delivery(
     return Wired(delivery, deliveries, dead_letter, delivered_table.data)
 
 
-@dataclass
-class Rig(RigMethods):
-    """One Delivery with its fakes."""
+@dataclass(kw_only=True)
+class Rig(RigBase):
+    """The TikTok rig: a scripted fake client."""
 
-    delivery: Delivery
     client: FakeClient
-    serde: AvroSerde
-    metrics: Metrics
     sleeps: Sleeps
-    deliveries: FakeTopic
-    dead_letter: FakeTopic
-    delivered: dict[bytes, bytes]
-    offset: int = 0
 
     def sent_ids(self) -> list[list[str]]:
         return [[e["event_id"] for e in p["data"]] for p in self.client.payloads]
@@ -280,9 +276,7 @@ def make_rig(serde: AvroSerde) -> Any:
         sleeps = Sleeps(metrics, sleep_limit)
         destination = TikTokDestination(settings, client)  # type: ignore[arg-type]
         w = wire_delivery(settings, destination, serde, metrics, sleeps, lambda: NOW)
-        return Rig(
-            w.delivery, client, serde, metrics, sleeps, w.deliveries, w.dead_letter, w.delivered
-        )
+        return Rig(client=client, sleeps=sleeps, serde=serde, metrics=metrics, **vars(w))
 
     return make
 

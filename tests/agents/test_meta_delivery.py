@@ -17,14 +17,12 @@ import pytest
 from streams.domain.types import Conversion, MatchKeys, SourceKind
 from streams.local.meta_sandbox.server import MetaSandbox, SandboxConfig
 from streams.meta.client import MetaEventsClient
-from streams.runtime.delivery import Delivery
 from streams.runtime.destinations import MetaDestination
 from streams.runtime.metrics import Metrics
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
 from tests.agents.test_delivery_service import (
-    FakeTopic,
-    RigMethods,
+    RigBase,
     StopProbing,
     wire_delivery,
 )
@@ -61,17 +59,12 @@ class Sleeps:
             raise StopProbing
 
 
-@dataclass
-class Rig(RigMethods):
-    delivery: Delivery
+@dataclass(kw_only=True)
+class Rig(RigBase):
+    """The Meta rig: the real Meta client and the standalone Meta sandbox."""
+
     sandbox: MetaSandbox
-    serde: AvroSerde
-    metrics: Metrics
     sleeps: Sleeps
-    deliveries: FakeTopic
-    dead_letter: FakeTopic
-    delivered: dict[bytes, bytes]
-    offset: int = 0
 
 
 @pytest.fixture
@@ -105,9 +98,7 @@ def make_rig(serde: AvroSerde, sandbox: MetaSandbox) -> Callable[..., Rig]:
         sleeps = Sleeps(metrics)
         destination = MetaDestination(settings, client)
         w = wire_delivery(settings, destination, serde, metrics, sleeps, clock)
-        return Rig(
-            w.delivery, sandbox, serde, metrics, sleeps, w.deliveries, w.dead_letter, w.delivered
-        )
+        return Rig(sandbox=sandbox, sleeps=sleeps, serde=serde, metrics=metrics, **vars(w))
 
     return make
 
