@@ -13,7 +13,8 @@ them as conversions marked ``destination="meta"`` (TikTok skips those):
 - **After the lead's creation.** The lead was created when its form was submitted
   (``occurred_at``); a stage's ``event_time`` is at least one whole second after that, so a CRM
   clock behind the form's never dates a stage before the lead. The first stage is sent at exactly
-  that second.
+  that second. A neutral conversion is one record for both platforms, so TikTok's copy of such a
+  change carries the corrected time too.
 - **A status only Meta's map names** (``LEADSTREAM_META_STAGE_MAP``, no TikTok route maps it) is a
   Meta-only conversion for every lead, web leads included; TikTok-mapped statuses stay one neutral
   conversion that each destination maps by its own map.
