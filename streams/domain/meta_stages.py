@@ -51,7 +51,7 @@ _SECOND = timedelta(seconds=1)
 
 def is_meta_lead_id(text: str | None) -> bool:
     """Tell whether ``text`` is a Meta leadgen id (15 to 17 digits); Meta rejects anything else."""
-    return bool(text) and _META_LEAD_ID.fullmatch(text or "") is not None
+    return text is not None and _META_LEAD_ID.fullmatch(text) is not None
 
 
 def stage_order(rules_first: str, stage_map: Mapping[str, str]) -> tuple[str, ...]:
@@ -110,14 +110,14 @@ def meta_conversion(
 ) -> Conversion:
     """Build a Meta-only stage conversion of the lead (no value: a stage, not a sale)."""
     ctx = w.context
+    assert ctx is not None  # noqa: S101 - Meta-only stages need the form's context
     event_id = conversion_event_id(
         name,
-        form_event_id=ctx.event_id if ctx is not None else None,
+        form_event_id=ctx.event_id,
         lead_id=w.lead_id,
         order_id=None,
         purchase_event=w.rules.purchase_event,
     )
-    assert ctx is not None  # noqa: S101 - Meta-only stages need the form's context
     return Conversion(
         event_id=event_id,
         event=name,

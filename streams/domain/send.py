@@ -221,7 +221,7 @@ def send_status(w: Step, change: StatusChange, source: SourceRef, counter: str) 
         w.counts["ignored_status"] += 1
         return
     per_order = event == rules.purchase_event and bool(change.order_id)
-    ids = tuple(
+    event_id, without_form = (
         conversion_event_id(
             event,
             form_event_id=form_id,
@@ -231,8 +231,8 @@ def send_status(w: Step, change: StatusChange, source: SourceRef, counter: str) 
         )
         for form_id in (ctx.event_id if ctx is not None else None, None)
     )
-    event_id = ids[0]
-    if _duplicate(w, change, event, (ids[0], ids[1]), per_order=per_order, meta=bool(destination)):
+    ids = (event_id, without_form)
+    if _duplicate(w, change, event, ids, per_order=per_order, meta=destination is not None):
         w.counts["duplicate_conversion"] += 1
         return
     if ctx is None and change.keys.is_empty():

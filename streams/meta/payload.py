@@ -15,8 +15,8 @@ Rules (meta-capi.md; README "Meta Conversions API"):
   (``user_data.lead_id`` unhashed, ``custom_data.event_source: "crm"``, ``lead_event_source``).
   The core sends their first stage and fills in skipped ones, in order and after the lead's
   creation (:mod:`streams.domain.meta_stages`).
-- **Meta-only conversions** (``destination="meta"``) carry Meta's own event name and id; a
-  conversion for another destination only is skipped.
+- **Meta-only conversions** (``destination="meta"``) carry Meta's own event name and id (a
+  conversion for another destination only is skipped before it gets here, by the destination).
 - **user_data.** ``em``, ``ph`` (hashed without ``+``) and ``external_id`` as SHA-256 arrays;
   ``fbc``, ``fbp``, ``client_ip_address``, ``client_user_agent`` never hashed.
 - **Age.** Meta rejects a whole request when one event is over 7 days old, so such an event is
@@ -55,19 +55,6 @@ MAX_EVENT_AGE = timedelta(days=7)
 """An older ``event_time`` fails the whole request (code 100, subcode 2804003)."""
 AGE_MARGIN = timedelta(minutes=5)
 """Refused this much before the limit, so an event accepted here is not too old on arrival."""
-ACTION_SOURCES = frozenset(
-    {
-        "website",
-        "app",
-        "email",
-        "phone_call",
-        "chat",
-        "physical_store",
-        "system_generated",
-        "business_messaging",
-        "other",
-    }
-)
 WEBSITE = "website"
 SYSTEM_GENERATED = "system_generated"
 CRM_EVENT_SOURCE = "crm"
@@ -221,8 +208,6 @@ def build_event(
 
     """
     label = f"Conversion event_id={conv.event_id}"
-    if conv.destination not in (None, META):
-        return Skipped("not_for_destination", f"{label}: for {conv.destination} only")
     if conv.click.ad_consent is Consent.DENIED:
         return Skipped("consent_denied", f"{label}: consent denied, never sent")
     name = event_name(conv, stage_map)

@@ -84,6 +84,14 @@ class Destination(Protocol):
         ...  # pragma: no cover
 
 
+def for_another(conv: Conversion, name: str) -> Skipped | None:
+    """Skip a conversion the core meant for another destination only (``destination`` set)."""
+    if conv.destination in (None, name):
+        return None
+    message = f"Conversion event_id={conv.event_id}: for {conv.destination} only"
+    return Skipped("not_for_destination", message)
+
+
 class TikTokDestination:
     """The TikTok Events API: pixel (``web``) and CRM event set (``crm``) groups."""
 
@@ -99,9 +107,9 @@ class TikTokDestination:
 
     def prepare(self, conv: Conversion, now: datetime) -> Prepared | Rejection | Skipped:
         """Route the conversion and build its Events API event (a Meta-only one is skipped)."""
-        if conv.destination not in (None, self.name):
-            message = f"Conversion event_id={conv.event_id}: for {conv.destination} only"
-            return Skipped("not_for_destination", message)
+        other = for_another(conv, self.name)
+        if other is not None:
+            return other
         s = self.settings
         route = tiktok_payload.route(
             conv,
@@ -161,6 +169,9 @@ class MetaDestination:
 
     def prepare(self, conv: Conversion, now: datetime) -> Prepared | Rejection | Skipped:
         """Build the Conversions API event (or refuse it: too old, no key; or skip it)."""
+        other = for_another(conv, self.name)
+        if other is not None:
+            return other
         event = meta_payload.build_event(conv, stage_map=self.stage_map, now=now)
         if not isinstance(event, dict):
             return event
