@@ -9,7 +9,8 @@ consumer (``faust.transport.drivers.aiokafka.Consumer``)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -394,3 +395,84 @@ def test_records_fetched_while_the_seek_is_under_way_are_rewound_to_its_target(
     assert run(scenario()) == []
     assert fake.seeks == [(form2, 106)]  # not left at 110: 106..109 are not skipped
     assert consumer._committed_offset[form2] == 106
+
+
+def on_own_loop(c: Consumer, main: Callable[[], Awaitable[Any]]) -> Any:
+    """Run ``main`` on the consumer's loop, which its tasks and events belong to."""
+    return c.loop.run_until_complete(asyncio.wait_for(main(), timeout=5))
+
+
+def test_a_callback_that_does_not_suspend_is_done_without_a_task(consumer: Any) -> None:
+    c, _ = consumer
+
+    async def callback() -> str:
+        return "handed over"
+
+    async def main() -> Any:
+        flow = asyncio.Event().wait()
+        before = len(asyncio.all_tasks())
+        results = await c.wait_first(callback(), flow)
+        return results, len(asyncio.all_tasks()) - before, inspect.getcoroutinestate(flow)
+
+    results, new_tasks, flow_state = on_own_loop(c, main)
+    assert results.results == ["handed over"]
+    assert results.stopped is False
+    assert new_tasks == 0
+    assert flow_state == inspect.CORO_CLOSED  # closed, not left "never awaited"
+
+
+def test_a_callback_that_suspends_goes_on_where_it_stopped(consumer: Any) -> None:
+    c, _ = consumer
+    steps: list[str] = []
+
+    async def callback(room: asyncio.Future[str]) -> str:
+        steps.append("first step")
+        steps.append(await room)  # a full stream buffer: waits for room
+        await asyncio.sleep(0)
+        return "handed over"
+
+    async def main() -> Any:
+        room: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, room.set_result, "room")
+        return await c.wait_first(callback(room), asyncio.Event().wait())
+
+    results = on_own_loop(c, main)
+    assert results.results == ["handed over"]
+    assert steps == ["first step", "room"]  # the first step ran once, not again
+
+
+def test_a_flow_suspension_still_cancels_a_suspended_callback(consumer: Any) -> None:
+    c, _ = consumer
+    cancelled: list[bool] = []
+
+    async def callback(never: asyncio.Future[None]) -> None:
+        try:
+            await never
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        flow = asyncio.Event()
+        loop.call_later(0.01, flow.set)
+        return await c.wait_first(callback(loop.create_future()), flow.wait())
+
+    results = on_own_loop(c, main)
+    assert results.results == [True]  # the flow's wait won
+    assert cancelled == [True]
+
+
+def test_a_callback_that_fails_at_once_raises_and_closes_the_other_waits(consumer: Any) -> None:
+    c, _ = consumer
+
+    async def callback() -> None:
+        raise ValueError("bad record")
+
+    async def main() -> str:
+        flow = asyncio.Event().wait()
+        with pytest.raises(ValueError, match="bad record"):
+            await c.wait_first(callback(), flow)
+        return inspect.getcoroutinestate(flow)
+
+    assert on_own_loop(c, main) == inspect.CORO_CLOSED
