@@ -142,25 +142,43 @@ _BOOKING_FIELDS: _Fields = (
 )
 
 
-def _encode(obj: object, fields: _Fields) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+_Compiled = tuple[tuple[Callable[[Any], Any], str, Callable[[Any], Any]], ...]
+_Readers = tuple[tuple[str, bool, str, Callable[[Any], Any]], ...]
+
+
+def _compile(fields: _Fields) -> tuple[_Compiled, _Readers]:
+    """Resolve each field's getter and converters once, not per call: this runs per input."""
+    writers = tuple((attrgetter(attr), key, _ENCODE[kind]) for attr, key, kind in fields)
+    readers = []
     for attr, key, kind in fields:
-        encoded = _ENCODE[kind](attrgetter(attr)(obj))
+        _, dot, name = attr.rpartition(".")
+        readers.append((key, bool(dot), name, _DECODE[kind]))
+    return writers, tuple(readers)
+
+
+def _encode(obj: object, fields: _Compiled) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for get, key, encode in fields:
+        encoded = encode(get(obj))
         if encoded is not None:
             out[key] = encoded
     return out
 
 
-def _decode(data: Mapping[str, Any], fields: _Fields) -> dict[str, Any]:
+def _decode(data: Mapping[str, Any], fields: _Readers) -> dict[str, Any]:
     out: dict[str, Any] = {}
     click: dict[str, Any] = {}
-    for attr, key, kind in fields:
+    for key, in_click, name, decode in fields:
         if key in data:
-            _, dot, name = attr.rpartition(".")
-            (click if dot else out)[name] = _DECODE[kind](data[key])
+            (click if in_click else out)[name] = decode(data[key])
     if click:
         out["click"] = ClickContext(**click)
     return out
+
+
+_CONTEXT_WRITE, _CONTEXT_READ = _compile(_CONTEXT_FIELDS)
+_STATUS_WRITE, _STATUS_READ = _compile(_STATUS_FIELDS)
+_BOOKING_WRITE, _BOOKING_READ = _compile(_BOOKING_FIELDS)
 
 
 def _enc_time(at: datetime, base: int | None) -> int:
@@ -204,9 +222,9 @@ def _dec_times(
 def _enc_pending(p: Pending) -> dict[str, Any]:
     out: dict[str, Any]
     if isinstance(p.item, StatusChange):
-        out = {"s": _encode(p.item, _STATUS_FIELDS)}
+        out = {"s": _encode(p.item, _STATUS_WRITE)}
     else:
-        out = {"b": _encode(p.item, _BOOKING_FIELDS)}
+        out = {"b": _encode(p.item, _BOOKING_WRITE)}
     out["q"] = [p.source.topic, p.source.partition, p.source.offset]
     out["r"] = to_millis(p.received_at)
     return out
@@ -215,9 +233,9 @@ def _enc_pending(p: Pending) -> dict[str, Any]:
 def _dec_pending(data: Mapping[str, Any]) -> Pending:
     item: StatusChange | Booking
     if "s" in data:
-        item = StatusChange(**_decode(data["s"], _STATUS_FIELDS))
+        item = StatusChange(**_decode(data["s"], _STATUS_READ))
     else:
-        item = Booking(**_decode(data["b"], _BOOKING_FIELDS))
+        item = Booking(**_decode(data["b"], _BOOKING_READ))
     topic, partition, offset = data["q"]
     return Pending(item, SourceRef(topic, partition, offset), from_millis(data["r"]))
 
@@ -238,7 +256,7 @@ def lead_state_to_json(state: LeadState) -> bytes:
     anchor = state.context.event_id if state.context is not None else None
     out: dict[str, Any] = {"l": state.lead_id}
     if state.context is not None:
-        ctx = _encode(state.context, _CONTEXT_FIELDS)
+        ctx = _encode(state.context, _CONTEXT_WRITE)
         if ctx["l"] == state.lead_id:
             del ctx["l"]
         out["c"] = ctx
@@ -277,7 +295,7 @@ def lead_state_from_json(data: bytes) -> LeadState:
             missing = [key for key in _CONTEXT_REQUIRED if key not in obj["c"]]
             if missing:
                 raise KeyError(missing[0])
-            values = _decode(obj["c"], _CONTEXT_FIELDS)
+            values = _decode(obj["c"], _CONTEXT_READ)
             values.setdefault("lead_id", lead_id)
             context = LeadContext(**values)
         anchor = context.event_id if context is not None else None

@@ -8,8 +8,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_millis(dt: datetime) -> int:
-    """Return an aware datetime as epoch milliseconds."""
-    return (dt - EPOCH) // timedelta(milliseconds=1)
+    """Return an aware datetime as epoch milliseconds (floored, as ``// timedelta(ms=1)``)."""
+    d = dt - EPOCH  # the timedelta's own fields: a third of the cost of dividing timedeltas
+    return (d.days * 86_400 + d.seconds) * 1000 + d.microseconds // 1000
 
 
 def from_millis(ms: int) -> datetime:

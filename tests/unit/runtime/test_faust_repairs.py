@@ -467,7 +467,8 @@ def test_a_callback_that_fails_at_once_raises_and_closes_the_other_waits(consume
     c, _ = consumer
 
     async def callback() -> None:
-        raise ValueError("bad record")
+        msg = "bad record"
+        raise ValueError(msg)
 
     async def main() -> str:
         flow = asyncio.Event().wait()
