@@ -43,7 +43,7 @@
   (``LEADSTREAM_KAFKA_FETCH_MAX_WAIT``).
 * **A record handed to its streams without waiting costs no task.** Faust's fetch loop hands
   each record over with ``wait_first(callback, suspend_flow.wait())``, which starts four tasks
-  and an ``asyncio.wait`` per record (about a fifth of a worker's CPU at saturation). Here the
+  and an ``asyncio.wait`` per record (about 40 % of a worker's CPU at saturation). Here the
   callback is stepped once first: when it finishes without suspending (its stream buffers have
   room and the flow is on: nearly always), ``wait_first`` returns at once; otherwise the started
   callback goes on in the tasks ``wait_first`` starts, exactly as before.
