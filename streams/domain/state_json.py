@@ -142,21 +142,20 @@ _BOOKING_FIELDS: _Fields = (
 )
 
 
-_Compiled = tuple[tuple[Callable[[Any], Any], str, Callable[[Any], Any]], ...]
-_Readers = tuple[tuple[str, bool, str, Callable[[Any], Any]], ...]
+_Writers = tuple[tuple[Callable[[Any], Any], str, Callable[[Any], Any]], ...]
+_Readers = tuple[tuple[str, bool, str, Callable[[Any], Any]], ...]  # key, in click, name, decode
 
 
-def _compile(fields: _Fields) -> tuple[_Compiled, _Readers]:
+def _compile(fields: _Fields) -> tuple[_Writers, _Readers]:
     """Resolve each field's getter and converters once, not per call: this runs per input."""
     writers = tuple((attrgetter(attr), key, _ENCODE[kind]) for attr, key, kind in fields)
-    readers = []
-    for attr, key, kind in fields:
-        _, dot, name = attr.rpartition(".")
-        readers.append((key, bool(dot), name, _DECODE[kind]))
-    return writers, tuple(readers)
+    readers = tuple(
+        (key, "." in attr, attr.rpartition(".")[2], _DECODE[kind]) for attr, key, kind in fields
+    )
+    return writers, readers
 
 
-def _encode(obj: object, fields: _Compiled) -> dict[str, Any]:
+def _encode(obj: object, fields: _Writers) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for get, key, encode in fields:
         encoded = encode(get(obj))
