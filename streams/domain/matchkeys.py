@@ -218,11 +218,18 @@ def match_keys(
         None when the phone arrived already hashed (its one hash is all there is).
 
     """
-    phone_sha256 = hash_phone(phone, country)
-    digits = hash_phone(phone, country, PhoneHashRule.DIGITS_ONLY)
+    phone_sha256 = digits = None
+    text = None if phone is None else phone.strip()
+    if text is not None and is_sha256_hex(text):
+        phone_sha256 = text.lower()  # already hashed: its one hash is all there is
+    elif text is not None:
+        normalised = normalise_phone(text, country)  # parsed once for both rules
+        if normalised is not None:
+            phone_sha256 = sha256_hex(normalised)
+            digits = sha256_hex(normalised.removeprefix("+"))
     return MatchKeys(
         email_sha256=hash_email(email),
         phone_sha256=phone_sha256,
         external_id_sha256=hash_external_id(external_id),
-        phone_digits_sha256=None if digits == phone_sha256 else digits,
+        phone_digits_sha256=digits,
     )

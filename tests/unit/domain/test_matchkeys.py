@@ -140,6 +140,31 @@ def test_a_ready_phone_hash_has_no_digits_form() -> None:
 regions = st.one_of(st.none(), st.sampled_from(["GB", "US", "DE", "FR", "IN", "BR", "xx", ""]))
 
 
+def test_match_keys_parses_a_phone_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    parse = phonenumbers.parse
+
+    def counting(text: str, region: str | None = None) -> phonenumbers.PhoneNumber:
+        calls.append(text)
+        return parse(text, region)
+
+    monkeypatch.setattr(phonenumbers, "parse", counting)
+    keys = match_keys(None, "07700 900123", None, "GB")
+    assert (keys.phone_sha256, keys.phone_digits_sha256) == (PHONE_SHA, META_PHONE_SHA)
+    assert len(calls) == 1  # both rules hash the one E.164 form
+
+
+@given(
+    raw=st.one_of(st.none(), st.text(), st.sampled_from([PHONE_SHA, PHONE_SHA.upper()])),
+    region=regions,
+)
+def test_match_keys_phone_agrees_with_hash_phone(raw: str | None, region: str | None) -> None:
+    keys = match_keys(None, raw, None, region)
+    assert keys.phone_sha256 == hash_phone(raw, region)
+    digits = hash_phone(raw, region, PhoneHashRule.DIGITS_ONLY)
+    assert keys.phone_digits_sha256 == (None if digits == keys.phone_sha256 else digits)
+
+
 @given(raw=st.text(), region=regions)
 def test_normalisation_never_raises_and_is_idempotent(raw: str, region: str | None) -> None:
     email = normalise_email(raw)
