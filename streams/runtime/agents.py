@@ -22,7 +22,7 @@ from faust.types import EventT, StreamT
 
 from streams.domain import identity as matching
 from streams.domain import lead as core
-from streams.domain import records, state_json
+from streams.domain import state_json
 from streams.domain.due import DueIndex, next_due
 from streams.domain.types import Booking, FormSubmit, LeadState, StatusChange
 from streams.runtime.delivery import Delivery
@@ -180,9 +180,7 @@ class Agents:
             self.outputs.table_set(self.tables.leads, key, value, partition)
             self.due.schedule(partition, lead_id, next_due(outcome.state, self.rules, now))
         for conv in outcome.conversions:
-            value = self.pipeline.serde.encode(
-                self.settings.topic_conversions, "Conversion", records.conversion_to_record(conv)
-            )
+            value = self.pipeline.encode_conversion(self.settings.topic_conversions, conv)
             self.outputs.send(self.settings.topic_conversions, key, value)
             self.metrics.conversions.labels(conv.event).inc()
         for dead in outcome.dead:

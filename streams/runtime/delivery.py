@@ -21,7 +21,6 @@ from typing import Any
 
 from faust.types import EventT
 
-from streams.domain import records
 from streams.domain.retry import (
     BatchVerdict,
     CircuitChange,
@@ -147,10 +146,9 @@ class Delivery:
             event.message.value,
         )
         try:
-            record = await pl.while_registry_down(
-                lambda: self.pipeline.serde.decode(raw.value, "Conversion"), "decoding conversions"
+            conv = await pl.while_registry_down(
+                lambda: self.pipeline.decode_conversion(raw.value), "decoding conversions"
             )
-            conv = records.conversion_from_record(record)
         except (SerdeError, KeyError, ValueError, TypeError) as exc:
             reason = exc.reason if isinstance(exc, SerdeError) else "schema_mismatch"
             out = self.pipeline.dead_letter(

@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from streams.domain import intake, matchkeys, records
-from streams.domain.types import Booking, FormSubmit, Rejection, SourceRef, StatusChange
+from streams.domain.types import (
+    Booking,
+    Conversion,
+    FormSubmit,
+    Rejection,
+    SourceRef,
+    StatusChange,
+)
 from streams.errors import SerdeError
 from streams.serde import contract
 from streams.serde.avro import AvroSerde, RegistryUnavailableError
@@ -31,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 REDRIVE_HEADER = "leadstream-redrive"
+RECENT_CONVERSIONS = 10_000
+"""How many of its own encoded conversions a worker keeps to deliver without decoding them."""
 
 
 def is_redrive(headers: object) -> bool:
@@ -135,6 +144,7 @@ class Pipeline:
         self.serde = serde
         self.dead_letter_topic = dead_letter_topic
         self._topics = dict(topics_by_record)
+        self._recent: dict[bytes, Conversion] = {}  # encoded value -> the conversion it decodes to
 
     @classmethod
     def from_settings(cls, serde: AvroSerde, settings: Settings) -> Pipeline:
@@ -193,6 +203,36 @@ class Pipeline:
         except SerdeError:
             logger.debug("a rejected %s does not re-encode; keeping it as JSON", record_name)
             return json.dumps(scrubbed, default=str, ensure_ascii=True).encode()
+
+    def encode_conversion(self, topic: str, conv: Conversion) -> bytes:
+        """Encode a conversion for ``topic``, remembering it for :meth:`decode_conversion`.
+
+        A worker's lead agent and its delivery hold the same partitions of the co-partitioned
+        topics, so most conversions a worker produces come back to it: it keeps the last
+        :data:`RECENT_CONVERSIONS` (oldest dropped first), as they decode, to skip the decoding.
+        """
+        value = self.serde.encode(topic, "Conversion", records.conversion_to_record(conv))
+        recent = self._recent
+        if len(recent) >= RECENT_CONVERSIONS:
+            del recent[next(iter(recent))]
+        recent[value] = records.as_decoded(conv)
+        return value
+
+    def decode_conversion(self, value: bytes | None) -> Conversion:
+        """Return the conversion a ``Conversion`` record holds; this worker's own without decoding.
+
+        Raises:
+            SerdeError: The value does not decode (see :meth:`AvroSerde.decode`).
+            RegistryUnavailableError: The registry could not be asked.
+            KeyError: A required field is absent (:func:`records.conversion_from_record`).
+            ValueError: An enum field holds an unknown symbol.
+
+        """
+        if value is not None:
+            conv = self._recent.get(value)
+            if conv is not None:
+                return conv
+        return records.conversion_from_record(self.serde.decode(value, "Conversion"))
 
     def encode_input(self, item: Input) -> bytes:
         """Encode a validated (hashed) input back to Avro, for internal topics and dead letters."""

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, timedelta
+import io
+import json
+from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta, timezone
 
+import fastavro
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streams.domain.intake import (
     form_from_record,
 )
 from streams.domain.records import (
     BOOKING_CLICK_FIELDS,
+    as_decoded,
     conversion_from_record,
     conversion_to_record,
     to_record,
@@ -20,12 +26,15 @@ from streams.domain.types import (
     CLICK_FIELDS,
     Booking,
     Channel,
+    ClickContext,
     Consent,
+    Conversion,
     FormSubmit,
     MatchKeys,
     SourceKind,
     StatusChange,
 )
+from streams.serde.avro import load_schemas
 from tests.unit.factories import (
     CLICK_AT,
     EMAIL_SHA,
@@ -144,3 +153,49 @@ def test_a_meta_only_conversion_round_trips_with_its_destination() -> None:
     assert record["destination"] == "meta"
     assert conversion_from_record(record) == conv
     assert conversion_from_record({**record, "destination": None}).destination is None
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)  # Avro strings are UTF-8
+_OPTIONAL_TEXT = st.none() | _TEXT
+_TIMES = st.datetimes(
+    min_value=datetime(1900, 1, 1),  # noqa: DTZ001 - bounds; timezones= makes them aware
+    max_value=datetime(2200, 1, 1),  # noqa: DTZ001
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))]),
+)
+_CLICKS = st.builds(
+    ClickContext,
+    **{f.name: _OPTIONAL_TEXT for f in fields(ClickContext) if f.type == "str | None"},
+    ad_consent=st.sampled_from(Consent),
+    limited_data_use=st.booleans(),
+)
+_KEYS = st.builds(MatchKeys, *[_OPTIONAL_TEXT] * len(fields(MatchKeys)))
+_CONVERSIONS = st.builds(
+    Conversion,
+    event_id=_TEXT,
+    event=_TEXT,
+    event_time=_TIMES,
+    lead_id=_TEXT,
+    source_kind=st.sampled_from(SourceKind),
+    source_id=_TEXT,
+    channel=st.sampled_from(Channel),
+    matched=st.booleans(),
+    created_at=_TIMES,
+    keys=_KEYS,
+    click=_CLICKS,
+    crm=_OPTIONAL_TEXT,
+    value=st.none() | st.floats(allow_nan=False),
+    currency=_OPTIONAL_TEXT,
+    order_id=_OPTIONAL_TEXT,
+    status=_OPTIONAL_TEXT,
+    destination=_OPTIONAL_TEXT,
+)
+_CONVERSION_SCHEMA = fastavro.parse_schema(json.loads(load_schemas()["Conversion"]))
+
+
+@given(conv=_CONVERSIONS)
+def test_as_decoded_is_what_the_avro_record_decodes_to(conv: Conversion) -> None:
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, _CONVERSION_SCHEMA, conversion_to_record(conv))
+    buf.seek(0)
+    decoded = conversion_from_record(fastavro.schemaless_reader(buf, _CONVERSION_SCHEMA, None))
+    assert as_decoded(conv) == decoded

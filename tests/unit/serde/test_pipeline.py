@@ -16,8 +16,11 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from streams.domain.intake import form_from_record
 from streams.domain.matchkeys import hash_phone, sha256_hex
+from streams.domain.records import as_decoded, conversion_to_record
 from streams.domain.types import Booking, FormSubmit, MatchKeys, SourceRef, StatusChange
+from streams.errors import SerdeError
 from streams.local.registry.server import RegistryServer
+from streams.serde import pipeline as pipeline_module
 from streams.serde.avro import AvroSerde, RegistryUnavailableError, frame
 from streams.serde.pipeline import DeadLetterOut, Pipeline, Raw, scrub_pii
 from streams.settings import Settings
@@ -33,6 +36,7 @@ from tests.unit.factories import (
     PHONE_SHA,
     make_booking,
     make_booking_record,
+    make_conversion,
     make_form_record,
     make_form_submit,
     make_status_change,
@@ -492,3 +496,32 @@ def test_from_settings_uses_the_configured_topics_of_the_contract(
     assert int.from_bytes(data[1:5], "big") == bookings.schema_id
     dlq = client.get_latest_version("pipe.settings.dlq-value")
     assert int.from_bytes(dead.value[1:5], "big") == dlq.schema_id
+
+
+def test_own_conversions_are_delivered_without_decoding(
+    serde: AvroSerde, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pipeline_module, "RECENT_CONVERSIONS", 2)
+    pipe = Pipeline(serde, DEAD_LETTER_TOPIC, TOPICS)
+    decoded: list[bytes | None] = []
+    decode = serde.decode
+    monkeypatch.setattr(
+        serde, "decode", lambda value, name: decoded.append(value) or decode(value, name)
+    )
+    topic = "pipe.leadstream.conversions"
+    convs = [
+        make_conversion(event_id=f"e-{n}", created_at=NOW + timedelta(microseconds=1234))
+        for n in range(3)
+    ]
+    values = [pipe.encode_conversion(topic, conv) for conv in convs]
+    foreign = serde.encode(topic, "Conversion", conversion_to_record(convs[0]))
+
+    # The last two are remembered, as they decode (created_at in whole milliseconds).
+    assert [pipe.decode_conversion(v) for v in values[1:]] == [as_decoded(c) for c in convs[1:]]
+    assert decoded == []
+    # The oldest was dropped, and bytes this pipeline did not write are decoded as before.
+    assert pipe.decode_conversion(values[0]) == as_decoded(convs[0])
+    assert pipe.decode_conversion(foreign) == as_decoded(convs[0])
+    assert decoded == [values[0], foreign]
+    with pytest.raises(SerdeError):
+        pipe.decode_conversion(None)
