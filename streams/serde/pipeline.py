@@ -78,8 +78,12 @@ async def while_registry_down(call: Callable[[], T], what: str, max_delay: float
 
 
 def utcnow() -> datetime:
-    """Read the wall clock; only the edge does, and passes it into the core as ``now``."""
-    return datetime.now(tz=UTC)
+    """Read the wall clock to the millisecond, the precision of every time Leadstream writes.
+
+    Only the edge reads it, and passes it into the core as ``now``.
+    """
+    now = datetime.now(tz=UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 @dataclass(frozen=True, slots=True)

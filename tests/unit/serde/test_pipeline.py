@@ -525,3 +525,10 @@ def test_own_conversions_are_delivered_without_decoding(
     assert decoded == [values[0], foreign]
     with pytest.raises(SerdeError):
         pipe.decode_conversion(None)
+
+
+def test_the_edge_clock_reads_whole_milliseconds() -> None:
+    before = datetime.now(UTC) - timedelta(milliseconds=1)
+    now = pipeline_module.utcnow()
+    assert now.microsecond % 1000 == 0 and now.tzinfo is UTC
+    assert before <= now <= datetime.now(UTC)
