@@ -47,6 +47,12 @@
   callback is stepped once first: when it finishes without suspending (its stream buffers have
   room and the flow is on: nearly always), ``wait_first`` returns at once; otherwise the started
   callback goes on in the tasks ``wait_first`` starts, exactly as before.
+* **A batch's successor fills while the batch is worked on.** Faust's ``take_events`` stops
+  filling its buffer until the caller is done with the batch it handed out, so the worker idled
+  through each batch's producer flushes (two broker round trips, 15 % of the lead stage at
+  saturation). :class:`Stream` hands out the batch and fills the emptied buffer at once; a
+  batch's events are still acknowledged only when the caller is done with it, and the buffer
+  still holds at most ``max_`` events.
 * **Acknowledgements from an earlier generation are not counted.** Faust's streams acknowledge
   an event they skip because it was fetched before the last rebalance; its offset was then
   committable though the event was never processed. Such an acknowledgement is now ignored: the
@@ -57,11 +63,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Mapping
 from typing import Any
 
+import faust
+from faust import streams as faust_streams
 from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP, Message
+from faust.types import TP, EventT, Message
 from faust.types.tuples import ack_lock
 from mode.services import WaitArgT, WaitResults
 
@@ -335,6 +343,68 @@ class _Resumed:
                     value = coro.send(sent)
             except StopIteration as done:
                 return done.value
+
+
+class Stream(faust.Stream):
+    """Faust's stream; :meth:`take_events` fills the next batch while the caller has this one."""
+
+    @faust_streams._tracks_buffer_agen  # noqa: SLF001 - Stream.on_stop closes what it tracks
+    async def take_events(  # type: ignore[override]
+        self, max_: int, within: float
+    ) -> AsyncGenerator[list[EventT], None]:
+        """Yield up to ``max_`` events at a time, or what came within ``within`` seconds.
+
+        Faust's own version, but the buffer is emptied when a batch is handed out, not after the
+        caller is done with it: the events that arrive during the batch's awaits (its producer
+        flushes) are buffered for the next one instead of waiting. Each batch's events are
+        acknowledged after the caller is done with that batch, and the buffer never holds more
+        than ``max_`` events: a full buffer holds the stream until the next batch is taken.
+        """
+        buffer: list[EventT] = []
+        full = asyncio.Event()
+        room = asyncio.Event()
+        room.set()
+
+        async def add_to_buffer(value: Any) -> Any:
+            try:
+                if len(buffer) >= max_:  # strict: never more than max_ events buffered
+                    room.clear()
+                    await self.wait(room)  # type: ignore[arg-type]
+                event = self.current_event
+                if event is None:
+                    msg = "take buffer found current_event is None"
+                    raise RuntimeError(msg)
+                buffer.append(event)
+                if len(buffer) >= max_:
+                    full.set()
+            except asyncio.CancelledError:  # pragma: no cover
+                raise
+            except Exception as exc:
+                self.log.exception("Error adding to take buffer: %r", exc)
+                await self.crash(exc)
+            return value
+
+        enable_acks = self.enable_acks
+        self.enable_acks = False  # this generator acknowledges, once the caller is done
+        self.add_processor(add_to_buffer)
+        self._enable_passive(self.channel.__aiter__())  # type: ignore[arg-type]
+        try:
+            while not self.should_stop:
+                await self.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]
+                if not buffer:
+                    continue
+                batch = buffer[:]
+                buffer.clear()
+                full.clear()
+                room.set()
+                try:
+                    yield batch
+                finally:
+                    for event in batch:
+                        await self.ack(event)
+        finally:
+            self.enable_acks = enable_acks
+            self._processors.remove(add_to_buffer)
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
