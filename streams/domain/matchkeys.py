@@ -150,6 +150,23 @@ def hash_email(raw: str | None) -> str | None:
     return None if normalised is None else sha256_hex(normalised)
 
 
+def _phone_hashes(raw: str | None, default_region: str | None) -> tuple[str | None, str | None]:
+    """Hash a phone number both ways from one parse: (E.164 with ``+``, digits only).
+
+    A phone that arrived already hashed is passed through as both; one that is absent or not a
+    possible number gives None for both.
+    """
+    if raw is None:
+        return None, None
+    text = raw.strip()
+    if is_sha256_hex(text):
+        return text.lower(), text.lower()
+    normalised = normalise_phone(text, default_region)
+    if normalised is None:
+        return None, None
+    return sha256_hex(normalised), sha256_hex(normalised.removeprefix("+"))
+
+
 def hash_phone(
     raw: str | None,
     default_region: str | None,
@@ -166,17 +183,8 @@ def hash_phone(
         Lowercase hex digest, or None when absent or not a possible phone number.
 
     """
-    if raw is None:
-        return None
-    text = raw.strip()
-    if is_sha256_hex(text):
-        return text.lower()
-    normalised = normalise_phone(text, default_region)
-    if normalised is None:
-        return None
-    if rule is PhoneHashRule.DIGITS_ONLY:
-        normalised = normalised.removeprefix("+")
-    return sha256_hex(normalised)
+    plus, digits = _phone_hashes(raw, default_region)
+    return digits if rule is PhoneHashRule.DIGITS_ONLY else plus
 
 
 def hash_external_id(raw: str | None) -> str | None:
@@ -218,18 +226,10 @@ def match_keys(
         None when the phone arrived already hashed (its one hash is all there is).
 
     """
-    phone_sha256 = digits = None
-    text = None if phone is None else phone.strip()
-    if text is not None and is_sha256_hex(text):
-        phone_sha256 = text.lower()  # already hashed: its one hash is all there is
-    elif text is not None:
-        normalised = normalise_phone(text, country)  # parsed once for both rules
-        if normalised is not None:
-            phone_sha256 = sha256_hex(normalised)
-            digits = sha256_hex(normalised.removeprefix("+"))
+    phone_sha256, digits = _phone_hashes(phone, country)  # one parse for both rules
     return MatchKeys(
         email_sha256=hash_email(email),
         phone_sha256=phone_sha256,
         external_id_sha256=hash_external_id(external_id),
-        phone_digits_sha256=digits,
+        phone_digits_sha256=None if digits == phone_sha256 else digits,
     )

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from streams.domain import intake, matchkeys, records
+from streams.domain.times import truncate_ms
 from streams.domain.types import (
     Booking,
     Conversion,
@@ -83,8 +84,7 @@ def utcnow() -> datetime:
 
     Only the edge reads it, and passes it into the core as ``now``.
     """
-    now = datetime.now(tz=UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+    return truncate_ms(datetime.now(tz=UTC))
 
 
 @dataclass(frozen=True, slots=True)
