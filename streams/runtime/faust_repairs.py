@@ -359,11 +359,16 @@ class Stream(faust.Stream):
         flushes) are buffered for the next one instead of waiting. Each batch's events are
         acknowledged after the caller is done with that batch, and the buffer never holds more
         than ``max_`` events: a full buffer holds the stream until the next batch is taken.
+
+        ``within`` 0 has no window: the caller gets what is buffered as soon as it asks, and an
+        idle stream waits for its first event (Faust's loop would poll an empty buffer without
+        pause and burn a core while idle).
         """
         buffer: list[EventT] = []
         full = asyncio.Event()
         room = asyncio.Event()
         room.set()
+        arrived = asyncio.Event()  # the buffer is not empty
 
         async def add_to_buffer(value: Any) -> Any:
             try:
@@ -375,6 +380,7 @@ class Stream(faust.Stream):
                     msg = "take buffer found current_event is None"
                     raise RuntimeError(msg)
                 buffer.append(event)
+                arrived.set()
                 if len(buffer) >= max_:
                     full.set()
             except asyncio.CancelledError:  # pragma: no cover
@@ -390,12 +396,16 @@ class Stream(faust.Stream):
         self._enable_passive(self.channel.__aiter__())  # type: ignore[arg-type]
         try:
             while not self.should_stop:
-                await self.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]
+                if within > 0:
+                    await self.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]
+                elif not buffer:
+                    await self.wait_for_stopped(arrived)  # type: ignore[arg-type]
                 if not buffer:
                     continue
                 batch = buffer[:]
                 buffer.clear()
                 full.clear()
+                arrived.clear()
                 room.set()
                 try:
                     yield batch
