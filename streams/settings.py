@@ -180,7 +180,12 @@ class Settings(BaseSettings):
         1000, ge=1, description="Input events an agent processes per batch (one flush each)."
     )
     agent_batch_within: float = Field(
-        0.05, gt=0, description="Seconds an agent waits to fill a batch before processing it."
+        0.0,
+        ge=0,
+        description=(
+            "Seconds an agent waits to fill a batch before processing it; 0: it takes what "
+            "arrived while it worked on the previous batch."
+        ),
     )
 
     # Delivery

@@ -160,8 +160,8 @@ async def put(agent: Any, topic: TopicT, value: bytes, key: bytes = KEY) -> Even
     agent.original_channel = topic  # see the module docstring
     event = await asyncio.wait_for(agent.put(key=key, value=value), 5)
     # put() returns once the event is in the agent's take_events buffer; the batch is processed
-    # when its window (LEADSTREAM_AGENT_BATCH_WITHIN, 0.05 s) closes, and acknowledged only
-    # after its outputs were flushed: wait for that acknowledgement, not for a fixed time.
+    # when the agent takes it (LEADSTREAM_AGENT_BATCH_WITHIN: at once by default), and
+    # acknowledged only after its outputs were flushed: wait for that acknowledgement.
     await wait_for(lambda: event.message.acked)
     return event  # type: ignore[no-any-return]
 
