@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import shutil
 import time
@@ -317,7 +318,21 @@ class Worker:
         """Run until stopped (SIGTERM/SIGINT), the way ``leadstream worker`` does."""
         discard_local_tables(self.settings.store, Path(self.app.conf.tabledir))
         worker = faust.Worker(self.app, loglevel=loglevel, quiet=True)
+        freeze_startup_heap()
         worker.execute_from_commandline()
+
+
+def freeze_startup_heap() -> int:
+    """Keep what the worker built before it starts (modules, Faust, its wiring) out of full GCs.
+
+    Those objects live as long as the worker, yet each full collection scanned them all: about
+    110,000 objects, a 86-98 ms pause every few seconds at 500 status changes/s, which the
+    latency tail saw. Frozen, a full collection scans what came later: 11-16 ms (README
+    "Latency levers"). Returns how many objects were frozen.
+    """
+    gc.collect()  # what is already garbage is freed, not frozen
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def discard_local_tables(store: str, tabledir: Path) -> bool:
