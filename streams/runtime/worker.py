@@ -326,9 +326,9 @@ def freeze_startup_heap() -> int:
     """Keep what the worker built before it starts (modules, Faust, its wiring) out of full GCs.
 
     Those objects live as long as the worker, yet each full collection scanned them all: about
-    110,000 objects, a 86-98 ms pause every few seconds at 500 status changes/s, which the
-    latency tail saw. Frozen, a full collection scans what came later: 11-16 ms (README
-    "Latency levers"). Returns how many objects were frozen.
+    110,000 objects, a 75-123 ms pause every 5-10 s in the latency runs (500 and 1,000 status
+    changes/s). Frozen, a full collection scans what came later: 7-29 ms (README "Latency
+    levers"). Returns how many objects were frozen.
     """
     gc.collect()  # what is already garbage is freed, not frozen
     gc.freeze()
