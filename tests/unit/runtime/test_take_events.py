@@ -16,10 +16,8 @@ from streams.runtime.app import App
 from streams.runtime.faust_repairs import Stream
 
 
-async def _take(
-    stream_class: type[faust.Stream], sent: int, max_: int, within: float = 0.05
-) -> list[dict[str, Any]]:
-    """Take batches of ``sent`` values; note per batch what was acknowledged and buffered."""
+def _open(stream_class: type[faust.Stream]) -> tuple[Any, Any, list[int]]:
+    """A stream over an in-memory channel; returns (channel, stream, values acknowledged)."""
     app = App("take-events-test", broker="kafka://127.0.0.1:1", Stream=stream_class)
     app.finalize()
     app.flow_control.resume()
@@ -31,7 +29,15 @@ async def _take(
         acked.append(event.value)
         return True
 
-    stream.ack = ack  # type: ignore[method-assign]
+    stream.ack = ack
+    return channel, stream, acked
+
+
+async def _take(
+    stream_class: type[faust.Stream], sent: int, max_: int, within: float = 0.05
+) -> list[dict[str, Any]]:
+    """Take batches of ``sent`` values; note per batch what was acknowledged and buffered."""
+    channel, stream, acked = _open(stream_class)
     for value in range(sent):
         await channel.send(value=value)
     seen: list[dict[str, Any]] = []
@@ -66,15 +72,7 @@ def test_the_next_batch_fills_while_the_caller_awaits() -> None:
 
 async def _idle_waits(within: float, idle: float) -> tuple[list[int], int]:
     """Take from a stream that gets one event after ``idle`` seconds; count the waits meanwhile."""
-    app = App("take-events-idle-test", broker="kafka://127.0.0.1:1", Stream=Stream)
-    app.finalize()
-    app.flow_control.resume()
-    channel = app.channel(maxsize=100)
-    stream = app.stream(channel)
-
-    async def ack(event: Any) -> bool:
-        return True
-
+    channel, stream, _ = _open(Stream)
     waits = 0
     wait_for_stopped = stream.wait_for_stopped
 
@@ -83,8 +81,7 @@ async def _idle_waits(within: float, idle: float) -> tuple[list[int], int]:
         waits += 1
         return await wait_for_stopped(*args, **kwargs)
 
-    stream.ack = ack  # type: ignore[method-assign]
-    stream.wait_for_stopped = counted  # type: ignore[method-assign]
+    stream.wait_for_stopped = counted
 
     async def later() -> None:
         await asyncio.sleep(idle)
