@@ -27,7 +27,7 @@ from streams.domain.due import DueIndex, next_due
 from streams.domain.types import Booking, FormSubmit, LeadState, StatusChange
 from streams.runtime.delivery import Delivery
 from streams.runtime.metrics import Metrics
-from streams.runtime.outputs import Outputs, in_event
+from streams.runtime.outputs import Finisher, Outputs, in_event
 from streams.runtime.partitioner import partition_for
 from streams.runtime.tables import Tables
 from streams.runtime.topics import Topics
@@ -110,26 +110,41 @@ class Agents:
     # -- leads ---------------------------------------------------------------------------------
 
     async def leads(self, stream: StreamT) -> None:
-        """Apply each lead-keyed input to its lead's state, a batch at a time."""
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            self.settings.agent_batch_max, within=self.settings.agent_batch_within
-        ):
-            self._claims = {}
-            for event in events:
-                in_event(event)
-                raw = _raw(event)
-                now = pl.utcnow()
-                if raw.topic == self._ticks:
-                    self._expire_due(raw.partition, now)
-                    continue
-                self._events_in(raw.topic)
-                item = await self._decode(raw, self._record_for_topic[raw.topic], now)
-                if isinstance(item, pl.DeadLetterOut):
-                    self.outputs.send_dead(item, raw.partition)
-                    continue
-                self._apply_input(raw, item, now)
-            self._send_claims()
-            await self.outputs.flush()
+        """Apply each lead-keyed input to its lead's state, a batch at a time.
+
+        A batch is made durable and acknowledged by :class:`Finisher` while the next one is
+        worked on (its outputs, then the changelog writes that record them).
+        """
+        finisher = Finisher(stream, self.outputs)
+        try:
+            # take_events is on faust's Stream, not on the StreamT protocol it is typed with.
+            async for events in stream.take_events(  # type: ignore[attr-defined]
+                self.settings.agent_batch_max,
+                within=self.settings.agent_batch_within,
+                acks=False,
+            ):
+                await self._lead_batch(events)
+                await finisher.done(events)
+        finally:
+            await finisher.close()
+
+    async def _lead_batch(self, events: list[EventT]) -> None:
+        """Queue one batch's outputs and table changes (durable once the Finisher is done)."""
+        self._claims = {}
+        for event in events:
+            in_event(event)
+            raw = _raw(event)
+            now = pl.utcnow()
+            if raw.topic == self._ticks:
+                self._expire_due(raw.partition, now)
+                continue
+            self._events_in(raw.topic)
+            item = await self._decode(raw, self._record_for_topic[raw.topic], now)
+            if isinstance(item, pl.DeadLetterOut):
+                self.outputs.send_dead(item, raw.partition)
+                continue
+            self._apply_input(raw, item, now)
+        self._send_claims()
 
     def _events_in(self, topic: str) -> None:
         counter = self._in_counters.get(topic)
@@ -327,11 +342,7 @@ class Agents:
 
     async def deliver(self, stream: StreamT) -> None:
         """Send conversions in batches, acknowledged only once every outcome is durable."""
-        # take_events is on faust's Stream, not on the StreamT protocol it is typed with.
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            self.settings.delivery_batch_max, within=self.settings.delivery_linger
-        ):
-            await self.delivery.handle(events)
+        await self._deliver(stream, self.delivery)
 
     async def fanout_meta(self, stream: StreamT) -> None:
         """Copy each conversion to Meta's own topic (acknowledged once the copy is durable).
@@ -351,7 +362,24 @@ class Agents:
     async def deliver_meta(self, stream: StreamT) -> None:
         """Send Meta's copy of the conversions in batches, like :meth:`deliver`."""
         assert self.meta_delivery is not None  # noqa: S101 - registered only then
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            self.settings.delivery_batch_max, within=self.settings.delivery_linger
-        ):
-            await self.meta_delivery.handle(events)
+        await self._deliver(stream, self.meta_delivery)
+
+    async def _deliver(self, stream: StreamT, delivery: Delivery) -> None:
+        """Send each batch while the previous batch's outcomes are made durable (Finisher).
+
+        A batch is acknowledged only once its receipts, dead letters and delivered ledger are
+        durable (domain.md §7); the ledger's table is set at once, so the next batch never
+        sends the previous one's events again.
+        """
+        finisher = Finisher(stream, delivery.outputs)
+        try:
+            # take_events is on faust's Stream, not on the StreamT protocol it is typed with.
+            async for events in stream.take_events(  # type: ignore[attr-defined]
+                self.settings.delivery_batch_max,
+                within=self.settings.delivery_linger,
+                acks=False,
+            ):
+                await delivery.decide(events)
+                await finisher.done(events)
+        finally:
+            await finisher.close()

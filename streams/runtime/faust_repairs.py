@@ -350,7 +350,7 @@ class Stream(faust.Stream):
 
     @faust_streams._tracks_buffer_agen  # noqa: SLF001 - Stream.on_stop closes what it tracks
     async def take_events(  # type: ignore[override]
-        self, max_: int, within: float
+        self, max_: int, within: float, *, acks: bool = True
     ) -> AsyncGenerator[list[EventT], None]:
         """Yield up to ``max_`` events at a time, or what came within ``within`` seconds.
 
@@ -363,6 +363,9 @@ class Stream(faust.Stream):
         ``within`` 0 has no window: the caller gets what is buffered as soon as it asks, and an
         idle stream waits for its first event (Faust's loop would poll an empty buffer without
         pause and burn a core while idle).
+
+        ``acks`` False leaves the acknowledging to the caller (``await stream.ack(event)``), who
+        may then finish a batch after taking the next one (the deliver agents' pipelining).
         """
         buffer: list[EventT] = []
         full = asyncio.Event()
@@ -407,6 +410,9 @@ class Stream(faust.Stream):
                 full.clear()
                 arrived.clear()
                 room.set()
+                if not acks:
+                    yield batch
+                    continue
                 try:
                     yield batch
                 finally:

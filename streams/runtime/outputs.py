@@ -4,8 +4,10 @@ Faust's own producer path costs more than the rest of an agent's work (README "P
 agents process ``take_events`` batches and write through :class:`Outputs`: output records,
 dead letters, and table changes (the table's data is set directly and the change is produced
 to the table's changelog topic, in the partition of the event being processed, exactly as Faust
-would). :meth:`Outputs.flush` runs before a batch returns, and Faust acknowledges a batch only
-after that: an offset is committed only when everything the batch wrote is durable.
+would). A batch's events are acknowledged only after :meth:`Outputs.flush` (or
+:meth:`Outputs.finish`) made what the batch wrote durable, so an offset is committed only when
+everything its batch wrote is durable. The lead and deliver agents hand each batch to a
+:class:`Finisher`, which finishes it in the background while they work on the next batch.
 
 Outputs are made durable before the state that records them. Without transactions the writes
 of a batch land independently, so a crash could leave a changelog saying "QualifiedLead sent"
@@ -16,8 +18,9 @@ and flushes the batch's changelog writes: a crash in between leaves outputs with
 input is processed again, and the repeated output carries the same deterministic ``event_id``.
 
 Each agent writes through its own :class:`Outputs` (:meth:`Outputs.sibling` shares the one
-producer): an agent's flush waits for exactly the records that agent queued, counted down by their
-own delivery reports, and writes only that agent's changelog. A shared pending count reset by
+producer), and each batch through its own :class:`Batch`: a flush waits for exactly the records
+that batch queued, counted down by their own delivery reports, and writes only that batch's
+changelog. A shared pending count reset by
 whichever flush finished last let an agent acknowledge a batch whose outputs were still in flight
 (issue 13).
 """
@@ -25,6 +28,7 @@ whichever flush finished last let an agent acknowledge a batch whose outputs wer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -92,6 +96,38 @@ def merge_changes(changes: Sequence[Change]) -> list[Change]:
     return list(last.values())
 
 
+class Batch:
+    """The records one batch queued, counted down by their own delivery reports."""
+
+    __slots__ = ("_lock", "changelog", "errors", "queued", "unacked")
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._lock = threading.Lock()  # delivery reports arrive on whichever thread polls
+        self.unacked = 0  # records not yet acknowledged (or failed) by Kafka
+        self.queued = 0
+        self.errors: list[str] = []
+        self.changelog: list[Change] = []
+
+    def on_delivery(self, err: Any, msg: Any) -> None:
+        """Count down one of this batch's records (librdkafka's delivery report)."""
+        with self._lock:
+            self.unacked -= 1
+            if err is not None:
+                self.errors.append(f"{msg.topic()}: {err}")
+
+    def add(self, n: int) -> None:
+        """Count ``n`` records queued (negative: taken back)."""
+        with self._lock:
+            self.unacked += n
+
+    def take_errors(self) -> list[str]:
+        """Return the failures reported so far, and forget them."""
+        with self._lock:
+            errors, self.errors = self.errors, []
+        return errors
+
+
 class Outputs:
     """Produces one agent's records and table changes; flush before acknowledging its batch."""
 
@@ -114,23 +150,13 @@ class Outputs:
         self.metrics = metrics
         self.producer = producer
         self.flush_timeout = flush_timeout
-        self._lock = threading.Lock()  # delivery reports arrive on whichever thread polls
-        self._errors: list[str] = []
-        self._unacked = 0  # this Outputs' records not yet acknowledged (or failed) by Kafka
-        self._queued = 0
-        self._changelog: list[Change] = []
+        self._batch = Batch()  # what the batch being worked on queued so far
 
     def sibling(self) -> Outputs:
         """Another agent's Outputs on the same producer, with its own pending records."""
         return Outputs(
             self.topics, self.tables, self.metrics, self.producer, flush_timeout=self.flush_timeout
         )
-
-    def _on_delivery(self, err: Any, msg: Any) -> None:
-        with self._lock:
-            self._unacked -= 1
-            if err is not None:
-                self._errors.append(f"{msg.topic()}: {err}")
 
     def send(
         self,
@@ -141,13 +167,23 @@ class Outputs:
         headers: Headers = None,
     ) -> None:
         """Queue one record (delivered by the next :meth:`flush` at the latest)."""
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
+        self._produce(self._batch, topic, key, value, partition, headers)
+
+    def _produce(
+        self,
+        batch: Batch,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: Headers = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": batch.on_delivery}
         if partition is not None:
             kwargs["partition"] = partition
         if headers:
             kwargs["headers"] = list(headers)
-        with self._lock:
-            self._unacked += 1  # before produce: a report may arrive on another thread at once
+        batch.add(1)  # before produce: a report may arrive on another thread at once
         try:
             try:
                 self.producer.produce(topic, **kwargs)
@@ -155,23 +191,24 @@ class Outputs:
                 self.producer.poll(1.0)  # the local queue is full: let librdkafka drain it
                 self.producer.produce(topic, **kwargs)
         except BaseException:
-            with self._lock:
-                self._unacked -= 1
+            batch.add(-1)
             raise
-        self._queued += 1
-        if self._queued % 1000 == 0:
+        batch.queued += 1
+        if batch.queued % 1000 == 0:
             self.producer.poll(0)
 
     def table_set(self, table: TableT, key: bytes, value: bytes, partition: int) -> None:
         """Set ``table[key]``; its changelog record is written by :meth:`flush`, after outputs."""
         table.data[key] = value
-        self._changelog.append((table.changelog_topic.get_topic_name(), key, value, partition))
+        self._batch.changelog.append(
+            (table.changelog_topic.get_topic_name(), key, value, partition)
+        )
 
     def table_del(self, table: TableT, key: bytes, partition: int) -> None:
         """Delete ``table[key]``; its changelog tombstone is written by :meth:`flush`."""
         if key in table.data:
             del table.data[key]
-        self._changelog.append((table.changelog_topic.get_topic_name(), key, None, partition))
+        self._batch.changelog.append((table.changelog_topic.get_topic_name(), key, None, partition))
 
     def send_dead(self, out: DeadLetterOut, partition: int) -> None:
         """Dead-letter one record once: ERROR log (no raw PII in messages), metric, send.
@@ -189,8 +226,17 @@ class Outputs:
         self.metrics.dead_letters.labels(out.reason).inc()
         self.send(self.topics.dead_letter.get_topic_name(), out.key, out.value)
 
+    def cut(self) -> Batch:
+        """Close the batch being worked on and start the next: :meth:`finish` the one returned."""
+        batch, self._batch = self._batch, Batch()
+        return batch
+
     async def flush(self) -> None:
-        """Make the queued outputs durable, then the changelog writes; raise if anything failed.
+        """Make what was queued since the last cut durable (:meth:`finish`); raise on failure."""
+        await self.finish(self.cut())
+
+    async def finish(self, batch: Batch) -> None:
+        """Make ``batch``'s outputs durable, then its changelog writes; raise if anything failed.
 
         When the outputs fail, the batch's changelog writes are dropped, never produced by a
         later flush: a changelog must not record outputs that did not become durable. The
@@ -199,35 +245,82 @@ class Outputs:
         changelog, produce their outputs again.
         """
         try:
-            await self._flush_queued()
+            await self._flush_queued(batch)
         except BaseException:
-            self._changelog = []
+            batch.changelog = []
             raise
-        if self._changelog:
-            changes, self._changelog = self._changelog, []
+        if batch.changelog:
+            changes, batch.changelog = batch.changelog, []
             for topic, key, value, partition in merge_changes(changes):
-                self.send(topic, key, value, partition)
-            await self._flush_queued()
+                self._produce(batch, topic, key, value, partition)
+            await self._flush_queued(batch)
 
-    async def _flush_queued(self) -> None:
-        """Wait until Kafka acknowledged every record this Outputs queued; raise if one failed.
+    async def _flush_queued(self, batch: Batch) -> None:
+        """Wait until Kafka acknowledged every record ``batch`` queued; raise if one failed.
 
         The producer is shared, so its ``flush`` also waits for other agents' records: it is
-        called in short steps and the wait ends as soon as this Outputs' own records are done.
+        called in short steps and the wait ends as soon as this batch's own records are done.
         """
         deadline = time.monotonic() + self.flush_timeout
-        while self._unacked > 0:
+        while batch.unacked > 0:
             left = deadline - time.monotonic()
             if left <= 0:
                 msg = (
-                    f"{self._unacked} records were not acknowledged by Kafka "
+                    f"{batch.unacked} records were not acknowledged by Kafka "
                     f"within {self.flush_timeout:g}s"
                 )
                 raise BrokerError(msg)
             await asyncio.to_thread(self.producer.flush, min(left, _FLUSH_STEP))
-        self._queued = 0
-        if self._errors:
-            with self._lock:
-                errors, self._errors = self._errors, []
+        batch.queued = 0
+        errors = batch.take_errors()
+        if errors:
             msg = f"Kafka rejected {len(errors)} records, e.g. {errors[0]}"
             raise BrokerError(msg)
+
+
+class Finisher:
+    """Finishes an agent's batches in the background, in order, one at a time.
+
+    The agent takes its events with ``take_events(..., acks=False)`` and calls :meth:`done`
+    when it has queued a batch's outputs: the batch is made durable (:meth:`Outputs.finish`)
+    and only then acknowledged, while the agent works on its next batch. Batches finish in
+    order and at most one is in flight, so an offset is still committed only after everything
+    its batch wrote is durable; the tables are set at once, so the next batch already sees the
+    previous one's state.
+    """
+
+    def __init__(self, stream: Any, outputs: Outputs) -> None:
+        """Finish the batches ``outputs`` queued for the events of ``stream``."""
+        self.stream = stream
+        self.outputs = outputs
+        self._task: asyncio.Future[None] | None = None
+
+    async def done(self, events: Sequence[EventT]) -> None:
+        """Hand over the batch just worked on; returns once the previous batch is finished.
+
+        Raises the previous batch's failure (its events stay unacknowledged).
+        """
+        batch = self.outputs.cut()
+        await self.wait()
+        self._task = asyncio.ensure_future(self._finish(batch, list(events)))
+
+    async def wait(self) -> None:
+        """Wait until the batch in flight is finished; raise its failure."""
+        task = self._task
+        if task is not None:
+            await asyncio.shield(task)  # cancelling the agent leaves the batch finishing
+            self._task = None
+
+    async def close(self) -> None:
+        """Let the batch in flight finish when the agent stops (its failure is already logged)."""
+        with contextlib.suppress(Exception):
+            await self.wait()
+
+    async def _finish(self, batch: Batch, events: list[EventT]) -> None:
+        try:
+            await self.outputs.finish(batch)
+        except Exception as exc:
+            logger.error("a batch of %d events was not made durable: %s", len(events), exc)
+            raise
+        for event in events:
+            await self.stream.ack(event)

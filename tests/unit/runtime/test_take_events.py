@@ -103,3 +103,24 @@ def test_no_window_waits_for_the_first_event_instead_of_polling() -> None:
     taken, waits = asyncio.run(asyncio.wait_for(_idle_waits(0.0, 0.3), 10))
     assert taken == [7]
     assert waits <= 2
+
+
+async def _take_unacked(sent: int) -> tuple[list[list[int]], list[int]]:
+    channel, stream, acked = _open(Stream)
+    for value in range(sent):
+        await channel.send(value=value)
+    batches: list[list[int]] = []
+    async for batch in stream.take_events(2, within=0.0, acks=False):
+        batches.append([e.value for e in batch])
+        if sum(map(len, batches)) == sent:
+            break
+    await stream.stop()
+    return batches, acked
+
+
+def test_acks_false_leaves_the_acknowledging_to_the_caller() -> None:
+    # The deliver and lead agents acknowledge a batch once their Finisher made it durable,
+    # which may be after they took the next batch.
+    batches, acked = asyncio.run(asyncio.wait_for(_take_unacked(3), 10))
+    assert batches == [[0, 1], [2]]
+    assert acked == []
