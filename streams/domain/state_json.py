@@ -10,13 +10,14 @@ changelog holds: change it only with a reader for the old one.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
+
+import orjson
 
 from streams.domain.times import from_millis, to_millis
 from streams.domain.types import (
@@ -270,7 +271,7 @@ def lead_state_to_json(state: LeadState) -> bytes:
         out["p"] = [_enc_pending(p) for p in state.pending]
     if state.updated_at is not None:
         out["u"] = to_millis(state.updated_at)
-    return json.dumps(out, separators=(",", ":")).encode("utf-8")
+    return orjson.dumps(out)
 
 
 def lead_state_from_json(data: bytes) -> LeadState:
@@ -287,7 +288,7 @@ def lead_state_from_json(data: bytes) -> LeadState:
 
     """
     try:
-        obj = json.loads(data)
+        obj = orjson.loads(data)
         lead_id = obj["l"]
         context = None
         if "c" in obj:

@@ -200,3 +200,15 @@ def test_state_times_keep_millisecond_precision_only() -> None:
 def test_every_click_field_round_trips_through_the_table() -> None:
     state = make_state(context=make_context(click=make_full_click()))
     assert lead_state_from_json(lead_state_to_json(state)) == state
+
+
+def test_lead_state_json_keeps_non_ascii_text_as_utf8_and_reads_escaped_states() -> None:
+    # The lead table is written with orjson (UTF-8, no \u escapes); states written earlier with
+    # the standard library's json (\u escapes) still read back the same.
+    state = replace(make_state(), lead_id="lead-é-東京")
+    data = lead_state_to_json(state)
+    assert "lead-é-東京".encode() in data
+    assert lead_state_from_json(data) == state
+    escaped = json.dumps(json.loads(data), separators=(",", ":")).encode()
+    assert b"\\u00e9" in escaped
+    assert lead_state_from_json(escaped) == state
