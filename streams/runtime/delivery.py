@@ -1,11 +1,10 @@
 """Delivery: batch conversions per destination, send, retry, dead-letter, write receipts.
 
-:meth:`Delivery.decide` gives every event of a batch its outcome and queues the receipts, dead
-letters and ledger writes in the delivery's :class:`~streams.runtime.outputs.Outputs`; the deliver
-agent's :class:`~streams.runtime.outputs.Finisher` acknowledges the batch only once those are
-durable, so an offset is committed only after its receipt or dead letter is (domain.md §7).
-While a destination is throttled or its circuit is open, ``decide`` does not return, the stream
-stops pulling, and memory stays bounded.
+The batch passed to :meth:`Delivery.handle` is acknowledged by Faust only when ``handle``
+returns, after the batch's receipts, dead letters and ledger writes are durable; so an offset is
+committed only after its receipt or dead letter is (domain.md §7). While a destination is
+throttled or its circuit is open, ``handle`` does not return, the stream stops pulling, and
+memory stays bounded.
 """
 
 from __future__ import annotations

@@ -119,8 +119,8 @@ async def _take_unacked(sent: int) -> tuple[list[list[int]], list[int]]:
 
 
 def test_acks_false_leaves_the_acknowledging_to_the_caller() -> None:
-    # The deliver and lead agents acknowledge a batch once their Finisher made it durable,
-    # which may be after they took the next batch.
+    # The lead agent acknowledges a batch once its Finisher made it durable,
+    # which may be after it took the next batch.
     batches, acked = asyncio.run(asyncio.wait_for(_take_unacked(3), 10))
     assert batches == [[0, 1], [2]]
     assert acked == []
