@@ -78,14 +78,27 @@ def _work(outputs: Outputs, leads: Any, lead: bytes) -> None:
     outputs.table_set(leads, lead, b"sent", 0)
 
 
-async def _in_order() -> dict[str, Any]:
-    producer, stream, leads = GatedProducer(), Stream(), _leads()
-    outputs = _outputs(producer)
-    finisher = Finisher(stream, outputs)
-    seen: dict[str, Any] = {}
+class Rig:
+    """A Finisher over a gated producer, with its first batch (lead-1, event-1) handed over."""
 
-    _work(outputs, leads, b"lead-1")
-    await asyncio.wait_for(finisher.done(["event-1"]), 1)  # nothing in flight: returns at once
+    def __init__(self, producer: GatedProducer) -> None:
+        self.producer, self.stream, self.leads = producer, Stream(), _leads()
+        self.outputs = _outputs(producer)
+        self.finisher = Finisher(self.stream, self.outputs)
+
+    @classmethod
+    async def started(cls, producer: GatedProducer) -> Rig:
+        rig = cls(producer)
+        _work(rig.outputs, rig.leads, b"lead-1")
+        await asyncio.wait_for(rig.finisher.done(["event-1"]), 1)  # nothing in flight: at once
+        return rig
+
+
+async def _in_order() -> dict[str, Any]:
+    producer = GatedProducer()
+    rig = await Rig.started(producer)
+    stream, leads, outputs, finisher = rig.stream, rig.leads, rig.outputs, rig.finisher
+    seen: dict[str, Any] = {}
     _work(outputs, leads, b"lead-2")  # the next batch, while the first is not durable
     second = asyncio.ensure_future(finisher.done(["event-2"]))
     await asyncio.sleep(0.3)
@@ -126,19 +139,16 @@ def test_the_next_batch_is_worked_on_while_the_last_is_made_durable_and_acks_fol
 
 
 async def _failing() -> tuple[BaseException | None, list[str], list[tuple[str, bytes | None]]]:
-    producer, stream, leads = GatedProducer(fail_keys=(b"lead-1",)), Stream(), _leads()
+    producer = GatedProducer(fail_keys=(b"lead-1",))
     producer.gate.set()
-    outputs = _outputs(producer)
-    finisher = Finisher(stream, outputs)
-    _work(outputs, leads, b"lead-1")
-    await finisher.done(["event-1"])
-    _work(outputs, leads, b"lead-2")
+    rig = await Rig.started(producer)
+    _work(rig.outputs, rig.leads, b"lead-2")
     raised: BaseException | None = None
     try:
-        await asyncio.wait_for(finisher.done(["event-2"]), 5)
+        await asyncio.wait_for(rig.finisher.done(["event-2"]), 5)
     except BrokerError as exc:
         raised = exc
-    return raised, stream.acked, producer.log
+    return raised, rig.stream.acked, producer.log
 
 
 def test_a_batch_that_was_not_made_durable_is_never_acknowledged_and_stops_the_agent() -> None:
@@ -151,14 +161,11 @@ def test_a_batch_that_was_not_made_durable_is_never_acknowledged_and_stops_the_a
 
 
 async def _close_waits() -> list[str]:
-    producer, stream, leads = GatedProducer(), Stream(), _leads()
-    outputs = _outputs(producer)
-    finisher = Finisher(stream, outputs)
-    _work(outputs, leads, b"lead-1")
-    await finisher.done(["event-1"])
+    producer = GatedProducer()
+    rig = await Rig.started(producer)
     threading.Timer(0.2, producer.gate.set).start()
-    await asyncio.wait_for(finisher.close(), 5)
-    return stream.acked
+    await asyncio.wait_for(rig.finisher.close(), 5)
+    return rig.stream.acked
 
 
 def test_closing_lets_the_batch_in_flight_finish() -> None:
@@ -168,32 +175,25 @@ def test_closing_lets_the_batch_in_flight_finish() -> None:
 @pytest.mark.parametrize("fail", [False, True])
 def test_close_never_raises(fail: bool) -> None:
     async def run() -> list[str]:
-        keys = (b"lead-1",) if fail else ()
-        producer, stream, leads = GatedProducer(fail_keys=keys), Stream(), _leads()
+        producer = GatedProducer(fail_keys=(b"lead-1",) if fail else ())
         producer.gate.set()
-        outputs = _outputs(producer)
-        finisher = Finisher(stream, outputs)
-        _work(outputs, leads, b"lead-1")
-        await finisher.done(["event-1"])
-        await asyncio.wait_for(finisher.close(), 5)
-        return stream.acked
+        rig = await Rig.started(producer)
+        await asyncio.wait_for(rig.finisher.close(), 5)
+        return rig.stream.acked
 
     assert asyncio.run(run()) == ([] if fail else ["event-1"])
 
 
 async def _cancelled_while_waiting() -> list[str]:
-    producer, stream, leads = GatedProducer(), Stream(), _leads()
-    outputs = _outputs(producer)
-    finisher = Finisher(stream, outputs)
-    _work(outputs, leads, b"lead-1")
-    await finisher.done(["event-1"])
-    _work(outputs, leads, b"lead-2")
-    waiting = asyncio.ensure_future(finisher.done(["event-2"]))
+    producer = GatedProducer()
+    rig = await Rig.started(producer)
+    _work(rig.outputs, rig.leads, b"lead-2")
+    waiting = asyncio.ensure_future(rig.finisher.done(["event-2"]))
     await asyncio.sleep(0.1)
     waiting.cancel()  # the worker stops while the agent waits for the first batch
     threading.Timer(0.2, producer.gate.set).start()
-    await asyncio.wait_for(finisher.close(), 5)
-    return stream.acked
+    await asyncio.wait_for(rig.finisher.close(), 5)
+    return rig.stream.acked
 
 
 def test_an_agent_stopped_while_waiting_still_lets_the_batch_in_flight_finish() -> None:
