@@ -122,15 +122,6 @@ class Delivery:
 
     async def handle(self, events: Sequence[EventT]) -> None:
         """Deliver one batch of conversion events; returns when every outcome is durable."""
-        await self.decide(events)
-        await self.outputs.flush()
-
-    async def decide(self, events: Sequence[EventT]) -> None:
-        """Deliver one batch until every event has an outcome, queued in :attr:`outputs`.
-
-        The outcomes (receipts, dead letters, the delivered ledger) are durable only once
-        :attr:`outputs` has finished the batch: acknowledge its events after that, never before.
-        """
         now = self.clock()
         groups: dict[Any, list[Item]] = {}
         seen: set[str] = set()
@@ -141,6 +132,7 @@ class Delivery:
         # Destinations are independent: one paused by its auth circuit does not hold the others'
         # outcomes back (the batch is still acknowledged only when every group is done).
         await asyncio.gather(*(self._deliver_group(dest, items) for dest, items in groups.items()))
+        await self.outputs.flush()
 
     async def _deliver_group(self, dest: payload.Destination, items: list[Item]) -> None:
         for result in await self._send_group(dest, items):

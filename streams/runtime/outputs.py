@@ -165,19 +165,14 @@ class Outputs:
         value: bytes | None,
         partition: int | None = None,
         headers: Headers = None,
+        *,
+        batch: Batch | None = None,
     ) -> None:
-        """Queue one record (delivered by the next :meth:`flush` at the latest)."""
-        self._produce(self._batch, topic, key, value, partition, headers)
+        """Queue one record (delivered by the next :meth:`flush` at the latest).
 
-    def _produce(
-        self,
-        batch: Batch,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None = None,
-        headers: Headers = None,
-    ) -> None:
+        ``batch`` is the batch it counts in: by default the one being worked on.
+        """
+        batch = self._batch if batch is None else batch
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": batch.on_delivery}
         if partition is not None:
             kwargs["partition"] = partition
@@ -252,7 +247,7 @@ class Outputs:
         if batch.changelog:
             changes, batch.changelog = batch.changelog, []
             for topic, key, value, partition in merge_changes(changes):
-                self._produce(batch, topic, key, value, partition)
+                self.send(topic, key, value, partition, batch=batch)
             await self._flush_queued(batch)
 
     async def _flush_queued(self, batch: Batch) -> None:
