@@ -50,7 +50,7 @@ from streams.serde.pipeline import DeadLetterOut
 logger = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]] | None
-_FLUSH_STEP = 0.1  # seconds per shared-producer flush while waiting for this agent's records
+_POLL_STEP = 0.1  # longest single wait for delivery reports (a poll returns at the first)
 
 
 _CLIENT_LOG = logging.getLogger(f"{__name__}.librdkafka")
@@ -253,24 +253,38 @@ class Outputs:
     async def _flush_queued(self, batch: Batch) -> None:
         """Wait until Kafka acknowledged every record ``batch`` queued; raise if one failed.
 
-        The producer is shared, so its ``flush`` also waits for other agents' records: it is
-        called in short steps and the wait ends as soon as this batch's own records are done.
+        One thread polls the producer for delivery reports until this batch's own records are
+        done, so the wait ends at the report of its last record and the event loop is woken
+        once. It does not call the producer's ``flush``: the producer is shared, ``flush`` waits
+        for every agent's records (a batch already done waited up to a whole step while another
+        agent produced), and it sends each record at once, ignoring ``linger.ms``.
         """
         deadline = time.monotonic() + self.flush_timeout
-        while batch.unacked > 0:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                msg = (
-                    f"{batch.unacked} records were not acknowledged by Kafka "
-                    f"within {self.flush_timeout:g}s"
-                )
-                raise BrokerError(msg)
-            await asyncio.to_thread(self.producer.flush, min(left, _FLUSH_STEP))
+        stop = threading.Event()
+        if batch.unacked > 0:
+            try:
+                await asyncio.to_thread(self._poll_until_done, batch, deadline, stop)
+            finally:
+                stop.set()  # a cancelled wait must not leave its thread polling
+        if batch.unacked > 0:
+            msg = (
+                f"{batch.unacked} records were not acknowledged by Kafka "
+                f"within {self.flush_timeout:g}s"
+            )
+            raise BrokerError(msg)
         batch.queued = 0
         errors = batch.take_errors()
         if errors:
             msg = f"Kafka rejected {len(errors)} records, e.g. {errors[0]}"
             raise BrokerError(msg)
+
+    def _poll_until_done(self, batch: Batch, deadline: float, stop: threading.Event) -> None:
+        """Serve delivery reports (any agent's) until ``batch``'s are all in (a thread)."""
+        while batch.unacked > 0 and not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.producer.poll(min(left, _POLL_STEP))
 
 
 class Finisher:

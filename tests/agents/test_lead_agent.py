@@ -66,7 +66,7 @@ class RecordingProducer:
     def __init__(self) -> None:
         self.records: list[tuple[str, bytes | None, bytes | None]] = []
         self.partitions: list[int | None] = []  # the partition asked for, per record
-        self.reports: list[Any] = []  # delivery callbacks, called (acknowledged) by flush
+        self.reports: list[Any] = []  # delivery callbacks, called (acknowledged) by poll
 
     def produce(
         self,
@@ -84,13 +84,13 @@ class RecordingProducer:
             self.reports.append(on_delivery)
 
     def poll(self, timeout: float) -> int:
-        return 0
-
-    def flush(self, timeout: float) -> int:
         reports, self.reports = self.reports, []
         for report in reports:
             report(None, None)
-        return 0
+        return len(reports)
+
+    def flush(self, timeout: float) -> int:
+        return self.poll(timeout)
 
 
 @dataclass

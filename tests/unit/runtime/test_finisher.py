@@ -12,9 +12,10 @@ import pytest
 
 from streams.errors import BrokerError
 from streams.runtime.outputs import Finisher, Outputs
+from tests.unit.runtime.producers import NoFlush
 
 
-class GatedProducer:
+class GatedProducer(NoFlush):
     """Acknowledges records (their delivery reports) only while the test has opened the gate.
 
     ``fail_keys``: records with these keys get a delivery error instead.
@@ -33,17 +34,14 @@ class GatedProducer:
             self._callbacks.append((topic, kwargs.get("key"), kwargs["on_delivery"]))
 
     def poll(self, timeout: float) -> int:
-        return 0
-
-    def flush(self, timeout: float) -> int:
         if not self.gate.wait(timeout):
-            return len(self._callbacks)
+            return 0
         with self._lock:
             callbacks, self._callbacks = self._callbacks, []
         for topic, key, callback in callbacks:
             err = "Broker: Not enough in-sync replicas" if key in self.fail_keys else None
             callback(err, SimpleNamespace(topic=lambda t=topic: t))
-        return 0
+        return len(callbacks)
 
 
 class Stream:

@@ -12,10 +12,11 @@ import pytest
 
 from streams.errors import BrokerError
 from streams.runtime.outputs import Outputs, merge_changes
+from tests.unit.runtime.producers import NoFlush
 
 
-class RecordingProducer:
-    """Logs every produce and flush in order; every record is acknowledged."""
+class RecordingProducer(NoFlush):
+    """Logs every produce and poll in order; each poll acknowledges every queued record."""
 
     def __init__(self) -> None:
         self.log: list[tuple[str, ...]] = []
@@ -30,14 +31,11 @@ class RecordingProducer:
         self.reports.append(on_delivery)
 
     def poll(self, timeout: float) -> int:
-        return 0
-
-    def flush(self, timeout: float) -> int:
-        self.log.append(("flush",))
+        self.log.append(("poll",))
         reports, self.reports = self.reports, []
         for report in reports:
             report(None, None)
-        return 0
+        return len(reports)
 
 
 def _table(name: str) -> Any:
@@ -58,10 +56,10 @@ def test_changelog_writes_are_produced_only_after_the_outputs_are_flushed() -> N
 
     assert producer.log == [
         ("produce", "conversions"),
-        ("flush",),
+        ("poll",),
         ("produce", "leads-changelog"),
         ("produce", "leads-changelog"),
-        ("flush",),
+        ("poll",),
     ]
 
 
@@ -80,7 +78,7 @@ def test_a_key_written_twice_in_a_batch_gets_one_changelog_record_with_its_last_
     assert merge_changes(
         [("c", b"k", b"1", 0), ("c", b"j", b"1", 0), ("c", b"k", None, 0), ("d", b"k", b"2", 0)]
     ) == [("c", b"j", b"1", 0), ("c", b"k", None, 0), ("d", b"k", b"2", 0)]
-    assert producer.log == [("produce", "leads-changelog")] * 3 + [("flush",)]
+    assert producer.log == [("produce", "leads-changelog")] * 3 + [("poll",)]
     assert producer.values == [b"{form+status}", None, b"{other partition}"]
 
 
@@ -89,15 +87,14 @@ def test_a_batch_without_table_changes_flushes_once() -> None:
     outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer)  # type: ignore[arg-type]
     outputs.send("conversions", b"k", b"v")
     asyncio.run(outputs.flush())
-    assert producer.log == [("produce", "conversions"), ("flush",)]
+    assert producer.log == [("produce", "conversions"), ("poll",)]
 
 
-class HoldingProducer:
+class HoldingProducer(NoFlush):
     """A shared producer whose acknowledgements the test controls.
 
-    ``produce`` queues; ``flush``/``poll`` acknowledge (call ``on_delivery``) every queued record
-    whose topic is not held, and return how many records are still unacknowledged. While
-    ``gate`` is clear a flush blocks (a flush in progress in its thread).
+    ``produce`` queues; ``poll`` acknowledges (calls ``on_delivery``) every queued record whose
+    topic is not held. While ``gate`` is clear a poll blocks (a poll in progress in its thread).
     """
 
     def __init__(self) -> None:
@@ -130,9 +127,6 @@ class HoldingProducer:
         self._serve(timeout)
         return 0
 
-    def flush(self, timeout: float) -> int:
-        return self._serve(timeout)
-
 
 def test_an_agent_waits_for_its_own_outputs_queued_while_another_agent_flushes() -> None:
     """Two agents share the worker's Outputs; B queues while A's flush runs (issue 13 §1)."""
@@ -142,7 +136,7 @@ def test_an_agent_waits_for_its_own_outputs_queued_while_another_agent_flushes()
 
     async def scenario() -> None:
         shared.send("a-out", b"k", b"v")
-        producer.gate.clear()  # A's flush is in progress in its thread
+        producer.gate.clear()  # A's wait is in progress in its thread
         a_flush = asyncio.create_task(shared.flush())
         await asyncio.sleep(0.05)
         shared.send("b-out", b"k", b"v")  # B queues an output Kafka has not acknowledged yet
@@ -193,3 +187,38 @@ def test_a_flush_that_kafka_never_acknowledges_fails_after_the_timeout() -> None
     outputs.send("out", b"k", b"v")
     with pytest.raises(BrokerError, match="1 records were not acknowledged"):
         asyncio.run(outputs.flush())
+
+
+class SilentProducer(NoFlush):
+    """Kafka never answers: each poll waits its whole timeout and is counted."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def produce(self, topic: str, **_: Any) -> None:
+        pass
+
+    def poll(self, timeout: float) -> int:
+        self.polls += 1
+        time.sleep(timeout)
+        return 0
+
+
+def test_a_cancelled_wait_stops_polling() -> None:
+    """An agent stopped while its batch waits leaves no thread polling until the timeout."""
+    producer = SilentProducer()
+    outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer, flush_timeout=60)  # type: ignore[arg-type]
+    outputs.send("out", b"k", b"v")
+
+    async def scenario() -> None:
+        wait = asyncio.create_task(outputs.flush())
+        await asyncio.sleep(0.15)
+        wait.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await wait
+        await asyncio.sleep(0.25)  # the thread notices within one poll step (0.1 s)
+        polls = producer.polls
+        await asyncio.sleep(0.3)
+        assert producer.polls == polls, "the cancelled wait's thread is still polling"
+
+    asyncio.run(scenario())

@@ -4,6 +4,7 @@ a full local queue is retried once drained; every changelog write keeps its part
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,12 +12,13 @@ import pytest
 
 from streams.errors import BrokerError
 from streams.runtime.outputs import Outputs
+from tests.unit.runtime.producers import NoFlush
 
 
-class FakeProducer:
-    """Records every produce (with its partition) and flush; can fail the way librdkafka does.
+class FakeProducer(NoFlush):
+    """Records every produce (with its partition) and poll; can fail the way librdkafka does.
 
-    ``fail_topics``: records of these topics get a delivery-callback error at flush.
+    ``fail_topics``: records of these topics get a delivery-callback error when polled.
     ``unacked``: how many of the last records never get a delivery report (a flush timeout).
     ``full``: how many produce calls raise BufferError (the local queue is full) first.
     """
@@ -39,10 +41,6 @@ class FakeProducer:
 
     def poll(self, timeout: float) -> int:
         self.log.append(("poll", timeout))
-        return 0
-
-    def flush(self, timeout: float) -> int:
-        self.log.append(("flush",))
         # The last ``unacked`` records never get their delivery report (Kafka is unreachable).
         keep = len(self._callbacks) if self.unacked >= len(self._callbacks) else self.unacked
         callbacks = self._callbacks[: len(self._callbacks) - keep]
@@ -50,7 +48,9 @@ class FakeProducer:
         for topic, callback in callbacks:
             err = "Broker: Not enough in-sync replicas" if topic in self.fail_topics else None
             callback(err, SimpleNamespace(topic=lambda t=topic: t))
-        return len(self._callbacks)
+        if not callbacks:
+            time.sleep(min(timeout, 0.01))  # librdkafka's poll blocks until a report or timeout
+        return len(callbacks)
 
     def produced(self, topic: str) -> list[tuple[Any, ...]]:
         return [e for e in self.log if e[0] == "produce" and e[1] == topic]
@@ -105,7 +105,7 @@ def test_a_failed_changelog_flush_raises_too() -> None:
     with pytest.raises(BrokerError, match="leads-changelog"):
         asyncio.run(outputs.flush())
 
-    assert [e[0] for e in producer.log] == ["produce", "flush", "produce", "flush"]
+    assert [e[0] for e in producer.log] == ["produce", "poll", "produce", "poll"]
 
 
 def test_a_full_local_queue_is_drained_and_the_record_produced_once() -> None:
