@@ -259,9 +259,9 @@ class Outputs:
         for every agent's records (a batch already done waited up to a whole step while another
         agent produced), and it sends each record at once, ignoring ``linger.ms``.
         """
-        deadline = time.monotonic() + self.flush_timeout
-        stop = threading.Event()
         if batch.unacked > 0:
+            deadline = time.monotonic() + self.flush_timeout
+            stop = threading.Event()
             try:
                 await asyncio.to_thread(self._poll_until_done, batch, deadline, stop)
             finally:
