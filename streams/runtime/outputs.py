@@ -105,7 +105,7 @@ class Batch:
         """Start empty."""
         self._lock = threading.Lock()  # delivery reports arrive on whichever thread polls
         self.unacked = 0  # records not yet acknowledged (or failed) by Kafka
-        self.queued = 0
+        self.queued = 0  # records produced: the producer is polled every 1,000
         self.errors: list[str] = []
         self.changelog: list[Change] = []
 
@@ -272,7 +272,6 @@ class Outputs:
                 f"within {self.flush_timeout:g}s"
             )
             raise BrokerError(msg)
-        batch.queued = 0
         errors = batch.take_errors()
         if errors:
             msg = f"Kafka rejected {len(errors)} records, e.g. {errors[0]}"

@@ -43,6 +43,7 @@ from tests.unit.factories import (
     make_form_record,
     make_status_record,
 )
+from tests.unit.runtime.producers import NoFlush
 
 PIXEL = "CPIXEL0001"
 KEY = LEAD_ID.encode()
@@ -60,7 +61,7 @@ class FakeClient:
         return TrackResponse(200, 0, "OK", f"req-{len(self.payloads)}")
 
 
-class RecordingProducer:
+class RecordingProducer(NoFlush):
     """Stands in for the worker's librdkafka producer: records every produce, acks at once."""
 
     def __init__(self) -> None:
@@ -88,9 +89,6 @@ class RecordingProducer:
         for report in reports:
             report(None, None)
         return len(reports)
-
-    def flush(self, timeout: float) -> int:
-        return self.poll(timeout)
 
 
 @dataclass
