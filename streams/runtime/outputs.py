@@ -34,6 +34,7 @@ import threading
 import time
 import weakref
 from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Producer
@@ -51,6 +52,11 @@ logger = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]] | None
 _POLL_STEP = 0.1  # longest single wait for delivery reports (a poll returns at the first)
+# Threads for the waits on Kafka: one per agent's Outputs that can wait at once (the lead,
+# bookings, identity, fan-out and two deliver agents), kept apart from asyncio's default
+# executor so the Events API requests and the lag probe never queue behind a wait that lasts
+# until the flush timeout while Kafka is down. Threads start only when a wait needs one.
+_WAIT_THREADS = 8
 
 
 _CLIENT_LOG = logging.getLogger(f"{__name__}.librdkafka")
@@ -139,23 +145,33 @@ class Outputs:
         producer: Any,
         *,
         flush_timeout: float = 60.0,
+        waits: Executor | None = None,
     ) -> None:
         """Bind the topics, tables and metrics.
 
         ``producer`` is a confluent_kafka.Producer (:func:`producer_for`), shared by every agent's
-        Outputs; tests pass a fake with the same ``produce``/``poll``/``flush``.
+        Outputs; tests pass a fake with the same ``produce``/``poll``/``flush``. ``waits`` runs
+        the waits for Kafka's acknowledgements (None: a new pool, shared with the siblings).
         """
         self.topics = topics
         self.tables = tables
         self.metrics = metrics
         self.producer = producer
         self.flush_timeout = flush_timeout
+        self._waits = waits or ThreadPoolExecutor(
+            max_workers=_WAIT_THREADS, thread_name_prefix="leadstream-kafka-wait"
+        )
         self._batch = Batch()  # what the batch being worked on queued so far
 
     def sibling(self) -> Outputs:
         """Another agent's Outputs on the same producer, with its own pending records."""
         return Outputs(
-            self.topics, self.tables, self.metrics, self.producer, flush_timeout=self.flush_timeout
+            self.topics,
+            self.tables,
+            self.metrics,
+            self.producer,
+            flush_timeout=self.flush_timeout,
+            waits=self._waits,
         )
 
     def send(
@@ -253,17 +269,20 @@ class Outputs:
     async def _flush_queued(self, batch: Batch) -> None:
         """Wait until Kafka acknowledged every record ``batch`` queued; raise if one failed.
 
-        One thread polls the producer for delivery reports until this batch's own records are
-        done, so the wait ends at the report of its last record and the event loop is woken
-        once. It does not call the producer's ``flush``: the producer is shared, ``flush`` waits
-        for every agent's records (a batch already done waited up to a whole step while another
-        agent produced), and it sends each record at once, ignoring ``linger.ms``.
+        One thread (of the Outputs' own pool, not asyncio's default executor) polls the
+        producer for delivery reports until this batch's own records are done, so the wait ends
+        at the report of its last record and the event loop is woken once. It does not call the
+        producer's ``flush``: the producer is shared, ``flush`` waits for every agent's records
+        (a batch already done waited up to a whole step while another agent produced), and it
+        sends each record at once, ignoring ``linger.ms``.
         """
         if batch.unacked > 0:
             deadline = time.monotonic() + self.flush_timeout
             stop = threading.Event()
             try:
-                await asyncio.to_thread(self._poll_until_done, batch, deadline, stop)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._waits, self._poll_until_done, batch, deadline, stop
+                )
             finally:
                 stop.set()  # a cancelled wait must not leave its thread polling
         if batch.unacked > 0:

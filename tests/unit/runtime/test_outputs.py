@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -220,5 +221,33 @@ def test_a_cancelled_wait_stops_polling() -> None:
         polls = producer.polls
         await asyncio.sleep(0.3)
         assert producer.polls == polls, "the cancelled wait's thread is still polling"
+
+    asyncio.run(scenario())
+
+
+def test_waits_on_kafka_leave_the_default_executor_free() -> None:
+    """While every agent's batch waits on a silent Kafka, a request still gets a thread.
+
+    The Events API requests and the lag probe run on asyncio's default executor; the waits run
+    on the Outputs' own pool, so they cannot hold every thread of it until the flush timeout.
+    """
+    producer = SilentProducer()
+    first = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer, flush_timeout=60)  # type: ignore[arg-type]
+    every = [first, first.sibling(), first.sibling()]
+
+    async def scenario() -> None:
+        default = ThreadPoolExecutor(max_workers=len(every))
+        asyncio.get_running_loop().set_default_executor(default)
+        for outputs in every:
+            outputs.send("out", b"k", b"v")
+        waits = [asyncio.create_task(outputs.flush()) for outputs in every]
+        await asyncio.sleep(0.15)  # every wait is polling
+        try:
+            answer = await asyncio.wait_for(asyncio.to_thread(lambda: "sent"), timeout=2)
+            assert answer == "sent"
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
     asyncio.run(scenario())
