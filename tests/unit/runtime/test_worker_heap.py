@@ -50,7 +50,9 @@ def test_freezing_collects_garbage_first() -> None:
     gc.unfreeze()
     try:
         frozen = worker_module.freeze_startup_heap()
-        assert frozen == gc.get_freeze_count() > 0
+        # Not compared with a later gc.get_freeze_count(): a thread of an earlier test that exits
+        # meanwhile frees objects that were just frozen, and the count drops.
+        assert frozen > 0
         assert ref() is None  # freed, not frozen for the worker's lifetime
     finally:
         gc.unfreeze()
