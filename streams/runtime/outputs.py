@@ -150,8 +150,9 @@ class Outputs:
         """Bind the topics, tables and metrics.
 
         ``producer`` is a confluent_kafka.Producer (:func:`producer_for`), shared by every agent's
-        Outputs; tests pass a fake with the same ``produce``/``poll``/``flush``. ``waits`` runs
-        the waits for Kafka's acknowledgements (None: a new pool, shared with the siblings).
+        Outputs; tests pass a fake with the same ``produce``/``poll`` (``flush`` is never
+        called). ``waits`` runs the waits for Kafka's acknowledgements (None: a new pool, shared
+        with the siblings).
         """
         self.topics = topics
         self.tables = tables
