@@ -1,4 +1,4 @@
-"""Everything the agents write, produced with one librdkafka producer and flushed per batch.
+"""Everything the agents write, produced with librdkafka producers and flushed per batch.
 
 Faust's own producer path costs more than the rest of an agent's work (README "Performance"), so
 agents process ``take_events`` batches and write through :class:`Outputs`: output records,
@@ -17,8 +17,9 @@ caught it). :meth:`Outputs.flush` therefore flushes the outputs first and only t
 and flushes the batch's changelog writes: a crash in between leaves outputs without state, the
 input is processed again, and the repeated output carries the same deterministic ``event_id``.
 
-Each agent writes through its own :class:`Outputs` (:meth:`Outputs.sibling` shares the one
-producer), and each batch through its own :class:`Batch`: a flush waits for exactly the records
+Each agent writes through its own :class:`Outputs` (:meth:`Outputs.sibling` shares a producer: the
+deliver agents have one of their own, the other agents share the first), and each batch through
+its own :class:`Batch`: a flush waits for exactly the records
 that batch queued, counted down by their own delivery reports, and writes only that batch's
 changelog. A shared pending count reset by
 whichever flush finished last let an agent acknowledge a batch whose outputs were still in flight
@@ -149,8 +150,8 @@ class Outputs:
     ) -> None:
         """Bind the topics, tables and metrics.
 
-        ``producer`` is a confluent_kafka.Producer (:func:`producer_for`), shared by every agent's
-        Outputs; tests pass a fake with the same ``produce``/``poll`` (``flush`` is never
+        ``producer`` is a confluent_kafka.Producer (:func:`producer_for`), shared by the siblings
+        that write on it; tests pass a fake with the same ``produce``/``poll`` (``flush`` is never
         called). ``waits`` runs the waits for Kafka's acknowledgements (None: a new pool, shared
         with the siblings).
         """
@@ -164,13 +165,16 @@ class Outputs:
         )
         self._batch = Batch()  # what the batch being worked on queued so far
 
-    def sibling(self) -> Outputs:
-        """Another agent's Outputs on the same producer, with its own pending records."""
+    def sibling(self, producer: Any = None) -> Outputs:
+        """Another agent's Outputs with its own pending records, on the same waits pool.
+
+        It writes on this producer, or on ``producer`` (the deliver agents' own: worker.py).
+        """
         return Outputs(
             self.topics,
             self.tables,
             self.metrics,
-            self.producer,
+            self.producer if producer is None else producer,
             flush_timeout=self.flush_timeout,
             waits=self._waits,
         )

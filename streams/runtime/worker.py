@@ -107,6 +107,10 @@ class Worker:
         self.due = DueIndex()
         self.tables = declare_tables(self.app, settings, on_lead_changelog=self._on_lead_changelog)
         self.outputs = Outputs(self.topics, self.tables, self.metrics, producer_for(self.conn))
+        # The deliver agents write on a producer of their own, so their few records per request
+        # (receipts, the delivered ledger) do not queue behind the lead agent's bulk writes on
+        # the shared producer's broker connections (README "Performance").
+        delivery_outputs = self.outputs.sibling(producer_for(self.conn))
         if client is None:
             token = settings.tiktok_access_token
             client = TikTokEventsClient(
@@ -121,7 +125,7 @@ class Worker:
             self.topics,
             self.tables,
             self.metrics,
-            self.outputs.sibling(),  # the deliver agent's own outputs
+            delivery_outputs,  # the deliver agent's own outputs
         )
         meta = meta or meta_destination(settings)
         self.meta_delivery = (
@@ -134,7 +138,7 @@ class Worker:
                 self.topics,
                 self.tables,
                 self.metrics,
-                self.outputs.sibling(),  # the deliver_meta agent's own outputs
+                delivery_outputs.sibling(),  # the deliver_meta agent's own outputs
             )
         )
         self.deliveries = [d for d in (self.delivery, self.meta_delivery) if d is not None]

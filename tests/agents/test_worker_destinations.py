@@ -54,6 +54,22 @@ def test_meta_configured_adds_its_topic_agents_and_delivery() -> None:
     assert {"deliver", "fanout_meta", "deliver_meta"} <= _agent_names(worker)
 
 
+def test_the_deliver_agents_write_on_a_producer_of_their_own() -> None:
+    # Their receipts and ledger writes do not queue behind the lead agent's bulk writes.
+    worker = _worker(meta_pixel_id="123456789012345", meta_access_token=SecretStr("m-token"))
+    assert worker.meta_delivery is not None
+    shared = worker.outputs.producer
+    own = worker.delivery.outputs.producer
+    assert own is not shared
+    assert worker.meta_delivery.outputs.producer is own
+    assert worker.meta_delivery.outputs is not worker.delivery.outputs
+    agents = worker.agents
+    for outputs in (agents.booking_outputs, agents.identity_outputs, agents.fanout_outputs):
+        assert outputs.producer is shared
+    # One pool of threads waits for both producers' acknowledgements.
+    assert worker.delivery.outputs._waits is worker.outputs._waits
+
+
 def test_a_paused_meta_circuit_is_not_a_stall() -> None:
     worker = _worker(meta_pixel_id="123456789012345", meta_access_token=SecretStr("m-token"))
     assert worker.meta_delivery is not None
