@@ -179,6 +179,14 @@ class Settings(BaseSettings):
     agent_batch_max: int = Field(
         1000, ge=1, description="Input events an agent processes per batch (one flush each)."
     )
+    agent_buffer_max: int = Field(
+        4096,
+        ge=1,
+        description=(
+            "Input events Faust may queue per topic before it stops fetching that topic "
+            "(its stream_buffer_maxsize); a full queue holds every agent's records."
+        ),
+    )
     agent_batch_within: float = Field(
         0.0,
         ge=0,

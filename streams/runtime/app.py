@@ -72,6 +72,7 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         table_standby_replicas=0,
         broker_commit_interval=1.0,
+        stream_buffer_maxsize=settings.agent_buffer_max,
         Stream=transport.Stream,
     )
     app.kafka_connection = conn

@@ -477,3 +477,14 @@ def test_a_callback_that_fails_at_once_raises_and_closes_the_other_waits(consume
         return inspect.getcoroutinestate(flow)
 
     assert on_own_loop(c, main) == inspect.CORO_CLOSED
+
+
+def test_the_agents_input_queues_hold_what_the_setting_says() -> None:
+    # A full queue holds every agent's records (Faust's drain loop awaits the full channel),
+    # so on a backlog the deliver agent waits behind the inputs (README "Latency levers").
+    from streams.runtime.app import create_app
+    from streams.settings import Settings
+
+    assert create_app(Settings()).conf.stream_buffer_maxsize == 4096
+    assert create_app(Settings(agent_buffer_max=32768)).conf.stream_buffer_maxsize == 32768
+    assert create_app(Settings(agent_buffer_max=500)).conf.stream_buffer_maxsize == 500
