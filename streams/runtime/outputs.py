@@ -259,37 +259,22 @@ class Outputs:
         batch is not acknowledged, so its inputs are read again after the restart that follows
         (liveness fails on the stalled commit) and, with the state recovered from the
         changelog, produce their outputs again.
-        """
-        try:
-            await self._flush_queued(batch)
-        except BaseException:
-            batch.changelog = []
-            raise
-        if batch.changelog:
-            changes, batch.changelog = batch.changelog, []
-            for topic, key, value, partition in merge_changes(changes):
-                self.send(topic, key, value, partition, batch=batch)
-            await self._flush_queued(batch)
 
-    async def _flush_queued(self, batch: Batch) -> None:
-        """Wait until Kafka acknowledged every record ``batch`` queued; raise if one failed.
-
-        One thread (of the Outputs' own pool, not asyncio's default executor) polls the
-        producer for delivery reports until this batch's own records are done, so the wait ends
-        at the report of its last record and the event loop is woken once. It does not call the
-        producer's ``flush``: the producer is shared, ``flush`` waits for every agent's records
-        (a batch already done waited up to a whole step while another agent produced), and it
-        sends each record at once, ignoring ``linger.ms``.
+        Both steps run in one thread of the Outputs' own pool (:meth:`_finish_blocking`), so
+        the changelog writes go out as soon as Kafka acknowledged the outputs, not at the
+        event loop's next turn (the lead agent's next batch holds the loop for 100 ms or more).
+        The wait ends at the report of the batch's last record and wakes the loop once. It
+        does not call the producer's ``flush``: the producer is shared, ``flush`` waits for
+        every agent's records and sends each record at once, ignoring ``linger.ms``.
         """
-        if batch.unacked > 0:
-            deadline = time.monotonic() + self.flush_timeout
+        if batch.unacked > 0 or batch.changelog:
             stop = threading.Event()
             try:
                 await asyncio.get_running_loop().run_in_executor(
-                    self._waits, self._poll_until_done, batch, deadline, stop
+                    self._waits, self._finish_blocking, batch, stop
                 )
             finally:
-                stop.set()  # a cancelled wait must not leave its thread polling
+                stop.set()  # a cancelled wait stops its thread polling and writes no changelog
         if batch.unacked > 0:
             msg = (
                 f"{batch.unacked} records were not acknowledged by Kafka "
@@ -300,6 +285,21 @@ class Outputs:
         if errors:
             msg = f"Kafka rejected {len(errors)} records, e.g. {errors[0]}"
             raise BrokerError(msg)
+
+    def _finish_blocking(self, batch: Batch, stop: threading.Event) -> None:
+        """Wait for ``batch``'s outputs; only if all are durable, write and wait for its changelog.
+
+        Runs in a thread. Returns early (the caller raises) when a wait times out, when Kafka
+        rejected a record or when the caller stopped waiting; the changelog writes are then
+        dropped, so no later flush writes them.
+        """
+        changes, batch.changelog = batch.changelog, []
+        self._poll_until_done(batch, time.monotonic() + self.flush_timeout, stop)
+        if batch.unacked > 0 or batch.errors or stop.is_set() or not changes:
+            return
+        for topic, key, value, partition in merge_changes(changes):
+            self.send(topic, key, value, partition, batch=batch)
+        self._poll_until_done(batch, time.monotonic() + self.flush_timeout, stop)
 
     def _poll_until_done(self, batch: Batch, deadline: float, stop: threading.Event) -> None:
         """Serve delivery reports (any agent's) until ``batch``'s are all in (a thread)."""
@@ -335,6 +335,10 @@ class Finisher:
         batch = self.outputs.cut()
         await self.wait()
         self._task = asyncio.ensure_future(self._finish(batch, list(events)))
+        # One turn of the loop lets the task start its wait in a thread now. Without it the
+        # wait began only at the loop's next turn, after the agent's next batch (which holds
+        # the loop while its events are buffered), and the agent then waited for all of it.
+        await asyncio.sleep(0)
 
     async def wait(self) -> None:
         """Wait until the batch in flight is finished; raise its failure."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -134,6 +135,28 @@ def test_the_next_batch_is_worked_on_while_the_last_is_made_durable_and_acks_fol
         ("leads-changelog", b"lead-1"),
         ("leads-changelog", b"lead-2"),
     ]
+
+
+async def _finished_while_the_loop_is_held() -> tuple[bool, list[str]]:
+    producer = GatedProducer()
+    producer.gate.set()  # Kafka acknowledges at once
+    rig = Rig(producer)
+    _work(rig.outputs, rig.leads, b"lead-1")
+    await rig.finisher.done(["event-1"])  # as the agent does: no extra turn of the loop
+    # The next batch: its events are already buffered, so the agent works on it without
+    # giving the loop a turn. The batch handed over must still become durable meanwhile.
+    deadline = time.monotonic() + 2
+    while ("leads-changelog", b"lead-1") not in producer.log and time.monotonic() < deadline:
+        time.sleep(0.01)
+    durable = ("leads-changelog", b"lead-1") in producer.log
+    await asyncio.wait_for(rig.finisher.wait(), 5)
+    return durable, rig.stream.acked
+
+
+def test_a_batch_handed_over_becomes_durable_while_the_next_batch_holds_the_loop() -> None:
+    durable, acked = asyncio.run(_finished_while_the_loop_is_held())
+    assert durable, "the batch's wait started only at the loop's next turn"
+    assert acked == ["event-1"]
 
 
 async def _failing() -> tuple[BaseException | None, list[str], list[tuple[str, bytes | None]]]:

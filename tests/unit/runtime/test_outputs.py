@@ -181,6 +181,35 @@ def test_each_agent_waits_for_exactly_its_own_outputs_and_writes_only_its_own_ch
     assert ("ack", "identity-changelog") in log
 
 
+def test_the_changelog_goes_out_once_the_outputs_are_durable_while_the_loop_is_busy() -> None:
+    """The lead agent's next batch holds the event loop while its last batch finishes.
+
+    The changelog writes must not wait for the loop's next turn: they are produced, and waited
+    for, as soon as Kafka acknowledged the batch's outputs, still never before.
+    """
+    producer = HoldingProducer()
+    outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer)  # type: ignore[arg-type]
+    leads = _table("leads")
+    outputs.send("out", b"lead-1", b"conversion")
+    outputs.table_set(leads, b"lead-1", b"{state}", 0)
+    producer.held.add("out")
+
+    async def scenario() -> None:
+        finishing = asyncio.create_task(outputs.flush())
+        await asyncio.sleep(0.02)  # the wait is in its thread
+        assert ("produce", "leads-changelog") not in producer.log  # outputs not durable yet
+        producer.held.clear()  # Kafka acknowledges the outputs while the loop is busy
+        deadline = time.monotonic() + 2
+        while ("ack", "leads-changelog") not in producer.log and time.monotonic() < deadline:
+            time.sleep(0.01)  # the next batch's work: the loop gets no turn meanwhile
+        assert ("ack", "leads-changelog") in producer.log, "the changelog waited for the loop"
+        await asyncio.wait_for(finishing, 5)
+
+    asyncio.run(scenario())
+    log = producer.log
+    assert log.index(("ack", "out")) < log.index(("produce", "leads-changelog"))
+
+
 def test_a_flush_that_kafka_never_acknowledges_fails_after_the_timeout() -> None:
     producer = HoldingProducer()
     outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer, flush_timeout=0.2)  # type: ignore[arg-type]
