@@ -1,12 +1,10 @@
 """Delivery: batch conversions per destination, send, retry, dead-letter, write receipts.
 
-:meth:`Delivery.decide` gives every event of a batch its outcome and queues the receipts, dead
-letters and ledger writes in the delivery's :class:`~streams.runtime.outputs.Outputs`; the deliver
-agent's :class:`~streams.runtime.outputs.Finisher` acknowledges the batch only once those are
-durable, so an offset is committed only after its receipt or dead letter is (domain.md §7), and
-the agent sends its next batch meanwhile. :meth:`Delivery.handle` is ``decide`` and the flush in
-one. While a destination is throttled or its circuit is open, ``decide`` does not return, the
-stream stops pulling, and memory stays bounded.
+The batch passed to :meth:`Delivery.handle` is acknowledged by Faust only when ``handle``
+returns, after the batch's receipts, dead letters and ledger writes are durable; so an offset is
+committed only after its receipt or dead letter is (domain.md §7). While a destination is
+throttled or its circuit is open, ``handle`` does not return, the stream stops pulling, and
+memory stays bounded.
 """
 
 from __future__ import annotations
@@ -124,16 +122,6 @@ class Delivery:
 
     async def handle(self, events: Sequence[EventT]) -> None:
         """Deliver one batch of conversion events; returns when every outcome is durable."""
-        await self.decide(events)
-        await self.outputs.flush()
-
-    async def decide(self, events: Sequence[EventT]) -> None:
-        """Deliver one batch; its receipts, dead letters and ledger writes are queued, not durable.
-
-        The ledger's table is set at once, so a later batch never sends these events again even
-        before the writes are durable; the caller finishes the batch (``Outputs.finish``) before
-        acknowledging it.
-        """
         now = self.clock()
         groups: dict[Any, list[Item]] = {}
         seen: set[str] = set()
@@ -144,6 +132,7 @@ class Delivery:
         # Destinations are independent: one paused by its auth circuit does not hold the others'
         # outcomes back (the batch is still acknowledged only when every group is done).
         await asyncio.gather(*(self._deliver_group(dest, items) for dest, items in groups.items()))
+        await self.outputs.flush()
 
     async def _deliver_group(self, dest: payload.Destination, items: list[Item]) -> None:
         for result in await self._send_group(dest, items):

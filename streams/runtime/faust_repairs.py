@@ -365,7 +365,7 @@ class Stream(faust.Stream):
         pause and burn a core while idle).
 
         ``acks`` False leaves the acknowledging to the caller (``await stream.ack(event)``), who
-        may then finish a batch after taking the next one (the agents' Finisher).
+        may then finish a batch after taking the next one (the lead agent's Finisher).
         """
         buffer: list[EventT] = []
         full = asyncio.Event()

@@ -6,8 +6,8 @@ dead letters, and table changes (the table's data is set directly and the change
 to the table's changelog topic, in the partition of the event being processed, exactly as Faust
 would). A batch's events are acknowledged only after :meth:`Outputs.flush` (or
 :meth:`Outputs.finish`) made what the batch wrote durable, so an offset is committed only when
-everything its batch wrote is durable. The lead and deliver agents hand each batch to a
-:class:`Finisher`, which finishes it in the background while they work on the next batch.
+everything its batch wrote is durable. The lead agent hands each batch to a :class:`Finisher`,
+which finishes it in the background while the agent works on the next batch.
 
 Outputs are made durable before the state that records them. Without transactions the writes
 of a batch land independently, so a crash could leave a changelog saying "QualifiedLead sent"

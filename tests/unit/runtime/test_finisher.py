@@ -12,11 +12,8 @@ from typing import Any
 import pytest
 
 from streams.errors import BrokerError
-from streams.runtime.agents import Agents
-from streams.runtime.faust_repairs import Stream as RepairedStream
 from streams.runtime.outputs import Finisher, Outputs
 from tests.unit.runtime.producers import NoFlush
-from tests.unit.runtime.test_take_events import _open as open_stream
 
 
 class GatedProducer(NoFlush):
@@ -223,64 +220,3 @@ async def _cancelled_while_waiting() -> list[str]:
 def test_an_agent_stopped_while_waiting_still_lets_the_batch_in_flight_finish() -> None:
     # The first batch is acknowledged; the second was never handed over, so it is read again.
     assert asyncio.run(_cancelled_while_waiting()) == ["event-1"]
-
-
-class Decider:
-    """A Delivery as the deliver agent uses it: ``decide`` queues a receipt per event."""
-
-    def __init__(self, outputs: Outputs) -> None:
-        self.outputs = outputs
-        self.decided: list[list[int]] = []
-
-    async def decide(self, events: list[Any]) -> None:
-        self.decided.append([e.value for e in events])
-        for event in events:
-            self.outputs.send("deliveries", str(event.value).encode(), b"receipt")
-
-    async def handle(self, events: list[Any]) -> None:  # what the agent called before
-        await self.decide(events)
-        await self.outputs.flush()
-
-
-async def _deliver_pipelined() -> dict[str, Any]:
-    channel, stream, acked = open_stream(RepairedStream)
-    producer = GatedProducer()  # Kafka does not acknowledge the receipts yet
-    delivery = Decider(_outputs(producer))
-    agent: Any = SimpleNamespace(settings=SimpleNamespace(delivery_batch_max=2, delivery_linger=0))
-    task = asyncio.ensure_future(Agents._deliver(agent, stream, delivery))  # type: ignore[arg-type]
-    seen: dict[str, Any] = {}
-    try:
-        for value in range(2):
-            await channel.send(value=value)
-        await _until(lambda: delivery.decided == [[0, 1]])
-        for value in range(2, 4):
-            await channel.send(value=value)
-        await _until(lambda: len(delivery.decided) == 2)
-        seen["decided_before_durable"] = list(delivery.decided)
-        seen["acked_before_durable"] = list(acked)
-        producer.gate.set()
-        await _until(lambda: len(acked) == 4)
-        seen["acked"] = list(acked)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await stream.stop()
-    return seen
-
-
-async def _until(check: Any, timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            msg = "timed out"
-            raise AssertionError(msg)
-        await asyncio.sleep(0.01)
-
-
-def test_the_deliver_agent_sends_its_next_batch_while_the_last_ones_receipts_become_durable() -> (
-    None
-):
-    seen = asyncio.run(asyncio.wait_for(_deliver_pipelined(), 10))
-    assert seen["decided_before_durable"] == [[0, 1], [2, 3]]
-    assert seen["acked_before_durable"] == []  # no offset before its receipt is durable
-    assert seen["acked"] == [0, 1, 2, 3]
