@@ -112,8 +112,8 @@ class Agents:
     async def leads(self, stream: StreamT) -> None:
         """Apply each lead-keyed input to its lead's state, a batch at a time.
 
-        A batch is made durable and acknowledged by :class:`Finisher` while the next ones are
-        worked on (its outputs, then the changelog writes that record them; two in flight).
+        A batch is made durable and acknowledged by :class:`Finisher` while the next one is
+        worked on (its outputs, then the changelog writes that record them).
         """
         finisher = Finisher(stream, self.outputs)
         try:

@@ -34,7 +34,6 @@ import logging
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
@@ -54,11 +53,10 @@ logger = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]] | None
 _POLL_STEP = 0.1  # longest single wait for delivery reports (a poll returns at the first)
-# Threads for the waits on Kafka: one per wait that can run at once (two for the lead agent's
-# batches in flight, one each for the bookings, identity, fan-out and two deliver agents: 7),
-# kept apart from asyncio's default executor so the Events API requests and the lag probe never
-# queue behind a wait that lasts until the flush timeout while Kafka is down. Threads start only
-# when a wait needs one.
+# Threads for the waits on Kafka: one per agent's Outputs that can wait at once (the lead,
+# bookings, identity, fan-out and two deliver agents), kept apart from asyncio's default
+# executor so the Events API requests and the lag probe never queue behind a wait that lasts
+# until the flush timeout while Kafka is down. Threads start only when a wait needs one.
 _WAIT_THREADS = 8
 
 
@@ -108,7 +106,7 @@ def merge_changes(changes: Sequence[Change]) -> list[Change]:
 class Batch:
     """The records one batch queued, counted down by their own delivery reports."""
 
-    __slots__ = ("_lock", "changelog", "errors", "ok", "queued", "unacked", "written")
+    __slots__ = ("_lock", "changelog", "errors", "queued", "unacked")
 
     def __init__(self) -> None:
         """Start empty."""
@@ -117,10 +115,6 @@ class Batch:
         self.queued = 0  # records produced: the producer is polled every 1,000
         self.errors: list[str] = []
         self.changelog: list[Change] = []
-        # Set once this batch's changelog writes were produced, or will never be; ``ok`` says
-        # which. The next batch in flight writes its own changelog only after an ``ok`` one.
-        self.written = threading.Event()
-        self.ok = False
 
     def on_delivery(self, err: Any, msg: Any) -> None:
         """Count down one of this batch's records (librdkafka's delivery report)."""
@@ -257,12 +251,8 @@ class Outputs:
         """Make what was queued since the last cut durable (:meth:`finish`); raise on failure."""
         await self.finish(self.cut())
 
-    async def finish(self, batch: Batch, after: Batch | None = None) -> None:
+    async def finish(self, batch: Batch) -> None:
         """Make ``batch``'s outputs durable, then its changelog writes; raise if anything failed.
-
-        ``after`` is the batch handed over before this one, still finishing: this batch's
-        changelog writes are produced only once ``after``'s were (so a changelog partition gets
-        a key's states in batch order), and not at all if ``after`` failed.
 
         When the outputs fail, the batch's changelog writes are dropped, never produced by a
         later flush: a changelog must not record outputs that did not become durable. The
@@ -277,17 +267,14 @@ class Outputs:
         does not call the producer's ``flush``: the producer is shared, ``flush`` waits for
         every agent's records and sends each record at once, ignoring ``linger.ms``.
         """
-        if batch.unacked > 0 or batch.changelog or after is not None:
+        if batch.unacked > 0 or batch.changelog:
             stop = threading.Event()
             try:
                 await asyncio.get_running_loop().run_in_executor(
-                    self._waits, self._finish_blocking, batch, stop, after
+                    self._waits, self._finish_blocking, batch, stop
                 )
             finally:
                 stop.set()  # a cancelled wait stops its thread polling and writes no changelog
-        else:
-            batch.ok = not batch.errors
-            batch.written.set()
         if batch.unacked > 0:
             msg = (
                 f"{batch.unacked} records were not acknowledged by Kafka "
@@ -298,11 +285,8 @@ class Outputs:
         if errors:
             msg = f"Kafka rejected {len(errors)} records, e.g. {errors[0]}"
             raise BrokerError(msg)
-        if not batch.ok:
-            msg = "the batch before this one was not made durable, so its changelog was not written"
-            raise BrokerError(msg)
 
-    def _finish_blocking(self, batch: Batch, stop: threading.Event, after: Batch | None) -> None:
+    def _finish_blocking(self, batch: Batch, stop: threading.Event) -> None:
         """Wait for ``batch``'s outputs; only if all are durable, write and wait for its changelog.
 
         Runs in a thread. Returns early (the caller raises) when a wait times out, when Kafka
@@ -310,28 +294,12 @@ class Outputs:
         dropped, so no later flush writes them.
         """
         changes, batch.changelog = batch.changelog, []
-        deadline = time.monotonic() + self.flush_timeout
-        try:
-            self._poll_until_done(batch, deadline, stop)
-            if batch.unacked > 0 or batch.errors or stop.is_set():
-                return
-            if after is not None and not self._wait_written(after, deadline, stop):
-                return
-            for topic, key, value, partition in merge_changes(changes):
-                self.send(topic, key, value, partition, batch=batch)
-            batch.ok = True
-        finally:
-            batch.written.set()  # the next batch's wait ends, whether this one failed or not
-        if changes:
-            self._poll_until_done(batch, time.monotonic() + self.flush_timeout, stop)
-
-    @staticmethod
-    def _wait_written(after: Batch, deadline: float, stop: threading.Event) -> bool:
-        """Wait until ``after``'s changelog was produced; False if it failed or the wait ended."""
-        while not after.written.wait(_POLL_STEP):
-            if stop.is_set() or time.monotonic() > deadline:
-                return False
-        return after.ok and not stop.is_set()
+        self._poll_until_done(batch, time.monotonic() + self.flush_timeout, stop)
+        if batch.unacked > 0 or batch.errors or stop.is_set() or not changes:
+            return
+        for topic, key, value, partition in merge_changes(changes):
+            self.send(topic, key, value, partition, batch=batch)
+        self._poll_until_done(batch, time.monotonic() + self.flush_timeout, stop)
 
     def _poll_until_done(self, batch: Batch, deadline: float, stop: threading.Event) -> None:
         """Serve delivery reports (any agent's) until ``batch``'s are all in (a thread)."""
@@ -343,78 +311,50 @@ class Outputs:
 
 
 class Finisher:
-    """Finishes an agent's batches in the background, in order, up to ``depth`` at a time.
+    """Finishes an agent's batches in the background, in order, one at a time.
 
     The agent takes its events with ``take_events(..., acks=False)`` and calls :meth:`done`
     when it has queued a batch's outputs: the batch is made durable (:meth:`Outputs.finish`)
-    and only then acknowledged, while the agent works on its next batches. Batches are
-    acknowledged in order, each only after everything it wrote is durable and after the batch
-    before it; a batch's changelog writes are produced after the previous batch's and never
-    after a failed one (``Outputs.finish``'s ``after``). The tables are set at once, so the next
-    batch already sees the previous one's state. With two in flight, one slow acknowledgement
-    from Kafka does not stop the agent.
+    and only then acknowledged, while the agent works on its next batch. Batches finish in
+    order and at most one is in flight, so an offset is still committed only after everything
+    its batch wrote is durable; the tables are set at once, so the next batch already sees the
+    previous one's state.
     """
 
-    def __init__(self, stream: Any, outputs: Outputs, depth: int = 2) -> None:
+    def __init__(self, stream: Any, outputs: Outputs) -> None:
         """Finish the batches ``outputs`` queued for the events of ``stream``."""
         self.stream = stream
         self.outputs = outputs
-        self.depth = depth
-        self._in_flight: deque[tuple[asyncio.Future[None], Batch]] = deque()
+        self._task: asyncio.Future[None] | None = None
 
     async def done(self, events: Sequence[EventT]) -> None:
-        """Hand over the batch just worked on; returns once fewer than ``depth`` are in flight.
+        """Hand over the batch just worked on; returns once the previous batch is finished.
 
-        Raises an earlier batch's failure (its events, and those of every batch after it,
-        stay unacknowledged).
+        Raises the previous batch's failure (its events stay unacknowledged).
         """
         batch = self.outputs.cut()
-        while len(self._in_flight) >= self.depth:
-            await self._finish_oldest()
-        previous, after = self._in_flight[-1] if self._in_flight else (None, None)
-        task = asyncio.ensure_future(self._finish(batch, list(events), after, previous))
-        self._in_flight.append((task, batch))
+        await self.wait()
+        self._task = asyncio.ensure_future(self._finish(batch, list(events)))
         # One turn of the loop lets the task start its wait in a thread now. Without it the
         # wait began only at the loop's next turn, after the agent's next batch (which holds
         # the loop while its events are buffered), and the agent then waited for all of it.
         await asyncio.sleep(0)
 
     async def wait(self) -> None:
-        """Wait until every batch in flight is finished; raise the first failure."""
-        while self._in_flight:
-            await self._finish_oldest()
+        """Wait until the batch in flight is finished; raise its failure."""
+        task = self._task
+        if task is not None:
+            await asyncio.shield(task)  # cancelling the agent leaves the batch finishing
+            self._task = None
 
     async def close(self) -> None:
-        """Let the batches in flight finish when the agent stops (failures are already logged)."""
+        """Let the batch in flight finish when the agent stops (its failure is already logged)."""
         with contextlib.suppress(Exception):
             await self.wait()
-        while self._in_flight:  # after a failure: the later batches fail too, once done
-            task, _ = self._in_flight.popleft()
-            with contextlib.suppress(Exception):
-                await asyncio.shield(task)
 
-    async def _finish_oldest(self) -> None:
-        task, _ = self._in_flight[0]
+    async def _finish(self, batch: Batch, events: list[EventT]) -> None:
         try:
-            await asyncio.shield(task)  # cancelling the agent leaves the batch finishing
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            self._in_flight.popleft()
-            raise
-        self._in_flight.popleft()
-
-    async def _finish(
-        self,
-        batch: Batch,
-        events: list[EventT],
-        after: Batch | None,
-        previous: asyncio.Future[None] | None,
-    ) -> None:
-        try:
-            await self.outputs.finish(batch, after)
-            if previous is not None:
-                await asyncio.shield(previous)  # acknowledged in order: the batch before first
+            await self.outputs.finish(batch)
         except Exception as exc:
             logger.error("a batch of %d events was not made durable: %s", len(events), exc)
             raise

@@ -105,18 +105,11 @@ class HoldingProducer(NoFlush):
         self.gate = threading.Event()
         self.gate.set()
         self.lock = threading.Lock()
-        self.values: list[tuple[str, bytes | None]] = []
 
-    def produce(
-        self, topic: str, *, value: bytes | None = None, on_delivery: Any = None, **_: Any
-    ) -> None:
+    def produce(self, topic: str, *, on_delivery: Any = None, **_: Any) -> None:
         with self.lock:
             self.queue.append((topic, on_delivery))
             self.log.append(("produce", topic))
-            self.values.append((topic, value))
-
-    def values_of(self, topic: str) -> list[bytes | None]:
-        return [value for t, value in self.values if t == topic]
 
     def _serve(self, timeout: float) -> int:
         self.gate.wait()
@@ -215,62 +208,6 @@ def test_the_changelog_goes_out_once_the_outputs_are_durable_while_the_loop_is_b
     asyncio.run(scenario())
     log = producer.log
     assert log.index(("ack", "out")) < log.index(("produce", "leads-changelog"))
-
-
-def test_a_batch_writes_its_changelog_only_after_the_batch_before_it() -> None:
-    """Two batches in flight: the later one's outputs are durable first, its changelog waits.
-
-    A changelog partition must get a key's states in batch order, or compaction would keep the
-    older one.
-    """
-    producer = HoldingProducer()
-    outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer)  # type: ignore[arg-type]
-    leads = _table("leads")
-    producer.held.add("out-1")
-    outputs.send("out-1", b"lead-1", b"conversion")
-    outputs.table_set(leads, b"lead-1", b"{first}", 0)
-    first = outputs.cut()
-    outputs.send("out-2", b"lead-1", b"conversion")
-    outputs.table_set(leads, b"lead-1", b"{second}", 0)
-    second = outputs.cut()
-
-    async def scenario() -> None:
-        finishing = [
-            asyncio.create_task(outputs.finish(first)),
-            asyncio.create_task(outputs.finish(second, after=first)),
-        ]
-        await asyncio.sleep(0.2)
-        assert ("ack", "out-2") in producer.log
-        assert ("produce", "leads-changelog") not in producer.log
-        producer.held.clear()
-        await asyncio.wait_for(asyncio.gather(*finishing), 5)
-
-    asyncio.run(scenario())
-    assert producer.values_of("leads-changelog") == [b"{first}", b"{second}"]
-
-
-def test_a_batch_after_a_failed_one_writes_no_changelog_and_fails() -> None:
-    producer = HoldingProducer()
-    outputs = Outputs(topics=Any, tables=Any, metrics=Any, producer=producer, flush_timeout=0.3)  # type: ignore[arg-type]
-    leads = _table("leads")
-    producer.held.add("out-1")  # never acknowledged: the first batch times out
-    outputs.send("out-1", b"lead-1", b"conversion")
-    outputs.table_set(leads, b"lead-1", b"{first}", 0)
-    first = outputs.cut()
-    outputs.send("out-2", b"lead-2", b"conversion")
-    outputs.table_set(leads, b"lead-2", b"{second}", 0)
-    second = outputs.cut()
-
-    async def scenario() -> list[BaseException | None]:
-        return await asyncio.gather(
-            outputs.finish(first), outputs.finish(second, after=first), return_exceptions=True
-        )
-
-    raised = asyncio.run(scenario())
-    assert isinstance(raised[0], BrokerError)
-    assert isinstance(raised[1], BrokerError)
-    assert "batch before" in str(raised[1])
-    assert ("produce", "leads-changelog") not in producer.log
 
 
 def test_a_flush_that_kafka_never_acknowledges_fails_after_the_timeout() -> None:
