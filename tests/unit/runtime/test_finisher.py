@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 
 from streams.errors import BrokerError
 from streams.runtime.outputs import Finisher, Outputs
-from tests.unit.runtime.producers import NoFlush
+from tests.unit.runtime.producers import NoFlush, hold_the_loop_until
 
 
 class GatedProducer(NoFlush):
@@ -143,12 +142,8 @@ async def _finished_while_the_loop_is_held() -> tuple[bool, list[str]]:
     rig = Rig(producer)
     _work(rig.outputs, rig.leads, b"lead-1")
     await rig.finisher.done(["event-1"])  # as the agent does: no extra turn of the loop
-    # The next batch: its events are already buffered, so the agent works on it without
-    # giving the loop a turn. The batch handed over must still become durable meanwhile.
-    deadline = time.monotonic() + 2
-    while ("leads-changelog", b"lead-1") not in producer.log and time.monotonic() < deadline:
-        time.sleep(0.01)
-    durable = ("leads-changelog", b"lead-1") in producer.log
+    # The next batch holds the loop; the batch handed over must still become durable meanwhile.
+    durable = hold_the_loop_until(lambda: ("leads-changelog", b"lead-1") in producer.log)
     await asyncio.wait_for(rig.finisher.wait(), 5)
     return durable, rig.stream.acked
 

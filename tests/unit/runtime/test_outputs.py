@@ -13,7 +13,7 @@ import pytest
 
 from streams.errors import BrokerError
 from streams.runtime.outputs import Outputs, merge_changes
-from tests.unit.runtime.producers import NoFlush
+from tests.unit.runtime.producers import NoFlush, hold_the_loop_until
 
 
 class RecordingProducer(NoFlush):
@@ -199,10 +199,8 @@ def test_the_changelog_goes_out_once_the_outputs_are_durable_while_the_loop_is_b
         await asyncio.sleep(0.02)  # the wait is in its thread
         assert ("produce", "leads-changelog") not in producer.log  # outputs not durable yet
         producer.held.clear()  # Kafka acknowledges the outputs while the loop is busy
-        deadline = time.monotonic() + 2
-        while ("ack", "leads-changelog") not in producer.log and time.monotonic() < deadline:
-            time.sleep(0.01)  # the next batch's work: the loop gets no turn meanwhile
-        assert ("ack", "leads-changelog") in producer.log, "the changelog waited for the loop"
+        changelog_durable = hold_the_loop_until(lambda: ("ack", "leads-changelog") in producer.log)
+        assert changelog_durable, "the changelog waited for the loop"
         await asyncio.wait_for(finishing, 5)
 
     asyncio.run(scenario())
