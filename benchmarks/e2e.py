@@ -6,7 +6,8 @@
   accepted event at the sandbox (its ``received_at``), and from worker ready to all accepted;
   HTTP requests per 1,000 events come from the sandbox's counters of the same run.
 * :func:`run_latency` -- status change produced -> request received by the sandbox, for status
-  changes of pre-existing forms produced at a fixed rate.
+  changes of pre-existing forms produced at a fixed rate, after a warm-up at that rate (timed
+  on its own as the cold start).
 
 The sandbox runs in this process (a thread of :class:`streams.local.stack.LocalStack`); it is read
 in-process (``stack.sandbox.stats()`` / ``.events()``, the same data as ``GET /_sandbox/...``)
@@ -96,6 +97,8 @@ class LatencyResult:
     p50_last_tenth_ms: float
     growth_ms_per_s: float
     delivered_rate: float  # events / (last received - first produced): includes the tail
+    requests_per_1000: float = 0.0  # the Events API requests of the run, per 1,000 events
+    cold_start_ms: dict[str, float] = field(default_factory=dict)  # the warm-up's latencies
     to_conversion_ms: dict[str, float] = field(default_factory=dict)
     conversion_to_sandbox_ms: dict[str, float] = field(default_factory=dict)
 
@@ -353,6 +356,37 @@ def events_in(worker: WorkerProcess, topic: str) -> float:
     return sum(float(v) for t, v in _EVENTS_IN.findall(text) if t == topic)
 
 
+_WARMUP_REST = 1.0  # seconds between the warm-up's last delivery and the measured run
+
+
+def _paced(
+    producer: Producer,
+    topic: str,
+    records: list[data.KeyValue],
+    rate: float,
+    prefix: str,
+    first: int,
+    sent_at: dict[str, float],
+) -> float:
+    """Produce ``records`` at ``rate``/s (lead numbers from ``first``); return the seconds taken.
+
+    Each record's produce time goes to ``sent_at``, by the event id of its conversion.
+    """
+    started = time.perf_counter()
+    for n, (key, value) in enumerate(records):
+        delay = started + n / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        producer.produce(topic, key=key, value=value)
+        sent_at[data.conversion_event_id(prefix, first + n)] = time.time()
+        producer.poll(0)
+    produced_s = time.perf_counter() - started
+    if producer.flush(30):
+        msg = "latency run: status changes not acknowledged by the broker"
+        raise BenchError(msg)
+    return produced_s
+
+
 def warm_producer(bootstrap: str, names: Names, linger_ms: int) -> Producer:
     """An idempotent producer that has its producer id and the status topic's metadata.
 
@@ -380,22 +414,28 @@ def run_latency(
     rate: float,
     seconds: float,
     linger: float,
+    warmup: float = 1.0,
     producer_linger_ms: int = 5,
     label: str = "lat",
     env: dict[str, str] | None = None,
 ) -> LatencyResult:
     """Produce status changes of pre-existing forms at ``rate``/s; time each to the sandbox.
 
-    ``env`` holds more ``LEADSTREAM_*`` variables for the worker (the latency levers).
+    First ``warmup`` seconds of status changes of other leads, at the same rate, all delivered
+    before the measured ones start: the worker's first deliveries after its start (and the
+    run's new topics' first writes) are timed on their own, as ``cold_start``, and the
+    percentiles are the steady state's. ``env`` holds more ``LEADSTREAM_*`` variables for the
+    worker (the latency levers).
     """
     names = new_names(label)
     bootstrap = stack.broker.bootstrap
     count = int(rate * seconds)
+    warm = int(rate * warmup)
     data.create_topics(bootstrap, [names.form, names.status], stack.partitions)
     now = data.now_utc()
-    forms = encoder.forms(names.form, names.prefix, range(count), now)
+    forms = encoder.forms(names.form, names.prefix, range(count + warm), now)
     data.produce_backlog(bootstrap, [(names.form, forms)])
-    statuses = encoder.statuses(names.status, names.prefix, range(count), now)
+    statuses = encoder.statuses(names.status, names.prefix, range(count + warm), now)
     stack.sandbox_post("/_sandbox/reset")
     worker, _, _ = start_ready_worker(
         stack, names, timeout=90.0, **{"LEADSTREAM_DELIVERY_LINGER": str(linger), **(env or {})}
@@ -403,44 +443,43 @@ def run_latency(
     waited = 0.0
     try:
         poll(
-            lambda: True if events_in(worker, names.form) >= count else None,
+            lambda: True if events_in(worker, names.form) >= count + warm else None,
             120,
-            f"the worker to store {count} forms",
+            f"the worker to store {count + warm} forms",
             interval=0.25,
             alive=lambda: _alive(worker),
         )
         if worker.proc is not None:  # let the form-side work (identity index, changelogs) finish
             waited = wait_idle(worker.proc.pid, "the worker")
-        progress(
-            f"  {count:,} forms stored, worker idle {waited:.1f}s later; producing {count:,} "
-            f"status changes at {rate:,.0f}/s"
-        )
         producer = warm_producer(bootstrap, names, producer_linger_ms)
         sent_at: dict[str, float] = {}
-        started = time.perf_counter()
-        for n, (key, value) in enumerate(statuses):
-            delay = started + n / rate - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            producer.produce(names.status, key=key, value=value)
-            sent_at[data.conversion_event_id(names.prefix, n)] = time.time()
-            producer.poll(0)
-        produced_s = time.perf_counter() - started
-        if producer.flush(30):
-            msg = "latency run: status changes not acknowledged by the broker"
-            raise BenchError(msg)
-        wait_accepted(stack, worker, count, first_within=60, stall=60, what="latency run")
-        _check_exact(stack, count, "latency run")
+        if warm:
+            progress(
+                f"  {count + warm:,} forms stored, worker idle {waited:.1f}s later; warm-up: "
+                f"{warm:,} status changes at {rate:,.0f}/s"
+            )
+            _paced(producer, names.status, statuses[count:], rate, names.prefix, count, sent_at)
+            wait_accepted(stack, worker, warm, first_within=60, stall=60, what="warm-up")
+            time.sleep(_WARMUP_REST)
+        progress(f"  producing {count:,} status changes at {rate:,.0f}/s")
+        produced_s = _paced(
+            producer, names.status, statuses[:count], rate, names.prefix, 0, sent_at
+        )
+        wait_accepted(stack, worker, count + warm, first_within=60, stall=60, what="latency run")
+        stats = _check_exact(stack, count + warm, "latency run")
         events = stack.sandbox.events(event="ApplicationApproval")
     finally:
         worker.stop()
     received = {e["event_id"]: _epoch(e["received_at"]) for e in events}
     order = [data.conversion_event_id(names.prefix, n) for n in range(count)]
+    cold = [data.conversion_event_id(names.prefix, n) for n in range(count, count + warm)]
     latencies = [(received[i] - sent_at[i]) * 1000 for i in order]  # in produce order
     tenth = max(1, count // 10)
     converted = {
         encoder.serde.decode(value, "Conversion")["event_id"]: at
-        for at, value in read_conversions(bootstrap, names.conversions, stack.partitions, count)
+        for at, value in read_conversions(
+            bootstrap, names.conversions, stack.partitions, count + warm
+        )
     }
     hop1 = [(converted[i] - sent_at[i]) * 1000 for i in order if i in converted]
     hop2 = [(received[i] - converted[i]) * 1000 for i in order if i in converted]
@@ -458,14 +497,22 @@ def run_latency(
         p50_first_tenth_ms=percentile(latencies[:tenth], 50),
         p50_last_tenth_ms=percentile(latencies[-tenth:], 50),
         growth_ms_per_s=_slope([sent_at[i] for i in order], latencies),
-        delivered_rate=count / (max(received.values()) - min(sent_at.values())),
+        delivered_rate=count / (max(received[i] for i in order) - min(sent_at[i] for i in order)),
+        requests_per_1000=stats["requests"] / (count + warm) * 1000,
+        cold_start_ms=_spread([(received[i] - sent_at[i]) * 1000 for i in cold]),
         to_conversion_ms=_spread(hop1),
         conversion_to_sandbox_ms=_spread(hop2),
     )
     progress(
         f"  latency at {result.achieved_rate:,.0f}/s: p50 {result.p50_ms:.0f} ms, "
-        f"p95 {result.p95_ms:.0f} ms, p99 {result.p99_ms:.0f} ms, max {result.max_ms:.0f} ms"
+        f"p95 {result.p95_ms:.0f} ms, p99 {result.p99_ms:.0f} ms, max {result.max_ms:.0f} ms; "
+        f"{result.requests_per_1000:.1f} requests per 1,000 events"
     )
+    if cold:
+        progress(
+            f"  cold start (the warm-up's {warm:,} status changes): "
+            f"p50 {result.cold_start_ms['p50']:.0f} ms, p99 {result.cold_start_ms['p99']:.0f} ms"
+        )
     if hop1:
         progress(
             "  split: produced -> conversion produced p50 "

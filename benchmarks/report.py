@@ -59,6 +59,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("latency_p50", "4", "latency p50, produced -> sandbox", "ms"),
     Metric("latency_p95", "4", "latency p95", "ms"),
     Metric("latency_p99", "4", "latency p99", "ms", target="<= 150", meets=lambda v: v <= 150),
+    Metric("latency_cold_p99", "4", "latency p99 of the warm-up (cold start)", "ms"),
+    Metric(
+        "latency_requests_per_1000",
+        "4",
+        "HTTP requests per 1,000 events (latency run)",
+        "",
+        fmt="{:.1f}",
+    ),
     Metric("state_json", "5", "lead state JSON per typical lead", "B"),
     Metric("state_memory", "5", "memory per lead, 1M leads in dict[bytes, bytes]", "B"),
     Metric(

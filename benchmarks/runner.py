@@ -48,6 +48,7 @@ class Config:
     latency_rate: float
     latency_seconds: float
     latency_linger: float
+    latency_warmup: float
     e2e_linger: float
     memory_leads: int
     worker_env: tuple[tuple[str, str], ...]
@@ -152,8 +153,15 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument(
         "--latency-linger",
         type=float,
-        default=0.05,
-        help="LEADSTREAM_DELIVERY_LINGER of the latency run (0.05)",
+        default=0.0,
+        help="LEADSTREAM_DELIVERY_LINGER of the latency run (0: no window, send what is there)",
+    )
+    parser.add_argument(
+        "--latency-warmup",
+        type=float,
+        default=1.0,
+        help="seconds of status changes at the latency rate, delivered before the measured "
+        "ones and reported apart as the cold start (1; 0: none)",
     )
     parser.add_argument(
         "--e2e-linger",
@@ -205,6 +213,9 @@ def parse_args(argv: list[str] | None) -> Config:
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("latency_linger", "latency_warmup", "e2e_linger"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more")
     return Config(
         mode="smoke" if smoke else "full",
         size=max(2, size),
@@ -214,6 +225,7 @@ def parse_args(argv: list[str] | None) -> Config:
         latency_rate=args.latency_rate,
         latency_seconds=args.latency_seconds or (3.0 if smoke else 10.0),
         latency_linger=args.latency_linger,
+        latency_warmup=args.latency_warmup,
         e2e_linger=args.e2e_linger,
         memory_leads=args.memory_leads or (20_000 if smoke else 1_000_000),
         worker_env=tuple(worker_env),
@@ -304,7 +316,8 @@ def run_all(cfg: Config, stack: LocalStack, got: Collected, workdir: Path) -> di
         if cfg.wants("latency"):
             progress(
                 f"{tag} - 4 latency: {cfg.latency_rate:,.0f} status changes/s for "
-                f"{cfg.latency_seconds:g}s, delivery linger {cfg.latency_linger:g}s"
+                f"{cfg.latency_seconds:g}s after a {cfg.latency_warmup:g}s warm-up, delivery "
+                f"linger {cfg.latency_linger:g}s"
             )
             got.attempt("latency", lambda: _latency(got, stack, encoder, cfg))
         if cfg.wants("scale"):
@@ -387,11 +400,15 @@ def _latency(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: Conf
         rate=cfg.latency_rate,
         seconds=cfg.latency_seconds,
         linger=cfg.latency_linger,
+        warmup=cfg.latency_warmup,
         env=dict(cfg.worker_env),
     )
     got.add("latency_p50", result.p50_ms)
     got.add("latency_p95", result.p95_ms)
     got.add("latency_p99", result.p99_ms)
+    if result.cold_start_ms:
+        got.add("latency_cold_p99", result.cold_start_ms["p99"])
+    got.add("latency_requests_per_1000", result.requests_per_1000)
     got.detail("latency", result.to_json())
 
 
@@ -526,8 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = report.summarise(got.runs)
     title = (
         f"Leadstream benchmarks ({cfg.mode}): baselines {cfg.size:,} records, e2e {cfg.leads:,} "
-        f"leads, latency {cfg.latency_rate:,.0f}/s for {cfg.latency_seconds:g}s "
-        f"(delivery linger {cfg.latency_linger:g}s; e2e linger {cfg.e2e_linger:g}s); "
+        f"leads, latency {cfg.latency_rate:,.0f}/s for {cfg.latency_seconds:g}s after a "
+        f"{cfg.latency_warmup:g}s warm-up (delivery linger {cfg.latency_linger:g}s; "
+        f"e2e linger {cfg.e2e_linger:g}s); "
         f"medians of {cfg.repeat} run(s); {elapsed:.0f}s"
     )
     if cfg.worker_env:
@@ -560,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_rate": cfg.latency_rate,
                 "latency_seconds": cfg.latency_seconds,
                 "latency_delivery_linger_s": cfg.latency_linger,
+                "latency_warmup_s": cfg.latency_warmup,
                 "e2e_delivery_linger_s": cfg.e2e_linger,
                 "memory_leads": cfg.memory_leads,
                 "worker_env": dict(cfg.worker_env),

@@ -1,0 +1,28 @@
+"""The benchmark harness's options (issue 15): the latency run's settings and their bounds."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import runner
+
+
+def test_the_latency_run_sends_without_a_window_after_a_one_second_warm_up_by_default() -> None:
+    cfg = runner.parse_args([])
+    assert cfg.latency_linger == 0.0
+    assert cfg.latency_warmup == 1.0
+    assert cfg.e2e_linger == 1.0  # saturation keeps the product's default linger
+
+
+def test_the_warm_up_can_be_left_out_to_measure_a_cold_worker() -> None:
+    assert runner.parse_args(["--latency-warmup", "0"]).latency_warmup == 0.0
+
+
+@pytest.mark.parametrize("option", ["--latency-warmup", "--latency-linger", "--e2e-linger"])
+def test_a_negative_time_is_refused_with_the_option_named(
+    option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        runner.parse_args([option, "-1"])
+    assert exited.value.code == 2
+    assert f"{option} must be 0 or more" in capsys.readouterr().err
