@@ -451,13 +451,11 @@ def run_latency(
         )
         if worker.proc is not None:  # let the form-side work (identity index, changelogs) finish
             waited = wait_idle(worker.proc.pid, "the worker")
+        progress(f"  {count + warm:,} forms stored, worker idle {waited:.1f}s later")
         producer = warm_producer(bootstrap, names, producer_linger_ms)
         sent_at: dict[str, float] = {}
         if warm:
-            progress(
-                f"  {count + warm:,} forms stored, worker idle {waited:.1f}s later; warm-up: "
-                f"{warm:,} status changes at {rate:,.0f}/s"
-            )
+            progress(f"  warm-up: {warm:,} status changes at {rate:,.0f}/s")
             _paced(producer, names.status, statuses[count:], rate, names.prefix, count, sent_at)
             wait_accepted(stack, worker, warm, first_within=60, stall=60, what="warm-up")
             time.sleep(_WARMUP_REST)
