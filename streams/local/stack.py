@@ -248,10 +248,17 @@ class WorkerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Spawn the worker; its output goes to ``log_path``."""
+        """Spawn the worker; its output goes to ``log_path``.
+
+        It runs in ``log_path``'s folder, not in its caller's: ``python -m`` puts the working
+        directory first on ``sys.path``, so a worker started from a checkout imported that
+        checkout's ``streams/`` whatever its ``PYTHONPATH`` said (a benchmark comparing two
+        checkouts compared one with itself).
+        """
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603
             [sys.executable, "-m", "streams", "worker"],
+            cwd=self.log_path.parent,
             env={**_clean_env(), **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,
