@@ -124,7 +124,9 @@ def test_the_next_batch_is_worked_on_while_the_last_is_made_durable_and_acks_fol
     assert seen["second_waited"]
     assert seen["acked_before_durable"] == []
     assert seen["state_seen_by_next_batch"] == b"sent"
-    assert seen["acked_once_first_done"] == ["event-1"]
+    # done() returned once the first batch was acknowledged; the second, its records let
+    # through by the same open gate, may be acknowledged by then too, but never before it.
+    assert seen["acked_once_first_done"][:1] == ["event-1"]
     assert seen["acked_at_end"] == ["event-1", "event-2"]
     # Each batch's changelog write follows its own outputs, and only its own: the first
     # batch's changelog held lead-1 alone although lead-2 was written meanwhile.
