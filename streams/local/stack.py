@@ -106,7 +106,9 @@ class LocalStack:
         ``secured`` also opens the broker's SASL_SSL and mTLS listeners (Apache Kafka only);
         ``broker`` forces ``"kafka"`` or ``"tansu"`` (default: Kafka where Java 17+ is found).
         """
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="leadstream-"))
+        # Absolute: a worker runs in its own folder (WorkerProcess.start), so paths in its
+        # environment must not depend on the caller's directory.
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="leadstream-")).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.partitions = partitions
         self.broker = local_broker(self.workdir, secured=secured, prefer=broker)
