@@ -431,11 +431,12 @@ def run_latency(
     bootstrap = stack.broker.bootstrap
     count = int(rate * seconds)
     warm = int(rate * warmup)
+    leads = count + warm  # the measured leads first, then the warm-up's
     data.create_topics(bootstrap, [names.form, names.status], stack.partitions)
     now = data.now_utc()
-    forms = encoder.forms(names.form, names.prefix, range(count + warm), now)
+    forms = encoder.forms(names.form, names.prefix, range(leads), now)
     data.produce_backlog(bootstrap, [(names.form, forms)])
-    statuses = encoder.statuses(names.status, names.prefix, range(count + warm), now)
+    statuses = encoder.statuses(names.status, names.prefix, range(leads), now)
     stack.sandbox_post("/_sandbox/reset")
     worker, _, _ = start_ready_worker(
         stack, names, timeout=90.0, **{"LEADSTREAM_DELIVERY_LINGER": str(linger), **(env or {})}
@@ -443,15 +444,15 @@ def run_latency(
     waited = 0.0
     try:
         poll(
-            lambda: True if events_in(worker, names.form) >= count + warm else None,
+            lambda: True if events_in(worker, names.form) >= leads else None,
             120,
-            f"the worker to store {count + warm} forms",
+            f"the worker to store {leads} forms",
             interval=0.25,
             alive=lambda: _alive(worker),
         )
         if worker.proc is not None:  # let the form-side work (identity index, changelogs) finish
             waited = wait_idle(worker.proc.pid, "the worker")
-        progress(f"  {count + warm:,} forms stored, worker idle {waited:.1f}s later")
+        progress(f"  {leads:,} forms stored, worker idle {waited:.1f}s later")
         producer = warm_producer(bootstrap, names, producer_linger_ms)
         sent_at: dict[str, float] = {}
         if warm:
@@ -463,21 +464,19 @@ def run_latency(
         produced_s = _paced(
             producer, names.status, statuses[:count], rate, names.prefix, 0, sent_at
         )
-        wait_accepted(stack, worker, count + warm, first_within=60, stall=60, what="latency run")
-        stats = _check_exact(stack, count + warm, "latency run")
+        wait_accepted(stack, worker, leads, first_within=60, stall=60, what="latency run")
+        stats = _check_exact(stack, leads, "latency run")
         events = stack.sandbox.events(event="ApplicationApproval")
     finally:
         worker.stop()
     received = {e["event_id"]: _epoch(e["received_at"]) for e in events}
     order = [data.conversion_event_id(names.prefix, n) for n in range(count)]
-    cold = [data.conversion_event_id(names.prefix, n) for n in range(count, count + warm)]
+    cold = [data.conversion_event_id(names.prefix, n) for n in range(count, leads)]
     latencies = [(received[i] - sent_at[i]) * 1000 for i in order]  # in produce order
     tenth = max(1, count // 10)
     converted = {
         encoder.serde.decode(value, "Conversion")["event_id"]: at
-        for at, value in read_conversions(
-            bootstrap, names.conversions, stack.partitions, count + warm
-        )
+        for at, value in read_conversions(bootstrap, names.conversions, stack.partitions, leads)
     }
     hop1 = [(converted[i] - sent_at[i]) * 1000 for i in order if i in converted]
     hop2 = [(received[i] - converted[i]) * 1000 for i in order if i in converted]
@@ -496,7 +495,7 @@ def run_latency(
         p50_last_tenth_ms=percentile(latencies[-tenth:], 50),
         growth_ms_per_s=_slope([sent_at[i] for i in order], latencies),
         delivered_rate=count / (max(received[i] for i in order) - min(sent_at[i] for i in order)),
-        requests_per_1000=stats["requests"] / (count + warm) * 1000,
+        requests_per_1000=stats["requests"] / leads * 1000,
         cold_start_ms=_spread([(received[i] - sent_at[i]) * 1000 for i in cold]),
         to_conversion_ms=_spread(hop1),
         conversion_to_sandbox_ms=_spread(hop2),
