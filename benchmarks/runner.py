@@ -175,7 +175,8 @@ def parse_args(argv: list[str] | None) -> Config:
         default=[],
         metavar="LEADSTREAM_NAME=VALUE",
         help="a setting for every Leadstream worker of the run (e2e, latency, scale), e.g. "
-        "LEADSTREAM_KAFKA_FETCH_MAX_WAIT=1.5 to measure a lever; repeatable",
+        "LEADSTREAM_KAFKA_FETCH_MAX_WAIT=1.5 to measure a lever, or PYTHONPATH=<checkout> to "
+        "measure another checkout's worker; repeatable",
     )
     parser.add_argument(
         "--memory-leads",
@@ -201,8 +202,10 @@ def parse_args(argv: list[str] | None) -> Config:
     worker_env = []
     for item in args.worker_env:
         name, sep, value = item.partition("=")
-        if not sep or not name.startswith("LEADSTREAM_"):
-            parser.error(f"--worker-env wants LEADSTREAM_NAME=VALUE, not {item!r}")
+        if not sep or not (name.startswith("LEADSTREAM_") or name == "PYTHONPATH"):
+            parser.error(
+                f"--worker-env wants LEADSTREAM_NAME=VALUE or PYTHONPATH=DIR, not {item!r}"
+            )
         worker_env.append((name, value))
     unknown = sorted(set(only) - set(MEASUREMENTS))
     if unknown:

@@ -26,3 +26,22 @@ def test_a_negative_time_is_refused_with_the_option_named(
         runner.parse_args([option, "-1"])
     assert exited.value.code == 2
     assert f"{option} must be 0 or more" in capsys.readouterr().err
+
+
+def test_a_worker_setting_or_another_checkout_can_be_given_to_the_workers() -> None:
+    cfg = runner.parse_args(
+        ["--worker-env", "LEADSTREAM_DELIVERY_LINGER=0.5", "--worker-env", "PYTHONPATH=/src/x"]
+    )
+    assert dict(cfg.worker_env) == {"LEADSTREAM_DELIVERY_LINGER": "0.5", "PYTHONPATH": "/src/x"}
+
+
+@pytest.mark.parametrize("item", ["HOME=/tmp", "LEADSTREAM_DELIVERY_LINGER"])
+def test_any_other_worker_variable_is_refused(
+    item: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        runner.parse_args(["--worker-env", item])
+    assert exited.value.code == 2
+    assert f"--worker-env wants LEADSTREAM_NAME=VALUE or PYTHONPATH=DIR, not {item!r}" in (
+        capsys.readouterr().err
+    )
