@@ -183,8 +183,8 @@ class Settings(BaseSettings):
         4096,
         ge=1,
         description=(
-            "Input events Faust may queue per topic before it stops fetching that topic "
-            "(its stream_buffer_maxsize); a full queue holds every agent's records."
+            "Input events Faust may queue per topic (its stream_buffer_maxsize); past 80 % of it "
+            "the worker stops fetching that queue's partitions until it drained."
         ),
     )
     agent_batch_within: float = Field(
@@ -197,7 +197,14 @@ class Settings(BaseSettings):
     )
 
     # Delivery
-    delivery_linger: float = Field(1.0, ge=0, description="Seconds a batch may wait to fill up.")
+    delivery_linger: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "Seconds a batch may wait to fill up; a part-full batch waits one more linger when "
+            "its partitions already hold the events to fill it."
+        ),
+    )
     delivery_batch_max: int = Field(1000, ge=1, le=1000)
     retry_horizon: timedelta = timedelta(hours=3)
     retry_backoff_initial: float = Field(0.5, gt=0)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from streams.domain import identity as matching
 from streams.domain import lead as core
@@ -26,6 +27,7 @@ from streams.domain import state_json
 from streams.domain.due import DueIndex, next_due
 from streams.domain.types import Booking, FormSubmit, LeadState, StatusChange
 from streams.runtime.delivery import Delivery
+from streams.runtime.faust_repairs import records_waiting
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Finisher, Outputs, in_event
 from streams.runtime.partitioner import partition_for
@@ -373,6 +375,12 @@ class Agents:
         """
         # take_events is on faust's Stream, not on the StreamT protocol it is typed with.
         async for events in stream.take_events(  # type: ignore[attr-defined]
-            self.settings.delivery_batch_max, within=self.settings.delivery_linger
+            self.settings.delivery_batch_max,
+            within=self.settings.delivery_linger,
+            backlog=self._waiting,
         ):
             await delivery.handle(events)
+
+    def _waiting(self, last_offsets: Mapping[TP, int]) -> int:
+        """How many records this worker's consumer knows to be waiting after ``last_offsets``."""
+        return records_waiting(self.app.consumer.highwater, last_offsets)

@@ -53,6 +53,13 @@
   saturation). :class:`Stream` hands out the batch and fills the emptied buffer at once; a
   batch's events are still acknowledged only when the caller is done with it, and the buffer
   still holds at most ``max_`` events.
+* **A full stream queue holds only its own partitions.** Faust hands every record of a fetch
+  to its stream's queue and, when a queue is full, awaits it: a fetch holds up to 1 MiB per
+  partition, so a backlog of form submits held the conversions fetched behind them (the deliver
+  agent got nothing for seconds at a time and started 6–10 s late on a backlog). Faust already
+  stops fetching a partition whose queue is under pressure (``on_buffer_full``); here the rest
+  of that partition's fetched records is not handed out either but rewound, and fetched again
+  once its queue drained, so the other partitions' records go on.
 * **Acknowledgements from an earlier generation are not counted.** Faust's streams acknowledge
   an event they skip because it was fetched before the last rebalance; its offset was then
   committable though the event was never processed. Such an acknowledgement is now ignored: the
@@ -63,7 +70,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Mapping,
+)
 from typing import Any
 
 import faust
@@ -176,11 +190,9 @@ class Consumer(faust_aiokafka.Consumer):
                 held[tp] = record.offset  # resumed, but its seek to the committed offset is due
             elif self._seek_target_since(tp, seeks_before) is not None:
                 held[tp] = record.offset  # fetched before the seek, or mixed with such records
-            elif (
-                active_partitions is None
-                or tp in active_partitions
-                or tp in self._buffered_partitions
-            ):
+            elif tp in self._buffered_partitions:
+                held[tp] = record.offset  # its stream's queue is under pressure: fetched again
+            elif active_partitions is None or tp in active_partitions:
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 yield tp, self._to_message(tp, record)
             else:
@@ -345,12 +357,35 @@ class _Resumed:
                 return done.value
 
 
+def records_waiting(highwater: Callable[[TP], int | None], last_offsets: Mapping[TP, int]) -> int:
+    """How many records the partitions hold after each one's ``last_offsets`` entry.
+
+    ``highwater`` is the consumer's last known end of a partition (aiokafka's, from its fetches).
+    A partition it cannot tell (no longer assigned, or the consumer not started) counts 0: the
+    figure is only a hint for :meth:`Stream.take_events`.
+    """
+    waiting = 0
+    for tp, offset in last_offsets.items():
+        try:
+            end = highwater(tp)
+        except Exception:  # noqa: BLE001, S112 - aiokafka asserts the partition is assigned
+            continue
+        if end is not None and end > offset + 1:
+            waiting += end - offset - 1
+    return waiting
+
+
 class Stream(faust.Stream):
     """Faust's stream; :meth:`take_events` fills the next batch while the caller has this one."""
 
     @faust_streams._tracks_buffer_agen  # noqa: SLF001 - Stream.on_stop closes what it tracks
     async def take_events(  # type: ignore[override]
-        self, max_: int, within: float, *, acks: bool = True
+        self,
+        max_: int,
+        within: float,
+        *,
+        acks: bool = True,
+        backlog: Callable[[Mapping[TP, int]], int] | None = None,
     ) -> AsyncGenerator[list[EventT], None]:
         """Yield up to ``max_`` events at a time, or what came within ``within`` seconds.
 
@@ -366,8 +401,14 @@ class Stream(faust.Stream):
 
         ``acks`` False leaves the acknowledging to the caller (``await stream.ack(event)``), who
         may then finish a batch after taking the next one (the lead agent's Finisher).
+
+        ``backlog``, given the offset of the last event taken from each partition, says how many
+        more records are already waiting on those partitions. When the window ends with a
+        part-full batch and the backlog would fill it, the batch waits one more window for them:
+        a worker that is behind sends full batches (the deliver agents: fewer, fuller requests).
         """
         buffer: list[EventT] = []
+        last_offsets: dict[TP, int] = {}
         full = asyncio.Event()
         room = asyncio.Event()
         room.set()
@@ -383,6 +424,9 @@ class Stream(faust.Stream):
                     msg = "take buffer found current_event is None"
                     raise RuntimeError(msg)
                 buffer.append(event)
+                if backlog is not None:
+                    message = event.message
+                    last_offsets[message.tp] = message.offset
                 arrived.set()
                 if len(buffer) >= max_:
                     full.set()
@@ -401,6 +445,12 @@ class Stream(faust.Stream):
             while not self.should_stop:
                 if within > 0:
                     await self.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]
+                    if (
+                        backlog is not None
+                        and 0 < len(buffer) < max_
+                        and len(buffer) + backlog(last_offsets) >= max_
+                    ):
+                        await self.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]
                 elif not buffer:
                     await self.wait_for_stopped(arrived)  # type: ignore[arg-type]
                 if not buffer:

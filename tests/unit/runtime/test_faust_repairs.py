@@ -129,6 +129,39 @@ def test_records_of_a_partition_paused_during_the_fetch_are_rewound_not_skipped(
     assert fake.seeks == [(status0, 5)]  # read again once resumed, not a gap
 
 
+def test_a_partition_whose_queue_comes_under_pressure_is_rewound_and_the_others_go_on(
+    consumer: Any,
+) -> None:
+    consumer, fake = consumer
+    app = consumer.app
+    app.in_recovery = False
+    form0, conv0 = TopicPartition(FORM, 0), TopicPartition("leadstream.conversions", 0)
+    fake.committed = {form0: 10, conv0: 3}
+    consumer._set_active_tps({form0, conv0})
+    batch(
+        consumer,
+        {
+            form0: [record(form0, 10), record(form0, 11), record(form0, 12)],
+            conv0: [record(conv0, 3), record(conv0, 4), record(conv0, 5)],
+        },
+        consumer._get_active_partitions(),
+    )
+
+    async def form_queue_under_pressure(n: int) -> None:
+        if n == 1:  # the conductor put form0's first record: its queue reached the mark
+            consumer.on_buffer_full(TP(FORM, 0))
+
+    handed_out = run(drain(consumer, form_queue_under_pressure))
+    # Faust would hand out (and, its queue full, wait on) form0's 11 and 12 before conv0's 4.
+    assert handed_out == [(FORM, 0, 10), ("leadstream.conversions", 0, 3)] + [
+        ("leadstream.conversions", 0, 4),
+        ("leadstream.conversions", 0, 5),
+    ]
+    assert fake.seeks == [(form0, 11)]  # fetched again once its queue drained, not skipped
+    consumer.on_buffer_drop(TP(FORM, 0))
+    assert TP(FORM, 0) in consumer._get_active_partitions()
+
+
 def test_records_fetched_before_a_seek_are_not_handed_out_after_it(consumer: Any) -> None:
     consumer, fake = consumer
     form0, status0 = TopicPartition(FORM, 0), TopicPartition(STATUS, 0)

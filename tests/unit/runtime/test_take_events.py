@@ -124,3 +124,73 @@ def test_acks_false_leaves_the_acknowledging_to_the_caller() -> None:
     batches, acked = asyncio.run(asyncio.wait_for(_take_unacked(3), 10))
     assert batches == [[0, 1], [2]]
     assert acked == []
+
+
+async def _take_first_with_backlog(
+    first: int, later: int, waiting: int, within: float = 0.1
+) -> tuple[list[int], list[dict[Any, int]], float]:
+    """Send ``first`` values, then ``later`` more after the first window; take one batch of 5.
+
+    ``backlog`` always answers ``waiting``; returns the batch, what backlog was asked with, and
+    the seconds the batch took.
+    """
+    channel, stream, _ = _open(Stream)
+    for value in range(first):
+        await channel.send(value=value)
+    asked: list[dict[Any, int]] = []
+
+    def backlog(last_offsets: Any) -> int:
+        asked.append(dict(last_offsets))
+        return waiting
+
+    async def send_later() -> None:
+        await asyncio.sleep(within * 1.5)  # after the first window, within the second
+        for value in range(first, first + later):
+            await channel.send(value=value)
+
+    sender = asyncio.create_task(send_later())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async for batch in stream.take_events(5, within=within, backlog=backlog):
+        taken = [e.value for e in batch]
+        break
+    took = loop.time() - started
+    await sender
+    await stream.stop()
+    return taken, asked, took
+
+
+def test_a_part_full_batch_waits_one_more_window_for_a_backlog_that_fills_it() -> None:
+    taken, asked, _ = asyncio.run(asyncio.wait_for(_take_first_with_backlog(3, 2, 2), 10))
+    assert taken == [0, 1, 2, 3, 4]
+    # Asked with the last offset taken from each partition (an in-memory channel's: -1).
+    assert len(asked) == 1
+    assert list(asked[0].values()) == [-1]
+
+
+def test_a_backlog_too_small_to_fill_the_batch_does_not_hold_it() -> None:
+    taken, asked, _ = asyncio.run(asyncio.wait_for(_take_first_with_backlog(3, 2, 1), 10))
+    assert taken == [0, 1, 2]
+    assert len(asked) == 1
+
+
+def test_a_batch_waits_for_its_backlog_one_window_at_most() -> None:
+    # The consumer's end offsets promise records that do not come (a partition paused meanwhile,
+    # say): the batch goes out after the second window, as it is.
+    taken, _, took = asyncio.run(asyncio.wait_for(_take_first_with_backlog(3, 0, 100), 10))
+    assert taken == [0, 1, 2]
+    assert 0.2 <= took < 0.6
+
+
+def test_without_a_backlog_the_window_ends_the_batch() -> None:
+    async def take() -> list[int]:
+        channel, stream, _ = _open(Stream)
+        for value in range(3):
+            await channel.send(value=value)
+        async for batch in stream.take_events(5, within=0.1):
+            taken = [e.value for e in batch]
+            break
+        await stream.stop()
+        return taken
+
+    assert asyncio.run(asyncio.wait_for(take(), 10)) == [0, 1, 2]
