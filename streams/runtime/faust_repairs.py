@@ -57,9 +57,11 @@
   to its stream's queue and, when a queue is full, awaits it: a fetch holds up to 1 MiB per
   partition, so a backlog of form submits held the conversions fetched behind them (the deliver
   agent got nothing for seconds at a time and started 6–10 s late on a backlog). Faust already
-  stops fetching a partition whose queue is under pressure (``on_buffer_full``); here the rest
-  of that partition's fetched records is not handed out either but rewound, and fetched again
-  once its queue drained, so the other partitions' records go on.
+  stops fetching a partition whose queue is under pressure (``on_buffer_full`` takes it out of
+  the active set); here the rest of that partition's fetched records is not handed out either
+  but rewound, as for a paused partition, and fetched again once its queue drained, so the other
+  partitions' records go on. Faust's "buffered" set alone does not hold a partition: a
+  rebalance re-activates every partition and leaves that set as it was.
 * **Acknowledgements from an earlier generation are not counted.** Faust's streams acknowledge
   an event they skip because it was fetched before the last rebalance; its offset was then
   committable though the event was never processed. Such an acknowledgement is now ignored: the
@@ -190,13 +192,11 @@ class Consumer(faust_aiokafka.Consumer):
                 held[tp] = record.offset  # resumed, but its seek to the committed offset is due
             elif self._seek_target_since(tp, seeks_before) is not None:
                 held[tp] = record.offset  # fetched before the seek, or mixed with such records
-            elif tp in self._buffered_partitions:
-                held[tp] = record.offset  # its stream's queue is under pressure: fetched again
             elif active_partitions is None or tp in active_partitions:
                 self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 yield tp, self._to_message(tp, record)
-            else:
-                held[tp] = record.offset  # paused while it was being fetched
+            else:  # paused, or its stream's queue came under pressure, since the fetch
+                held[tp] = record.offset
         if held and self.flow_active and self.app.consumer_generation_id == generation_id:
             await self._rewind(held, seeks_before)
 

@@ -162,6 +162,24 @@ def test_a_partition_whose_queue_comes_under_pressure_is_rewound_and_the_others_
     assert TP(FORM, 0) in consumer._get_active_partitions()
 
 
+def test_a_partition_active_again_is_handed_out_though_faust_still_counts_it_buffered(
+    consumer: Any,
+) -> None:
+    # A rebalance re-activates every assigned partition but leaves Faust's buffered set as it
+    # was; holding such a partition would fetch and rewind it over and over.
+    consumer, fake = consumer
+    consumer.app.in_recovery = False
+    form0 = TopicPartition(FORM, 0)
+    fake.committed = {form0: 10}
+    consumer._set_active_tps({form0})
+    consumer.on_buffer_full(TP(FORM, 0))
+    consumer._set_active_tps({form0})  # the rebalance's new assignment
+    assert TP(FORM, 0) in consumer._buffered_partitions
+    batch(consumer, {form0: [record(form0, 10), record(form0, 11)]}, consumer._active_partitions)
+    assert run(drain(consumer)) == [(FORM, 0, 10), (FORM, 0, 11)]
+    assert fake.seeks == []
+
+
 def test_records_fetched_before_a_seek_are_not_handed_out_after_it(consumer: Any) -> None:
     consumer, fake = consumer
     form0, status0 = TopicPartition(FORM, 0), TopicPartition(STATUS, 0)
