@@ -45,3 +45,12 @@ def test_any_other_worker_variable_is_refused(
     assert f"--worker-env wants LEADSTREAM_NAME=VALUE or PYTHONPATH=DIR, not {item!r}" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(("first", "late"), [(0.7, False), (9.0, True)])
+def test_the_notes_call_the_first_delivery_late_only_when_it_was(first: float, late: bool) -> None:
+    got = runner.Collected()
+    got.details["e2e"] = [{"first_accepted_after_ready_s": first, "ready_to_all_s": 42.0}]
+    e2e_note = runner._notes(got)[0]
+    assert f"first accepted event {first:.1f}s after ready of 42.0s".lower() in e2e_note.lower()
+    assert ("starts late" in e2e_note) is late
