@@ -274,7 +274,7 @@ def run_saturation(
             stack,
             worker,
             leads,
-            first_within=120 + leads / 100,  # the deliver agent starts late at saturation
+            first_within=120 + leads / 100,  # generous: before bf0f32b it started 6-11 s late
             stall=60.0,
             what="saturation run",
         )
