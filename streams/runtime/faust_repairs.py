@@ -56,7 +56,7 @@
 * **A full stream queue holds only its own partitions.** Faust hands every record of a fetch
   to its stream's queue and, when a queue is full, awaits it: a fetch holds up to 1 MiB per
   partition, so a backlog of form submits held the conversions fetched behind them (the deliver
-  agent got nothing for seconds at a time and started 6–10 s late on a backlog). Faust already
+  agent got nothing for seconds at a time and started 6–11 s late on a backlog). Faust already
   stops fetching a partition whose queue is under pressure (``on_buffer_full`` takes it out of
   the active set); here the rest of that partition's fetched records is not handed out either
   but rewound, as for a paused partition, and fetched again once its queue drained, so the other
