@@ -202,7 +202,8 @@ class Settings(BaseSettings):
         ge=0,
         description=(
             "Seconds a batch may wait to fill up; a part-full batch waits one more linger when "
-            "its partitions already hold the events to fill it."
+            "the worker's backlog would fill it (conversions waiting, or inputs not yet "
+            "processed)."
         ),
     )
     delivery_batch_max: int = Field(1000, ge=1, le=1000)

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import TP, EventT, StreamT
@@ -27,7 +27,7 @@ from streams.domain import state_json
 from streams.domain.due import DueIndex, next_due
 from streams.domain.types import Booking, FormSubmit, LeadState, StatusChange
 from streams.runtime.delivery import Delivery
-from streams.runtime.faust_repairs import records_waiting
+from streams.runtime.faust_repairs import Consumer
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Finisher, Outputs, in_event
 from streams.runtime.partitioner import partition_for
@@ -102,6 +102,10 @@ class Agents:
             name="identity",
         )(self.identity)
         app.agent(topics.conversions, name="deliver")(self.deliver)
+        # What feeds each deliver agent's topic on this worker: its part-full batch waits one
+        # more linger while these hold the records to fill it (Stream.take_events' backlog).
+        self._upstream = frozenset(topics.lead_inputs.topics)
+        self._meta_upstream = self._upstream | {topics.conversions.get_topic_name()}
         self.meta_delivery = meta_delivery
         self.fanout_outputs = outputs.sibling()
         if meta_delivery is not None and topics.meta_conversions is not None:
@@ -344,7 +348,7 @@ class Agents:
 
     async def deliver(self, stream: StreamT) -> None:
         """Send conversions in batches, acknowledged only once every outcome is durable."""
-        await self._deliver(stream, self.delivery)
+        await self._deliver(stream, self.delivery, self._upstream)
 
     async def fanout_meta(self, stream: StreamT) -> None:
         """Copy each conversion to Meta's own topic (acknowledged once the copy is durable).
@@ -364,9 +368,9 @@ class Agents:
     async def deliver_meta(self, stream: StreamT) -> None:
         """Send Meta's copy of the conversions in batches, like :meth:`deliver`."""
         assert self.meta_delivery is not None  # noqa: S101 - registered only then
-        await self._deliver(stream, self.meta_delivery)
+        await self._deliver(stream, self.meta_delivery, self._meta_upstream)
 
-    async def _deliver(self, stream: StreamT, delivery: Delivery) -> None:
+    async def _deliver(self, stream: StreamT, delivery: Delivery, upstream: frozenset[str]) -> None:
         """Send each batch; it is acknowledged once its outcomes are durable (domain.md §7).
 
         Unlike the lead agent, the deliver agents finish a batch before taking the next: at the
@@ -377,10 +381,16 @@ class Agents:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             self.settings.delivery_batch_max,
             within=self.settings.delivery_linger,
-            backlog=self._waiting,
+            backlog=lambda last_offsets: self._waiting(last_offsets, upstream),
         ):
             await delivery.handle(events)
 
-    def _waiting(self, last_offsets: Mapping[TP, int]) -> int:
-        """How many records this worker's consumer knows to be waiting after ``last_offsets``."""
-        return records_waiting(self.app.consumer.highwater, last_offsets)
+    def _waiting(self, last_offsets: Mapping[TP, int], upstream: frozenset[str]) -> int:
+        """How many records this worker's consumer knows to wait after ``last_offsets``.
+
+        Also counts what waits on this worker's partitions of the ``upstream`` topics (read by
+        the agents that produce the batch's topic): on a backlog the first batch would otherwise
+        leave part-full, with what the lead agent produced in one linger.
+        """
+        consumer = cast("Consumer", self.app.consumer)  # the app's transport's (runtime/app.py)
+        return consumer.records_waiting(last_offsets, upstream)

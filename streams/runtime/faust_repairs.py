@@ -76,6 +76,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Callable,
+    Collection,
     Coroutine,
     Generator,
     Mapping,
@@ -117,6 +118,21 @@ class Consumer(faust_aiokafka.Consumer):
         self._sought = {}
         self._unsought = set()
         self._held_unsought = {}
+
+    def records_waiting(self, last_offsets: Mapping[TP, int], upstream: Collection[str]) -> int:
+        """How many records this consumer knows to wait after ``last_offsets``, and upstream.
+
+        Upstream are this consumer's partitions of the ``upstream`` topics, counted after the
+        last record handed to their stream (Faust's ``_read_offset``: a partition not read yet,
+        or revoked, counts nothing; a seek sets it to the committed offset, one record early).
+        A hint for :meth:`Stream.take_events`, not a count.
+        """
+        read = {
+            tp: offset
+            for tp, offset in self._read_offset.items()
+            if offset is not None and tp.topic in upstream
+        }
+        return records_waiting(self.highwater, {**read, **last_offsets})
 
     async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
         """Return the end offset of each partition as listed, confirmed by a fetch if asked.
@@ -403,9 +419,10 @@ class Stream(faust.Stream):
         may then finish a batch after taking the next one (the lead agent's Finisher).
 
         ``backlog``, given the offset of the last event taken from each partition, says how many
-        more records are already waiting on those partitions. When the window ends with a
-        part-full batch and the backlog would fill it, the batch waits one more window for them:
-        a worker that is behind sends full batches (the deliver agents: fewer, fuller requests).
+        more records are already waiting that may join the batch: on those partitions, and on
+        the ones upstream that feed them. When the window ends with a part-full batch and the
+        backlog would fill it, the batch waits one more window for them: a worker that is behind
+        sends full batches (the deliver agents: fewer, fuller requests).
         """
         buffer: list[EventT] = []
         last_offsets: dict[TP, int] = {}

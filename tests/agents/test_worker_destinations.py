@@ -99,3 +99,23 @@ def test_a_meta_only_conversion_is_skipped_by_tiktok_and_sent_as_is_by_meta() ->
     assert prepared.body["custom_data"]["event_source"] == "crm"  # type: ignore[union-attr]
     other = make_conversion(destination="elsewhere")
     assert isinstance(worker.meta_delivery.destination.prepare(other, NOW), Skipped)
+
+
+def test_a_deliver_batch_counts_the_inputs_not_yet_processed_as_its_backlog() -> None:
+    # A part-full batch waits one more linger when the backlog would fill it: on a backlog of
+    # inputs its first request would otherwise carry what one linger produced.
+    from faust.types import TP
+
+    worker = _worker(meta_pixel_id="123456789012345", meta_access_token=SecretStr("m-token"))
+    consumer: Any = worker.app.consumer
+    consumer.highwater = lambda tp: 1_000
+    conversions = TP("leadstream.conversions", 0)
+    for topic in ("crm.lead-status-changed", "leads.form-submitted", "ls-dest-bookings-by-lead"):
+        consumer._read_offset[TP(topic, 0)] = 899  # 100 records each not processed yet
+    consumer._read_offset[TP("leadstream.deliveries", 0)] = 0  # nothing of a deliver agent's
+    consumer._read_offset[conversions] = 499  # Meta's copy is made from here
+
+    agents = worker.agents
+    assert agents._waiting({conversions: 989}, agents._upstream) == 10 + 300
+    meta = TP("ls-dest-conversions-meta", 0)
+    assert agents._waiting({meta: 989}, agents._meta_upstream) == 10 + 300 + 500

@@ -539,3 +539,19 @@ def test_the_agents_input_queues_hold_what_the_setting_says() -> None:
     assert create_app(Settings()).conf.stream_buffer_maxsize == 4096
     assert create_app(Settings(agent_buffer_max=32768)).conf.stream_buffer_maxsize == 32768
     assert create_app(Settings(agent_buffer_max=500)).conf.stream_buffer_maxsize == 500
+
+
+def test_records_waiting_counts_the_upstream_partitions_read_so_far(consumer: Any) -> None:
+    # The deliver agent's hint (runtime/agents.py): on a backlog of the lead agent's inputs its
+    # first batch waits for them instead of leaving with one linger's output.
+    c, _ = consumer  # every highwater is 1,000
+    conversions = TP("leadstream.conversions", 0)
+    c._read_offset[TP(STATUS, 0)] = 499  # 500 more status changes on partition 0
+    c._read_offset[TP(STATUS, 1)] = None  # not read yet: unknown, counts nothing
+    c._read_offset[TP(FORM, 0)] = 899  # 100 forms
+    c._read_offset[TP(CHANGELOG, 0)] = 0  # not upstream
+    c._read_offset[conversions] = 0  # the batch's own last offset below wins
+
+    assert c.records_waiting({conversions: 989}, upstream={STATUS, FORM}) == 10 + 500 + 100
+    assert c.records_waiting({conversions: 989}, upstream=set()) == 10
+    assert c.records_waiting({}, upstream={STATUS}) == 500
