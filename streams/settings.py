@@ -203,7 +203,7 @@ class Settings(BaseSettings):
         description=(
             "Seconds a batch may wait to fill up; a part-full batch waits one more linger when "
             "the worker's backlog would fill it (conversions waiting, or inputs not yet "
-            "processed)."
+            "processed), and up to two more while it keeps growing."
         ),
     )
     delivery_batch_max: int = Field(1000, ge=1, le=1000)

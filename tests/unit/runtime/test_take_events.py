@@ -127,26 +127,32 @@ def test_acks_false_leaves_the_acknowledging_to_the_caller() -> None:
 
 
 async def _take_first_with_backlog(
-    first: int, later: int, waiting: int, within: float = 0.1
+    first: int, later: int | list[int], waiting: int, within: float = 0.1
 ) -> tuple[list[int], list[dict[Any, int]], float]:
-    """Send ``first`` values, then ``later`` more after the first window; take one batch of 5.
+    """Send ``first`` values, then ``later`` more in each window after the first; take a batch of 5.
 
-    ``backlog`` always answers ``waiting``; returns the batch, what backlog was asked with, and
-    the seconds the batch took.
+    ``later`` is a count for the second window, or a list: one count per window from the
+    second on. ``backlog`` always answers ``waiting``; returns the batch, what backlog was
+    asked with, and the seconds the batch took.
     """
     channel, stream, _ = _open(Stream)
     for value in range(first):
         await channel.send(value=value)
     asked: list[dict[Any, int]] = []
+    counts = later if isinstance(later, list) else [later]
 
     def backlog(last_offsets: Any) -> int:
         asked.append(dict(last_offsets))
         return waiting
 
     async def send_later() -> None:
-        await asyncio.sleep(within * 1.5)  # after the first window, within the second
-        for value in range(first, first + later):
-            await channel.send(value=value)
+        value = first
+        await asyncio.sleep(within * 0.5)
+        for count in counts:
+            await asyncio.sleep(within)  # within the next window
+            for _ in range(count):
+                await channel.send(value=value)
+                value += 1
 
     sender = asyncio.create_task(send_later())
     loop = asyncio.get_running_loop()
@@ -155,7 +161,7 @@ async def _take_first_with_backlog(
         taken = [e.value for e in batch]
         break
     took = loop.time() - started
-    await sender
+    sender.cancel()
     await stream.stop()
     return taken, asked, took
 
@@ -174,12 +180,37 @@ def test_a_backlog_too_small_to_fill_the_batch_does_not_hold_it() -> None:
     assert len(asked) == 1
 
 
-def test_a_batch_waits_for_its_backlog_one_window_at_most() -> None:
+def test_a_batch_that_stopped_growing_no_longer_waits_for_its_backlog() -> None:
     # The consumer's end offsets promise records that do not come (a partition paused meanwhile,
-    # say): the batch goes out after the second window, as it is.
-    taken, _, took = asyncio.run(asyncio.wait_for(_take_first_with_backlog(3, 0, 100), 10))
+    # or inputs that make no conversion): the batch goes out after the second window, as it is.
+    taken, asked, took = asyncio.run(asyncio.wait_for(_take_first_with_backlog(3, 0, 100), 10))
     assert taken == [0, 1, 2]
+    assert len(asked) == 1
     assert 0.2 <= took < 0.6
+
+
+def test_a_growing_batch_waits_while_it_grows() -> None:
+    # A lead agent that starts slowly: one more event in the second window, none in the third.
+    taken, asked, took = asyncio.run(
+        asyncio.wait_for(_take_first_with_backlog(1, [1, 0, 1], 100), 10)
+    )
+    assert taken == [0, 1]  # the third window brought nothing: it leaves without the fourth's
+    assert len(asked) == 2
+    assert 0.25 <= took < 0.6
+
+
+def test_a_batch_waits_for_its_backlog_three_more_windows_at_most() -> None:
+    taken, asked, took = asyncio.run(
+        asyncio.wait_for(_take_first_with_backlog(1, [0, 0, 0, 0], 100), 10)
+    )
+    assert taken == [0]  # never grew: one more window only
+    taken, asked, took = asyncio.run(
+        asyncio.wait_for(_take_first_with_backlog(0, [1, 1, 1, 1, 1], 100), 10)
+    )
+    # Window 2 brought the first event; it waits windows 3, 4 and 5, and leaves with 4 events.
+    assert taken == [0, 1, 2, 3]
+    assert len(asked) == 3
+    assert 0.45 <= took < 0.9
 
 
 def test_without_a_backlog_the_window_ends_the_batch() -> None:
