@@ -18,6 +18,7 @@ import argparse
 import base64
 import logging
 import os
+import random
 import re
 import socket
 import subprocess
@@ -48,8 +49,37 @@ SCRAM_USER = "leadstream"
 SCRAM_PASSWORD = "leadstream-scram-secret"  # noqa: S105 - the throwaway local broker's user
 
 
+#: Listener ports are drawn from here up to the kernel's ephemeral range (below it).
+PORT_FLOOR = 20_000
+#: Starts on fresh ports when the JVM finds one taken ("Address already in use").
+BIND_ATTEMPTS = 3
+
+
+def ephemeral_ports_start(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
+    """Return the first port of the kernel's ephemeral range (Linux's default when unreadable)."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on ``host`` right now."""
+    """Return a TCP port that is free on ``host`` right now, below the ephemeral range.
+
+    A free port in the ephemeral range can be taken before the JVM binds it, seconds later, by
+    any outgoing connection, even :func:`wait_for_port`'s own (the kernel may give it that very
+    port as its source: a TCP self-connect). That once failed a whole CI run with "Address
+    already in use". Outside the range only another listener can take it.
+    """
+    top = ephemeral_ports_start()
+    for _ in range(100) if top > PORT_FLOOR else ():
+        port = random.randrange(PORT_FLOOR, top)  # noqa: S311 - a port, not a secret
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
@@ -186,13 +216,9 @@ class KafkaBroker(_BrokerProcess):
         self.log_path = log_path or self.workdir / "kafka.log"
         self.libs = libs
         self.java = java
-        self.plaintext = Listener("PLAINTEXT", "PLAINTEXT", host, free_port(host))
-        self.controller_port = free_port(host)
         self.sasl_ssl: Listener | None = None
         self.mtls: Listener | None = None
-        if secured:
-            self.sasl_ssl = Listener("SASL_SSL", "SASL_SSL", host, free_port(host))
-            self.mtls = Listener("MTLS", "SSL", host, free_port(host))
+        self._choose_ports()
         self.pki = None
         self.scram_user = SCRAM_USER
         self.scram_password = SCRAM_PASSWORD
@@ -226,6 +252,14 @@ class KafkaBroker(_BrokerProcess):
             return None
         match = re.search(r"VmRSS:\s+(\d+) kB", status)
         return int(match.group(1)) / 1024 if match else None
+
+    def _choose_ports(self) -> None:
+        host = self.host
+        self.plaintext = Listener("PLAINTEXT", "PLAINTEXT", host, free_port(host))
+        self.controller_port = free_port(host)
+        if self.secured:
+            self.sasl_ssl = Listener("SASL_SSL", "SASL_SSL", host, free_port(host))
+            self.mtls = Listener("MTLS", "SSL", host, free_port(host))
 
     def _properties(self, data: Path) -> str:
         listeners = [self.plaintext, *(x for x in (self.sasl_ssl, self.mtls) if x)]
@@ -304,10 +338,25 @@ class KafkaBroker(_BrokerProcess):
             from streams.local.pki import make_pki
 
             self.pki = make_pki(self.workdir / "pki")  # type: ignore[assignment]
+        (self.workdir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+        for attempt in range(1, BIND_ATTEMPTS + 1):
+            logged = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._launch(time.monotonic() + timeout)
+                break
+            except BrokerError:
+                if attempt == BIND_ATTEMPTS or not self._bind_failed(since=logged):
+                    raise
+                logger.warning("Apache Kafka could not bind its ports; starting on other ports")
+                self._choose_ports()
+        self.started_in = time.monotonic() - started
+        return self
+
+    def _launch(self, deadline: float) -> None:
+        """Format fresh storage, start the JVM and wait until it answers; stop it on failure."""
         data = Path(tempfile.mkdtemp(prefix="data-", dir=self.workdir))
         props = self.workdir / "server.properties"
         props.write_text(self._properties(data))
-        (self.workdir / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         cluster_id = new_cluster_id()
         fmt = ["format", "-t", cluster_id, "-c", str(props), "--standalone"]
         if self.secured:
@@ -324,12 +373,19 @@ class KafkaBroker(_BrokerProcess):
             logger.info("starting Apache Kafka %s on %s", KAFKA_VERSION, self.bootstrap)
             self._proc = self._java("kafka.Kafka", str(props), log=log)
         try:
-            self._wait_ready(started + timeout)
+            self._wait_ready(deadline)
         except BaseException:
             self.stop()
             raise
-        self.started_in = time.monotonic() - started
-        return self
+
+    def _bind_failed(self, since: int) -> bool:
+        """Whether the log written after byte ``since`` shows a listener port taken."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(since)
+                return b"Address already in use" in log.read()
+        except OSError:
+            return False
 
     def _wait_ready(self, deadline: float) -> None:
         from confluent_kafka.admin import AdminClient

@@ -136,3 +136,66 @@ def test_a_cluster_id_never_starts_with_a_dash_which_kafka_storage_reads_as_an_o
     cluster_id = broker.new_cluster_id()
     assert cluster_id.startswith("B")
     assert len(cluster_id) == 22
+
+
+def test_listener_ports_are_free_and_below_the_ephemeral_range(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A port in the ephemeral range can be taken by an outgoing connection before the JVM binds
+    # it: CI once lost a whole run to "Address already in use".
+    start = broker.ephemeral_ports_start()
+    assert all(broker.PORT_FLOOR <= broker.free_port() < start for _ in range(20))
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("40000\t60999\n")
+    assert broker.ephemeral_ports_start(ranges) == 40000
+    assert broker.ephemeral_ports_start(tmp_path / "absent") == 32768
+    # No room below the range: any free port the kernel gives.
+    monkeypatch.setattr(broker, "ephemeral_ports_start", lambda: broker.PORT_FLOOR)
+    assert broker.free_port() > 0
+
+
+def _failing_launches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failures: list[str]
+) -> tuple[KafkaBroker, list[int]]:
+    """A broker whose first launches fail with ``failures``' log lines; returns its ports tried."""
+    ports = iter(range(21_000, 22_000))
+    monkeypatch.setattr(broker, "free_port", lambda host="127.0.0.1": next(ports))
+    kafka = KafkaBroker(tmp_path, java="java", libs=tmp_path)
+    tried: list[int] = []
+
+    def launch(deadline: float) -> None:
+        tried.append(kafka.plaintext.port)
+        if len(tried) <= len(failures):
+            with kafka.log_path.open("a") as log:
+                log.write(failures[len(tried) - 1] + "\n")
+            msg = "Apache Kafka exited with 1"
+            raise BrokerError(msg)
+
+    monkeypatch.setattr(kafka, "_launch", launch)
+    return kafka, tried
+
+
+def test_a_broker_whose_port_was_taken_starts_again_on_other_ports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = "java.net.BindException: Address already in use"
+    kafka, tried = _failing_launches(tmp_path, monkeypatch, [taken])
+    kafka.start()
+    assert tried == [21_000, 21_002]  # the second launch on fresh ports (plaintext, controller)
+    assert kafka.bootstrap == "127.0.0.1:21002"
+
+    kafka, tried = _failing_launches(tmp_path / "again", monkeypatch, [taken] * 3)
+    with pytest.raises(BrokerError, match="exited with 1"):
+        kafka.start()
+    assert len(tried) == broker.BIND_ATTEMPTS
+
+
+def test_a_broker_failing_for_another_reason_is_not_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An earlier start's bind failure in the same log does not count: only this attempt's lines.
+    (tmp_path / "kafka.log").write_text("Address already in use\n")
+    kafka, tried = _failing_launches(tmp_path, monkeypatch, ["OutOfMemoryError"])
+    with pytest.raises(BrokerError):
+        kafka.start()
+    assert len(tried) == 1
