@@ -102,8 +102,8 @@ class Agents:
             name="identity",
         )(self.identity)
         app.agent(topics.conversions, name="deliver")(self.deliver)
-        # What feeds each deliver agent's topic on this worker: its part-full batch waits one
-        # more linger while these hold the records to fill it (Stream.take_events' backlog).
+        # What feeds each deliver agent's topic on this worker: its part-full batch waits for
+        # more lingers while these hold the records to fill it (Stream.take_events' backlog).
         self._upstream = frozenset(topics.lead_inputs.topics)
         self._meta_upstream = self._upstream | {topics.conversions.get_topic_name()}
         self.meta_delivery = meta_delivery
