@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from faust.types import TP
 from pydantic import SecretStr
 
 from streams.runtime.destinations import MetaDestination, TikTokDestination
@@ -104,8 +105,6 @@ def test_a_meta_only_conversion_is_skipped_by_tiktok_and_sent_as_is_by_meta() ->
 def test_a_deliver_batch_counts_the_inputs_not_yet_processed_as_its_backlog() -> None:
     # A part-full batch waits one more linger when the backlog would fill it: on a backlog of
     # inputs its first request would otherwise carry what one linger produced.
-    from faust.types import TP
-
     worker = _worker(meta_pixel_id="123456789012345", meta_access_token=SecretStr("m-token"))
     consumer: Any = worker.app.consumer
     consumer.highwater = lambda tp: 1_000
