@@ -72,14 +72,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     already in use". Outside the range only another listener can take it.
     """
     top = ephemeral_ports_start()
-    for _ in range(100) if top > PORT_FLOOR else ():
-        port = random.randrange(PORT_FLOOR, top)  # noqa: S311 - a port, not a secret
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError:
-                continue
-            return port
+    if top > PORT_FLOOR:
+        for _ in range(100):
+            port = random.randrange(PORT_FLOOR, top)  # noqa: S311 - a port, not a secret
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
