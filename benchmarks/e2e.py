@@ -331,6 +331,8 @@ def run_saturation(
     progress(
         f"  records consumed through Faust: {consumed['per_lead']:.2f} per lead ("
         + ", ".join(f"{a} {n}" for a, n in consumed["per_agent_per_lead"].items())
+        + "; read outside Faust by the conversions reader: "
+        + (", ".join(f"{t} {n}" for t, n in consumed.get("outside_per_lead", {}).items()) or "-")
         + f"); table state {state['bytes_per_lead']:,.0f} B per lead ("
         + ", ".join(f"{t} {n:,.0f}" for t, n in state["per_table_bytes_per_lead"].items())
         + ")"

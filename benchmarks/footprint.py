@@ -4,9 +4,10 @@ Both are read from the broker after the run, so they count what the worker reall
 need nothing from its metrics:
 
 * :func:`consumed_records` -- the consumer group's committed offsets on every topic it consumed
-  (the input topics, the internal hops and the conversions topic), per topic and per agent. Every
-  input of the run is processed (the run checks that every event was delivered), so the
-  committed offset of a partition is the number of its records Faust consumed.
+  (the input topics and the internal hops), per topic and per agent. Every input of the run is
+  processed (the run checks that every event was delivered), so the committed offset of a
+  partition is the number of its records Faust consumed. The conversions are read outside Faust,
+  by the conversions reader (``<app id>-deliver`` group): counted apart, as ``outside``.
 * :func:`table_bytes` -- the latest value of every key on each table's changelog
   (``<app id>-<table>-changelog``), tombstones dropped: key + value bytes, which is what the
   memory store holds (its per-entry overhead is measurement 5's).
@@ -37,7 +38,7 @@ def agent_of(names: Names, topic: str) -> str:
         names.booking: "route_bookings",
         f"{app}-identity": "identity",
         f"{app}-bookings-by-identity": "identity",
-        names.conversions: "deliver",
+        names.conversions: "fanout_meta",
     }
     return by_topic.get(topic, "other")
 
@@ -81,8 +82,11 @@ def consumed_records(
     deadline = time.monotonic() + settle
     while True:
         committed = _committed(admin, names.app_id)
-        ends = _ends(bootstrap, sorted(committed))
-        caught_up = all(committed[t] >= ends.get(t, 0) for t in committed)
+        outside = _committed(admin, f"{names.app_id}-deliver")
+        ends = _ends(bootstrap, sorted(set(committed) | set(outside)))
+        caught_up = all(committed[t] >= ends.get(t, 0) for t in committed) and all(
+            outside[t] >= ends.get(t, 0) for t in outside
+        )
         if caught_up or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -97,6 +101,7 @@ def consumed_records(
         "per_topic": dict(sorted(committed.items())),
         "per_agent": dict(sorted(per_agent.items())),
         "per_agent_per_lead": {a: round(n / leads, 3) for a, n in sorted(per_agent.items())},
+        "outside_per_lead": {t: round(n / leads, 3) for t, n in sorted(outside.items())},
     }
 
 

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaExcepti
 from confluent_kafka.admin import AdminClient
 
 from streams.connection import KafkaConnection
+from streams.domain import reading
 from streams.errors import BrokerError
 from streams.runtime import offsets
 from streams.settings import Settings
@@ -170,12 +171,20 @@ def print_table(rows: Sequence[PartitionLag], out: IO[str]) -> None:
 
 
 def run_lag(settings: Settings, group: str | None, as_json: bool, max_lag: int | None) -> int:
-    """Run ``leadstream lag``: 0 when fine, 1 when a partition lags more than ``max_lag``."""
-    rows = measure_lag(
-        settings.kafka_connection(),
-        group or settings.app_id,
-        confirm_end_offsets=settings.kafka_confirm_end_offsets,
-    )
+    """Run ``leadstream lag``: 0 when fine, 1 when a partition lags more than ``max_lag``.
+
+    Without ``group``: the app's group, then the delivery's own on the conversions
+    (``<app id>-deliver``: TikTok's delivery reads them outside Faust).
+    """
+    conn, confirm = settings.kafka_connection(), settings.kafka_confirm_end_offsets
+    rows = measure_lag(conn, group or settings.app_id, confirm_end_offsets=confirm)
+    if group is None:
+        rows += measure_lag(
+            conn,
+            reading.deliver_group(settings.app_id),
+            [settings.topic_conversions],
+            confirm_end_offsets=confirm,
+        )
     if as_json:
         json.dump([asdict(r) for r in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -7,7 +7,8 @@
 * ``identity`` — the hashed email/phone -> lead_id index, co-partitioned with the bookings to match.
   The lead agent writes a batch's claims as one record per index partition (not one per key), in
   the partition Kafka's partitioner gives each key: where a booking looked up by it arrives.
-* ``deliver`` — batches conversions to the Events API (see ``streams.runtime.delivery``).
+* TikTok's delivery reads the conversions outside Faust (``streams.runtime.reader``); with Meta
+  configured, ``fanout_meta`` copies them to Meta's topic and ``deliver_meta`` batches those.
 """
 
 from __future__ import annotations
@@ -101,9 +102,8 @@ class Agents:
             ),
             name="identity",
         )(self.identity)
-        app.agent(topics.conversions, name="deliver")(self.deliver)
-        # What feeds each deliver agent's topic on this worker: its part-full batch waits for
-        # more lingers while these hold the records to fill it (Stream.take_events' backlog).
+        # What feeds each delivery's topic on this worker: its part-full batch waits for more
+        # lingers while these hold the records to fill it (Stream.take_events' backlog).
         self._upstream = frozenset(topics.lead_inputs.topics)
         self._meta_upstream = self._upstream | {topics.conversions.get_topic_name()}
         self.meta_delivery = meta_delivery
@@ -346,9 +346,9 @@ class Agents:
 
     # -- delivery --------------------------------------------------------------------------------
 
-    async def deliver(self, stream: StreamT) -> None:
-        """Send conversions in batches, acknowledged only once every outcome is durable."""
-        await self._deliver(stream, self.delivery, self._upstream)
+    def inputs_waiting(self) -> int:
+        """Count the records waiting on this worker's partitions of the lead agent's inputs."""
+        return self._waiting({}, self._upstream)
 
     async def fanout_meta(self, stream: StreamT) -> None:
         """Copy each conversion to Meta's own topic (acknowledged once the copy is durable).
@@ -366,7 +366,7 @@ class Agents:
             await self.fanout_outputs.flush()
 
     async def deliver_meta(self, stream: StreamT) -> None:
-        """Send Meta's copy of the conversions in batches, like :meth:`deliver`."""
+        """Send Meta's copy of the conversions in batches, acknowledged once they are durable."""
         assert self.meta_delivery is not None  # noqa: S101 - registered only then
         await self._deliver(stream, self.meta_delivery, self._meta_upstream)
 

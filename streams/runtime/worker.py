@@ -17,7 +17,7 @@ from faust.types import EventT
 from streams.connection import check_connection
 from streams.domain.due import DueIndex
 from streams.errors import ConfigError, LeadstreamError
-from streams.ops.lag import LagProbe
+from streams.ops.lag import LagProbe, PartitionLag
 from streams.runtime import faust_sensor
 from streams.runtime.admin import ensure_topics
 from streams.runtime.agents import Agents
@@ -27,6 +27,7 @@ from streams.runtime.destinations import Destination, TikTokDestination, meta_de
 from streams.runtime.health import Progress
 from streams.runtime.metrics import Metrics
 from streams.runtime.outputs import Outputs, producer_for
+from streams.runtime.reader import ConversionsReader
 from streams.runtime.tables import declare_tables
 from streams.runtime.topics import Topics, declare_topics
 from streams.serde import contract
@@ -154,7 +155,42 @@ class Worker:
             self.due,
             meta_delivery=self.meta_delivery,
         )
+        self.reader = ConversionsReader(
+            self.app,
+            self.conn,
+            settings.topic_conversions,
+            settings.app_id,
+            self.delivery,
+            partitions=settings.topic_partitions,
+            batch_max=settings.delivery_batch_max,
+            linger=settings.delivery_linger,
+            fetch_max_wait=settings.kafka_fetch_max_wait,
+            upstream=self.agents.inputs_waiting,
+        )
+        self._read_conversions()
         self._pages()
+
+    def _read_conversions(self) -> None:
+        """Run the conversions reader, on the partitions Faust gives the lead agent here."""
+        app, reader = self.app, self.reader
+        lead_topics = set(self.topics.lead_inputs.topics)
+
+        def numbers(tps: Any) -> set[int]:
+            return {tp.partition for tp in tps if tp.topic in lead_topics}
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            (assigned,) = args
+            reader.assign(numbers(assigned))
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            (revoked,) = args
+            await reader.revoke(numbers(revoked))
+
+        @app.task
+        async def read_conversions() -> None:
+            await reader.run()
 
     async def _on_lead_changelog(self, event: EventT) -> None:
         await self.agents.on_lead_changelog(event)
@@ -191,6 +227,7 @@ class Worker:
         )
         self.progress = Progress(stall_after=settings.liveness_stall_seconds)
         self._probe: LagProbe | None = None
+        self._reader_probe: LagProbe | None = None
         #: Why Kafka cannot be reached, while the worker is not ready (``/health/ready``).
         self.kafka_problem: str | None = None
 
@@ -264,7 +301,11 @@ class Worker:
             self.kafka_problem = None
 
     def _assigned(self) -> set[tuple[str, int]]:
-        """Return the source partitions assigned to this worker (changelogs excluded)."""
+        """Return the source partitions this worker reads: Faust's and the conversions reader's."""
+        return self._faust_assigned() | self._reader_assigned()
+
+    def _faust_assigned(self) -> set[tuple[str, int]]:
+        """Return the source partitions Faust assigned to this worker (changelogs excluded)."""
         try:
             assignment = self.app.consumer.assignment()
         except ConsumerNotStarted:
@@ -272,6 +313,9 @@ class Worker:
         return {
             (tp.topic, tp.partition) for tp in assignment if not tp.topic.endswith("-changelog")
         }
+
+    def _reader_assigned(self) -> set[tuple[str, int]]:
+        return {(self.reader.topic, p) for p in self.reader.owned}
 
     def keep_lag(self, assigned: set[tuple[str, int]]) -> None:
         """Drop lag series of partitions this worker no longer owns (after a rebalance)."""
@@ -285,25 +329,33 @@ class Worker:
     async def measure_lag(self) -> None:
         """Probe lag of this worker's assigned partitions; export it and feed liveness.
 
-        Series of partitions outside the current assignment are dropped first, also when
-        the probe fails, so a revoked partition never shows a frozen lag.
+        Faust's partitions are measured against the app's group, the conversions reader's
+        against its own (``<app id>-deliver``). Series of partitions outside the current
+        assignment are dropped first, also when the probe fails, so a revoked partition never
+        shows a frozen lag.
         """
         assigned = self._assigned()
         self.keep_lag(assigned)
         if not assigned:
             return
+        confirm = self.settings.kafka_confirm_end_offsets
         if self._probe is None:
-            self._probe = LagProbe(
-                self.conn,
-                self.settings.app_id,
-                confirm_end_offsets=self.settings.kafka_confirm_end_offsets,
-            )
-        topics = sorted({topic for topic, _ in assigned})
+            self._probe = LagProbe(self.conn, self.settings.app_id, confirm_end_offsets=confirm)
+        if self._reader_probe is None:
+            self._reader_probe = LagProbe(self.conn, self.reader.group, confirm_end_offsets=confirm)
+        faust_tps, reader_tps = self._faust_assigned(), self._reader_assigned()
         try:
-            rows = await asyncio.to_thread(self._probe.measure, topics, assigned)
+            rows = await asyncio.to_thread(
+                self._probe.measure, sorted({topic for topic, _ in faust_tps}), faust_tps
+            )
+            if reader_tps:
+                rows += await asyncio.to_thread(
+                    self._reader_probe.measure, [self.reader.topic], reader_tps
+                )
         except Exception as exc:  # noqa: BLE001 - a failed probe must not stop the worker
             logger.warning("consumer lag probe failed: %s", exc)
             return
+        rows = slowest(rows)
         # A rebalance may have happened while the probe ran: export only what is still ours.
         current = self._assigned()
         for row in rows:
@@ -324,6 +376,21 @@ class Worker:
         worker = faust.Worker(self.app, loglevel=loglevel, quiet=True)
         freeze_startup_heap()
         worker.execute_from_commandline()
+
+
+def slowest(rows: list[PartitionLag]) -> list[PartitionLag]:
+    """Keep one row per partition, the one lagging most.
+
+    With Meta configured the conversions are read twice, by Faust's ``fanout_meta`` (the app's
+    group) and by the conversions reader (the deliver group): the partition's series shows the
+    slower of the two.
+    """
+    kept: dict[tuple[str, int], PartitionLag] = {}
+    for row in rows:
+        tp = (row.topic, row.partition)
+        if tp not in kept or row.lag > kept[tp].lag:
+            kept[tp] = row
+    return list(kept.values())
 
 
 def freeze_startup_heap() -> int:

@@ -1,4 +1,4 @@
-"""The Faust wiring: the ``leads`` and ``deliver`` agents through Faust's ``agent.test_context()``.
+"""The Faust wiring: the ``leads`` agent through Faust's ``agent.test_context()``, and delivery.
 
 The worker is built as in production (``streams.runtime.worker.Worker``) with the ``memory://``
 store, a broker that is never contacted and a fake Events API client. Records are real Avro,
@@ -28,6 +28,7 @@ from streams.domain import identity as matching
 from streams.domain import records
 from streams.local.registry.server import RegistryServer
 from streams.runtime.partitioner import partition_for
+from streams.runtime.reader import Event, Message
 from streams.runtime.worker import Worker
 from streams.serde.avro import AvroSerde
 from streams.settings import Settings
@@ -291,8 +292,33 @@ async def wait_for(condition: Any, seconds: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def test_deliver_agent_sends_conversions_and_records_them(built: Built) -> None:
-    topic = built.worker.topics.conversions
+class FakeKafkaMessage:
+    """The librdkafka message the conversions reader wraps (only what it reads)."""
+
+    def __init__(self, topic: str, offset: int, value: bytes) -> None:
+        self._topic, self._offset, self._value = topic, offset, value
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes:
+        return KEY
+
+    def value(self) -> bytes:
+        return self._value
+
+    def headers(self) -> None:
+        return None
+
+
+async def test_the_reader_s_records_are_delivered_and_recorded_in_the_ledger(built: Built) -> None:
+    """The conversions reader hands Delivery its own events: sent, receipts, ledger, dedup."""
     settings = built.worker.settings
     convs = [
         make_conversion(event_id=f"evt-{n}:QualifiedLead", event_time=now(), created_at=now())
@@ -304,15 +330,15 @@ async def test_deliver_agent_sends_conversions_and_records_them(built: Built) ->
         )
         for c in convs
     ]
-    async with built.worker.app.agents["deliver"].test_context() as agent:
-        for value in values:
-            await agent.put(key=KEY, value=value, wait=False)
-        await wait_for(lambda: len(built.sends("deliveries")) == 2)
-        # The same conversion again, in a later batch: the delivered table stops it.
-        again = await agent.put(key=KEY, value=values[0], wait=False)
-        await wait_for(lambda: again.message.acked)  # processed (and skipped), then acked
 
-    assert topic.get_topic_name() == settings.topic_conversions
+    def events(*pairs: tuple[int, bytes]) -> list[Any]:
+        topic = settings.topic_conversions
+        return [Event(Message(FakeKafkaMessage(topic, o, v))) for o, v in pairs]
+
+    await built.worker.delivery.handle(events((0, values[0]), (1, values[1])))
+    # The same conversion again, in a later batch: the delivered table stops it.
+    await built.worker.delivery.handle(events((2, values[0])))
+
     sent = [[e["event_id"] for e in p["data"]] for p in built.client.payloads]
     assert sent == [["evt-0:QualifiedLead", "evt-1:QualifiedLead"]]
     receipts = built.decoded("deliveries", "DeliveryReceipt")
@@ -325,6 +351,12 @@ async def test_deliver_agent_sends_conversions_and_records_them(built: Built) ->
         b"evt-1:QualifiedLead",
     ]
     assert built.sample("leadstream_core_outcomes_total", outcome="duplicate_delivery") == 1
+
+
+def test_tiktok_delivery_is_no_faust_agent(built: Built) -> None:
+    """Faust hands the lead agent its inputs; the conversions are read outside it."""
+    assert "deliver" not in built.worker.app.agents
+    assert built.worker.reader.delivery is built.worker.delivery
 
 
 # --- identity -----------------------------------------------------------------------------------

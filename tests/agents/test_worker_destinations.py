@@ -52,7 +52,7 @@ def test_meta_configured_adds_its_topic_agents_and_delivery() -> None:
     # Its own circuits and its own outputs: a paused Meta never holds TikTok's batch.
     assert worker.meta_delivery.circuits is not worker.delivery.circuits
     assert worker.meta_delivery.outputs is not worker.delivery.outputs
-    assert {"deliver", "fanout_meta", "deliver_meta"} <= _agent_names(worker)
+    assert {"fanout_meta", "deliver_meta"} <= _agent_names(worker)
 
 
 def test_the_deliver_agents_write_on_a_producer_of_their_own() -> None:

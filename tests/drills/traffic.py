@@ -14,6 +14,7 @@ import requests
 from confluent_kafka import Producer
 
 from streams.connection import KafkaConnection
+from streams.domain.reading import deliver_group
 from streams.errors import LeadstreamError
 from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from streams.ops.lag import measure_lag
@@ -200,14 +201,16 @@ class Supervised:
             f"liveness restarts: {self.restarts}"
         ]
         topics = [self.names.form, self.names.status, self.names.conversions]
+        conn = KafkaConnection(self.stack.broker.bootstrap)
         try:
-            rows = measure_lag(
-                KafkaConnection(self.stack.broker.bootstrap), self.names.app_id, topics
+            rows = measure_lag(conn, self.names.app_id, topics[:2]) + measure_lag(
+                conn, deliver_group(self.names.app_id), topics[2:]
             )
         except Exception as exc:  # noqa: BLE001 - a diagnosis must not hide the timeout
             return "\n".join([*lines, f"lag unavailable: {exc}"])
         lines += [
-            f"  {r.topic}[{r.partition}] committed={r.committed} end={r.log_end} lag={r.lag}"
+            f"  {r.group} {r.topic}[{r.partition}] committed={r.committed} end={r.log_end} "
+            f"lag={r.lag}"
             for r in rows
         ]
         return "\n".join(lines)

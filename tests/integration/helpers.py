@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from streams.connection import KafkaConnection
+from streams.domain import reading
 from streams.local.stack import LocalStack, WorkerProcess, wait_until
 from streams.ops.lag import measure_lag
 
@@ -90,13 +91,30 @@ def caught_up(stack: LocalStack, group: str, topics: list[str]) -> bool:
     A worker commits an offset only after everything that record caused is durable (its
     outputs, receipts and dead letters; a delivery only once the API answered), so this is
     positive evidence that nothing more is on its way, unlike an idle wait that saw nothing.
+
+    The conversions are read outside Faust, by the conversions reader, whose progress is the
+    ``<group>-deliver`` group's: a topic counts as caught up when every one of the two groups
+    that committed on it has committed all of it (with Meta, Faust's ``fanout_meta`` reads the
+    conversions too), and a topic with records needs at least one of them.
     """
     conn = KafkaConnection(stack.broker.bootstrap)
     # Tansu (the fallback broker) lists short log ends: confirm them with a fetch there.
-    rows = measure_lag(conn, group, topics, confirm_end_offsets=stack.broker.kind == "tansu")
-    return bool(rows) and all(
-        r.lag == 0 and (r.committed is not None or r.log_end == 0) for r in rows
-    )
+    confirm = stack.broker.kind == "tansu"
+    rows = [
+        *measure_lag(conn, group, topics, confirm_end_offsets=confirm),
+        *measure_lag(conn, reading.deliver_group(group), topics, confirm_end_offsets=confirm),
+    ]
+    if not rows:
+        return False
+    for topic in topics:
+        on_topic = [r for r in rows if r.topic == topic]
+        readers = {r.group for r in on_topic if r.committed is not None}
+        if not readers and any(r.log_end > 0 for r in on_topic):
+            return False
+        for r in on_topic:
+            if r.group in readers and (r.lag != 0 or (r.committed is None and r.log_end > 0)):
+                return False
+    return True
 
 
 def wait_caught_up(
