@@ -151,8 +151,8 @@ class ConversionsReader:
             await self._run()
         finally:
             consumer, self._consumer = self._consumer, None
-            if consumer is not None:
-                consumer.close()  # no group membership to leave: quick
+            if consumer is not None:  # on the reader's thread, after its last poll returned
+                await self._call(consumer.close)  # no group membership to leave: quick
 
     async def _run(self) -> None:
         while True:
