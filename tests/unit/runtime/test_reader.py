@@ -9,7 +9,8 @@ delivered once the rebalance began, and a batch still in flight after the wait c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -150,6 +151,27 @@ def build(
     return reader, delivery
 
 
+def held_at_delivery(
+    monkeypatch: pytest.MonkeyPatch, main: FakeConsumer
+) -> tuple[ConversionsReader, FakeDelivery]:
+    """A reader on partition 0 whose delivery holds its first batch until released."""
+    reader, delivery = build(monkeypatch, main)
+    delivery.release.clear()
+    reader.assign({0})
+    return reader, delivery
+
+
+@contextlib.asynccontextmanager
+async def running(reader: ConversionsReader) -> AsyncIterator[None]:
+    """Run the reader in the background for the block, then cancel it."""
+    task = asyncio.ensure_future(reader.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def until(condition: Any, seconds: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + seconds
     while not condition():
@@ -163,12 +185,8 @@ async def test_a_batch_is_committed_on_the_deliver_group_after_delivery(
     main = FakeConsumer({0: 5, 1: 3}, committed={0: 2, 1: 0})
     reader, delivery = build(monkeypatch, main)
     reader.assign({0, 1})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    async with running(reader):
         await until(lambda: main.committed_offsets == {0: 5, 1: 3})
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     delivered = sorted(pair for batch in delivery.batches for pair in batch)
     assert delivered == [(0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2)]  # from the commits on
     assert main.closed
@@ -178,19 +196,13 @@ async def test_nothing_is_committed_before_the_delivery_returned(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     main = FakeConsumer({0: 3}, committed={0: 0})
-    reader, delivery = build(monkeypatch, main)
-    delivery.release.clear()
-    reader.assign({0})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    reader, delivery = held_at_delivery(monkeypatch, main)
+    async with running(reader):
         await asyncio.wait_for(delivery.started.wait(), 5)
         await asyncio.sleep(0.05)
         assert main.commits == []
         delivery.release.set()
         await until(lambda: main.commits == [{0: 3}])
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_new_partition_starts_where_the_app_group_left_it_and_commits_that_at_once(
@@ -201,15 +213,11 @@ async def test_a_new_partition_starts_where_the_app_group_left_it_and_commits_th
     reader, delivery = build(monkeypatch, main, legacy)
     delivery.release.clear()
     reader.assign({0, 1})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    async with running(reader):
         await asyncio.wait_for(delivery.started.wait(), 5)
         assert main.commits == [{0: 3}]  # partition 0's start, before anything is delivered
         delivery.release.set()
         await until(lambda: main.committed_offsets == {0: 4, 1: 2})
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert sorted(pair for batch in delivery.batches for pair in batch) == [(0, 3), (1, 1)]
 
 
@@ -218,12 +226,8 @@ async def test_a_new_deployment_starts_at_the_first_record(monkeypatch: pytest.M
     legacy = FakeConsumer({0: 2})
     reader, delivery = build(monkeypatch, main, legacy)
     reader.assign({0})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    async with running(reader):
         await until(lambda: main.committed_offsets == {0: 2})
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert main.commits[0] == {0: 0}
     assert [pair for batch in delivery.batches for pair in batch] == [(0, 0), (0, 1)]
 
@@ -235,8 +239,7 @@ async def test_a_revoked_partition_s_batch_in_flight_finishes_and_commits_before
     reader, delivery = build(monkeypatch, main)
     delivery.release.clear()
     reader.assign({0, 1})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    async with running(reader):
         await asyncio.wait_for(delivery.started.wait(), 5)
         revoking = asyncio.ensure_future(reader.revoke({0}))
         await asyncio.sleep(0.05)
@@ -245,9 +248,6 @@ async def test_a_revoked_partition_s_batch_in_flight_finishes_and_commits_before
         await asyncio.wait_for(revoking, 5)
         assert main.commits == [{0: 3, 1: 3}]
         assert reader.owned == {1}
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_batch_still_in_flight_after_the_wait_commits_nothing(
@@ -255,20 +255,14 @@ async def test_a_batch_still_in_flight_after_the_wait_commits_nothing(
 ) -> None:
     monkeypatch.setattr(reader_mod, "REVOKE_WAIT", 0.05)
     main = FakeConsumer({0: 3}, committed={0: 0})
-    reader, delivery = build(monkeypatch, main)
-    delivery.release.clear()
-    reader.assign({0})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    reader, delivery = held_at_delivery(monkeypatch, main)
+    async with running(reader):
         await asyncio.wait_for(delivery.started.wait(), 5)
         await reader.revoke({0})
         delivery.release.set()
         await asyncio.sleep(0.1)
         assert main.commits == []  # its next owner reads it again from offset 0
         assert reader.owned == set()
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_records_taken_while_a_rebalance_began_are_not_delivered(
@@ -277,16 +271,12 @@ async def test_records_taken_while_a_rebalance_began_are_not_delivered(
     main = FakeConsumer({0: 3}, committed={0: 0})
     reader, delivery = build(monkeypatch, main, linger=5.0)  # the batch would wait 5 s
     reader.assign({0})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    async with running(reader):
         await until(lambda: main.positions.get(0) == 3)  # the three records are in the batch
         await reader.revoke({0})
         await asyncio.sleep(0.3)
         assert delivery.batches == []
         assert main.commits == []
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_partition_number_owns_the_conversions_partitions_of_that_number_modulo(
@@ -296,13 +286,9 @@ async def test_a_partition_number_owns_the_conversions_partitions_of_that_number
     main = FakeConsumer({0: 1, 1: 1, 2: 1, 3: 1}, committed={0: 0, 1: 0, 2: 0, 3: 0})
     reader, delivery = build(monkeypatch, main)
     reader.assign({1})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    async with running(reader):
         await until(lambda: main.committed_offsets == {0: 0, 1: 1, 2: 0, 3: 1})
         assert reader.owned == {1, 3}
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_nothing_is_read_while_faust_rebalances(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -310,15 +296,11 @@ async def test_nothing_is_read_while_faust_rebalances(monkeypatch: pytest.Monkey
     reader, delivery = build(monkeypatch, main)
     reader.app.rebalancing = True
     reader.assign({0})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    async with running(reader):
         await asyncio.sleep(0.3)
         assert delivery.batches == []
         reader.app.rebalancing = False
         await until(lambda: main.committed_offsets == {0: 2})
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_batch_that_failed_is_read_again_from_the_last_commit(
@@ -337,12 +319,8 @@ async def test_a_batch_that_failed_is_read_again_from_the_last_commit(
 
     delivery.handle = failing_once  # type: ignore[method-assign]
     reader.assign({0})
-    task = asyncio.ensure_future(reader.run())
-    try:
+    async with running(reader):
         await until(lambda: main.committed_offsets == {0: 3})
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
     assert delivery.batches == [[(0, 1), (0, 2)], [(0, 1), (0, 2)]]  # the failed one, again
     assert main.commits == [{0: 3}]
 
