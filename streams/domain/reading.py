@@ -7,7 +7,7 @@ of its own (``<app id>-deliver``). These are its decisions, as plain values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 #: More windows a part-full batch may wait for a backlog that would fill it: the first, then two
 #: more while the batch grows. On a backlog the lead agent's first windows carry only a few
@@ -48,13 +48,14 @@ def offsets_to_commit(done: Iterable[tuple[int, int]], owned: Iterable[int]) -> 
     return out
 
 
-def wait_again(held: int, size_then: int, size: int, max_: int, backlog: int) -> bool:
+def wait_again(held: int, size_then: int, size: int, max_: int, backlog: Callable[[], int]) -> bool:
     """Whether a part-full batch waits one more window for records already waiting.
 
     ``held`` windows were added so far; ``size_then`` is the batch's size when the last one
-    began (0 before the first), ``size`` its size now, ``backlog`` the records known to wait
-    (this worker's conversions and the inputs its lead agent has not processed). A batch waits
+    began (0 before the first), ``size`` its size now, ``backlog`` counts the records known to
+    wait (this worker's conversions and the inputs its lead agent has not processed; asked only
+    when the rest allows another window). A batch waits
     while the backlog would fill it and it grew in the last window, :data:`BACKLOG_WINDOWS`
     more windows at most; a batch that stopped growing leaves.
     """
-    return held < BACKLOG_WINDOWS and size_then < size < max_ and size + backlog >= max_
+    return held < BACKLOG_WINDOWS and size_then < size < max_ and size + backlog() >= max_

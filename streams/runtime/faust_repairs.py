@@ -90,6 +90,7 @@ from faust.types import TP, EventT, Message
 from faust.types.tuples import ack_lock
 from mode.services import WaitArgT, WaitResults
 
+from streams.domain import reading
 from streams.runtime import offsets
 
 logger = logging.getLogger(__name__)
@@ -391,12 +392,6 @@ def records_waiting(highwater: Callable[[TP], int | None], last_offsets: Mapping
     return waiting
 
 
-#: More windows a part-full batch may wait for a backlog that would fill it (Stream.take_events).
-#: On a backlog the lead agent's first windows carry only a few conversions while it starts: 5,
-#: then 41, then 954 in one benchmark run (README "Performance").
-BACKLOG_WINDOWS = 3  # the first, then two more while the batch grows
-
-
 class Stream(faust.Stream):
     """Faust's stream; :meth:`take_events` fills the next batch while the caller has this one."""
 
@@ -428,8 +423,9 @@ class Stream(faust.Stream):
         more records are already waiting that may join the batch: on those partitions, and on
         the ones upstream that feed them. When the window ends with a part-full batch and the
         backlog would fill it, the batch waits one more window for them, and again while it grew
-        in the last one, :data:`BACKLOG_WINDOWS` more at most: a worker that is behind sends full
-        batches (the deliver agents: fewer, fuller requests), also while its lead agent starts.
+        in the last one, ``BACKLOG_WINDOWS`` more at most (``streams.domain.reading.wait_again``):
+        a worker that is behind sends full batches (Meta's deliver agent: fewer, fuller requests),
+        also while its lead agent starts. TikTok's conversions reader applies the same rule.
         """
         buffer: list[EventT] = []
         last_offsets: dict[TP, int] = {}
@@ -472,10 +468,10 @@ class Stream(faust.Stream):
                     held, size = 0, 0
                     while (
                         backlog is not None
-                        and held < BACKLOG_WINDOWS
-                        and size < len(buffer) < max_
                         and not self.should_stop
-                        and len(buffer) + backlog(last_offsets) >= max_
+                        and reading.wait_again(
+                            held, size, len(buffer), max_, lambda: backlog(last_offsets)
+                        )
                     ):
                         held, size = held + 1, len(buffer)
                         await self.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]

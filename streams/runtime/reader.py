@@ -297,7 +297,7 @@ class ConversionsReader:
             left = deadline - time.monotonic()
             if left <= 0:
                 if not batch or not reading.wait_again(
-                    held, size_then, len(batch), self.batch_max, self._backlog()
+                    held, size_then, len(batch), self.batch_max, self._backlog
                 ):
                     break
                 held, size_then = held + 1, len(batch)

@@ -37,20 +37,29 @@ def test_a_revoked_partition_commits_nothing() -> None:
 
 
 def test_a_part_full_batch_waits_for_a_backlog_that_would_fill_it() -> None:
-    assert reading.wait_again(held=0, size_then=0, size=400, max_=1000, backlog=600)
-    assert not reading.wait_again(held=0, size_then=0, size=400, max_=1000, backlog=599)
+    assert reading.wait_again(held=0, size_then=0, size=400, max_=1000, backlog=lambda: 600)
+    assert not reading.wait_again(held=0, size_then=0, size=400, max_=1000, backlog=lambda: 599)
 
 
 def test_a_batch_waits_only_while_it_grows() -> None:
-    assert reading.wait_again(held=1, size_then=300, size=400, max_=1000, backlog=5000)
-    assert not reading.wait_again(held=1, size_then=400, size=400, max_=1000, backlog=5000)
+    assert reading.wait_again(held=1, size_then=300, size=400, max_=1000, backlog=lambda: 5000)
+    assert not reading.wait_again(held=1, size_then=400, size=400, max_=1000, backlog=lambda: 5000)
 
 
 def test_a_batch_waits_three_more_windows_at_most() -> None:
-    grows = [reading.wait_again(h, 100 * h, 100 * h + 50, 1000, 10_000) for h in range(5)]
+    grows = [reading.wait_again(h, 100 * h, 100 * h + 50, 1000, lambda: 10_000) for h in range(5)]
     assert grows == [True, True, True, False, False]
     assert reading.BACKLOG_WINDOWS == 3
 
 
 def test_a_full_batch_never_waits() -> None:
-    assert not reading.wait_again(held=0, size_then=0, size=1000, max_=1000, backlog=10_000)
+    assert not reading.wait_again(held=0, size_then=0, size=1000, max_=1000, backlog=lambda: 10_000)
+
+
+def test_the_backlog_is_asked_only_when_another_window_is_possible() -> None:
+    def backlog() -> int:
+        msg = "the backlog was asked"
+        raise AssertionError(msg)
+
+    assert not reading.wait_again(held=3, size_then=0, size=1, max_=1000, backlog=backlog)
+    assert not reading.wait_again(held=0, size_then=5, size=5, max_=1000, backlog=backlog)

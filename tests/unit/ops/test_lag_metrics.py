@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams.ops.lag import PartitionLag
 from streams.runtime.metrics import Metrics, stale_partitions
+from streams.runtime.worker import slowest
 
 
 def lag_series(metrics: Metrics) -> dict[str, set[tuple[str, str]]]:
@@ -60,3 +62,12 @@ def test_a_partition_assigned_again_is_exported_again() -> None:
     text = metrics.render().decode()
     assert 'leadstream_consumer_lag{partition="0",topic="t"} 7.0' in text
     assert 'leadstream_consumer_lag_seconds{partition="0",topic="t"} 3.0' in text
+
+
+def test_a_partition_read_by_two_groups_shows_the_slower_one() -> None:
+    """With Meta, Faust's fan-out and the conversions reader both read the conversions."""
+    fanout = PartitionLag("app", "conv", 0, 90, 100, 10, 2.0)
+    reader = PartitionLag("app-deliver", "conv", 0, 60, 100, 40, 9.0)
+    other = PartitionLag("app", "form", 0, 5, 5, 0, 0.0)
+    assert sorted(slowest([fanout, other, reader]), key=lambda r: r.topic) == [reader, other]
+    assert slowest([reader, fanout]) == [reader]
