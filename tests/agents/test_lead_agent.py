@@ -353,7 +353,7 @@ async def test_the_reader_s_records_are_delivered_and_recorded_in_the_ledger(bui
     assert built.sample("leadstream_core_outcomes_total", outcome="duplicate_delivery") == 1
 
 
-def test_tiktok_delivery_is_no_faust_agent(built: Built) -> None:
+async def test_tiktok_delivery_is_no_faust_agent(built: Built) -> None:
     """Faust hands the lead agent its inputs; the conversions are read outside it."""
     assert "deliver" not in built.worker.app.agents
     assert built.worker.reader.delivery is built.worker.delivery
