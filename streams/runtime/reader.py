@@ -234,8 +234,10 @@ class ConversionsReader:
     def _starts(self, numbers: set[int]) -> list[TopicPartition]:
         """Each owned partition's start (blocking): committed by the deliver group, else the app's.
 
-        The partitions owned are those whose number Faust assigned for the lead agent's topics
-        (modulo their count, should the conversions topic have been created with more).
+        The partitions owned are those whose number Faust assigned for the lead agent's topics,
+        modulo their count: a conversions topic created with more partitions is read in full,
+        so its extra partitions fail loudly (the ledger's changelog has no such partition)
+        instead of never being delivered.
         """
         consumer = self._client()
         metadata = consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)

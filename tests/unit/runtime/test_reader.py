@@ -282,7 +282,7 @@ async def test_records_taken_while_a_rebalance_began_are_not_delivered(
 async def test_a_partition_number_owns_the_conversions_partitions_of_that_number_modulo(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A conversions topic made with more partitions than the lead agent's is still all read."""
+    """A conversions topic made with more partitions than the lead agent's is read in full."""
     main = FakeConsumer({0: 1, 1: 1, 2: 1, 3: 1}, committed={0: 0, 1: 0, 2: 0, 3: 0})
     reader, delivery = build(monkeypatch, main)
     reader.assign({1})
