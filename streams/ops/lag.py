@@ -121,6 +121,21 @@ class LagProbe:
         self._consumer.close()
 
 
+def slowest(rows: list[PartitionLag]) -> list[PartitionLag]:
+    """Keep one row per partition, the one lagging most.
+
+    With Meta configured the conversions are read twice, by Faust's ``fanout_meta`` (the app's
+    group) and by the conversions reader (the deliver group): the partition's series shows the
+    slower of the two.
+    """
+    kept: dict[tuple[str, int], PartitionLag] = {}
+    for row in rows:
+        tp = (row.topic, row.partition)
+        if tp not in kept or row.lag > kept[tp].lag:
+            kept[tp] = row
+    return list(kept.values())
+
+
 def measure_lag(
     conn: KafkaConnection,
     group: str,

@@ -81,7 +81,7 @@ from collections.abc import (
     Generator,
     Mapping,
 )
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust import streams as faust_streams
@@ -374,10 +374,15 @@ class _Resumed:
                 return done.value
 
 
-def records_waiting(highwater: Callable[[TP], int | None], last_offsets: Mapping[TP, int]) -> int:
+_P = TypeVar("_P")  # a partition: Faust's TP, or confluent-kafka's TopicPartition
+
+
+def records_waiting(highwater: Callable[[_P], int | None], last_offsets: Mapping[_P, int]) -> int:
     """How many records the partitions hold after each one's ``last_offsets`` entry.
 
-    ``highwater`` is the consumer's last known end of a partition (aiokafka's, from its fetches).
+    ``highwater`` is the consumer's last known end of a partition (aiokafka's, from its fetches;
+    librdkafka's cached watermark for the conversions reader, whose partitions are
+    ``TopicPartition`` values).
     A partition it cannot tell (no longer assigned, or the consumer not started) counts 0: the
     figure is only a hint for :meth:`Stream.take_events`.
     """

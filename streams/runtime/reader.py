@@ -37,16 +37,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from streams.connection import KafkaConnection
 from streams.domain import reading
+from streams.errors import BrokerError
+from streams.ops.lag import committed_offsets
 from streams.runtime.delivery import Delivery
+from streams.runtime.faust_repairs import records_waiting
 
 logger = logging.getLogger(__name__)
 
 REVOKE_WAIT = 10.0  # seconds a rebalance waits for the batch in flight to finish and commit
 _STEP = 0.1  # longest single wait for records: assignment changes are noticed within it
-_MIN_CHUNK = 100  # records asked of librdkafka at once while a batch fills
 
 
 def _on_commit(err: Any, partitions: Any) -> None:
@@ -58,7 +61,7 @@ def _on_commit(err: Any, partitions: Any) -> None:
 class Message:
     """What :class:`Delivery` reads of a Faust message, from a librdkafka one."""
 
-    __slots__ = ("headers", "key", "offset", "partition", "topic", "tp", "value")
+    __slots__ = ("key", "offset", "partition", "topic", "value")
 
     def __init__(self, msg: Any) -> None:
         """Copy ``msg``'s coordinates, key and value."""
@@ -67,8 +70,6 @@ class Message:
         self.offset: int = msg.offset()
         self.key: bytes | None = msg.key()
         self.value: bytes | None = msg.value()
-        self.headers = msg.headers() or []
-        self.tp = (self.topic, self.partition)
 
 
 class Event:
@@ -197,7 +198,7 @@ class ConversionsReader:
             return
         try:
             starts = await self._call(self._starts, target)
-        except KafkaException as exc:
+        except (KafkaException, BrokerError) as exc:
             logger.warning("conversions: cannot read committed offsets, trying again: %s", exc)
             self._target = target if self._target is None else self._target
             await asyncio.sleep(1.0)
@@ -251,7 +252,7 @@ class ConversionsReader:
         own = {tp.partition: tp.offset for tp in consumer.committed(wanted, timeout=10)}
         legacy: dict[int, int] = {}
         if any(own.get(p, -1) < 0 for p in partitions):
-            legacy = self._app_group_offsets(wanted)
+            legacy = self._app_group_offsets()
         starts: list[TopicPartition] = []
         new: list[TopicPartition] = []
         for p in partitions:
@@ -271,15 +272,11 @@ class ConversionsReader:
         )
         return int(low)
 
-    def _app_group_offsets(self, wanted: list[TopicPartition]) -> dict[int, int]:
+    def _app_group_offsets(self) -> dict[int, int]:
         """Return the app group's committed offsets on the conversions (an older worker's)."""
-        probe = Consumer(
-            self.conn.librdkafka(**{"group.id": self.app_id, "enable.auto.commit": False})
-        )
-        try:
-            return {tp.partition: tp.offset for tp in probe.committed(wanted, timeout=10)}
-        finally:
-            probe.close()
+        admin = AdminClient(self.conn.librdkafka())
+        committed = committed_offsets(admin, self.app_id)
+        return {tp.partition: tp.offset for tp in committed if tp.topic == self.topic}
 
     def _assign_from(self, starts: list[TopicPartition]) -> None:
         self._client().assign(starts)
@@ -319,7 +316,7 @@ class ConversionsReader:
             return []
         messages = [first]
         while len(messages) < most:
-            more = consumer.consume(min(most - len(messages), max(_MIN_CHUNK, most)), 0)
+            more = consumer.consume(most - len(messages), 0)
             if not more:
                 break
             messages += more
@@ -340,21 +337,16 @@ class ConversionsReader:
 
     def _waiting_here(self) -> int:
         consumer = self._consumer
-        if consumer is None:
+        if consumer is None or not self.owned:
             return 0
-        waiting = 0
         try:
             positions = consumer.position([TopicPartition(self.topic, p) for p in self.owned])
         except KafkaException:
             return 0
-        for tp in positions:
-            if tp.offset < 0:
-                continue
-            with contextlib.suppress(KafkaException):
-                _low, high = consumer.get_watermark_offsets(tp, cached=True)
-                if high > tp.offset:
-                    waiting += high - tp.offset
-        return waiting
+        return records_waiting(
+            lambda tp: consumer.get_watermark_offsets(tp, cached=True)[1],
+            {tp: tp.offset - 1 for tp in positions if tp.offset >= 0},
+        )
 
     async def _commit(self, events: Sequence[Event]) -> None:
         """Commit the batch's offsets without waiting for the broker's answer.

@@ -17,7 +17,7 @@ from faust.types import EventT
 from streams.connection import check_connection
 from streams.domain.due import DueIndex
 from streams.errors import ConfigError, LeadstreamError
-from streams.ops.lag import LagProbe, PartitionLag
+from streams.ops.lag import LagProbe, slowest
 from streams.runtime import faust_sensor
 from streams.runtime.admin import ensure_topics
 from streams.runtime.agents import Agents
@@ -376,21 +376,6 @@ class Worker:
         worker = faust.Worker(self.app, loglevel=loglevel, quiet=True)
         freeze_startup_heap()
         worker.execute_from_commandline()
-
-
-def slowest(rows: list[PartitionLag]) -> list[PartitionLag]:
-    """Keep one row per partition, the one lagging most.
-
-    With Meta configured the conversions are read twice, by Faust's ``fanout_meta`` (the app's
-    group) and by the conversions reader (the deliver group): the partition's series shows the
-    slower of the two.
-    """
-    kept: dict[tuple[str, int], PartitionLag] = {}
-    for row in rows:
-        tp = (row.topic, row.partition)
-        if tp not in kept or row.lag > kept[tp].lag:
-            kept[tp] = row
-    return list(kept.values())
 
 
 def freeze_startup_heap() -> int:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.ops.lag import PartitionLag
+from streams.ops.lag import PartitionLag, slowest
 from streams.runtime.metrics import Metrics, stale_partitions
-from streams.runtime.worker import slowest
 
 
 def lag_series(metrics: Metrics) -> dict[str, set[tuple[str, str]]]:

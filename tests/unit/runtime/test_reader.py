@@ -127,14 +127,18 @@ def build(
     batch_max: int = 1000,
 ) -> tuple[ConversionsReader, FakeDelivery]:
     def consumer(conf: dict[str, Any]) -> FakeConsumer:
-        if conf["group.id"] == "app":
-            assert legacy is not None, "the app's group was asked though the deliver group had all"
-            return legacy
         assert conf["group.id"] == "app-deliver"
         assert conf["enable.auto.commit"] is False
         return main
 
+    def app_group_offsets(admin: Any, group: str) -> list[TopicPartition]:
+        assert group == "app"
+        assert legacy is not None, "the app's group was asked though the deliver group had all"
+        return [TopicPartition(TOPIC, p, o) for p, o in legacy.committed_offsets.items()]
+
     monkeypatch.setattr(reader_mod, "Consumer", consumer)
+    monkeypatch.setattr(reader_mod, "AdminClient", lambda conf: None)
+    monkeypatch.setattr(reader_mod, "committed_offsets", app_group_offsets)
     delivery = FakeDelivery()
     conn = SimpleNamespace(librdkafka=lambda **extra: dict(extra))
     reader = ConversionsReader(
