@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 WHEELS ?= .cache/wheels
 PYTEST_ARGS ?=
 
-.PHONY: venv kafka schemas test test-unit test-integration demo lint typecheck drills bench bench-smoke clean
+.PHONY: venv kafka schemas test test-unit test-integration demo lint typecheck drills bench bench-smoke bench-own clean
 
 # The pinned distributions (and the build backend) are downloaded into a wheelhouse first and
 # installed from it: tests/packaging installs the package without the [local] extra from it too.
@@ -53,6 +53,9 @@ bench: venv ## benchmarks on Apache Kafka + sandbox (~20 min on 2 cores): issue 
 
 bench-smoke: venv ## the same measurements at tiny sizes, one run each (< 3 min; CI): targets printed, never fail the run
 	$(BIN)/python -m benchmarks --smoke
+
+bench-own: venv ## Leadstream's own CPU per lead with no Faust and no Kafka (~30 s, no broker): the ceiling of the e2e ratio
+	$(BIN)/python -m benchmarks.own_work
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -20,6 +20,8 @@ and prints a table of medians with the ratios of 3 to each baseline, written to
 * :mod:`benchmarks.e2e` -- measurements 3, 4 and 6;
 * :mod:`benchmarks.state_memory` -- measurement 5;
 * :mod:`benchmarks.profile` -- optional py-spy profile of the worker during a saturation run;
+* :mod:`benchmarks.own_work` -- Leadstream's own CPU per lead with no Faust and no Kafka
+  (``make bench-own``, run on its own: the ceiling of the e2e ratio);
 * :mod:`benchmarks.report` -- medians, ratios, targets, the table and the JSON;
 * :mod:`benchmarks.runner` -- the command line and the order of the runs.
 """
