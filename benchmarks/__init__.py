@@ -9,6 +9,9 @@ the Events API sandbox:
 4. latency, status change produced -> request received by the sandbox, at a fixed rate;
 5. state memory per lead in the lead-context table;
 6. Events API requests per 1,000 events at saturation;
+7. two workers on 4 partitions against one (:mod:`benchmarks.scale`);
+8. Leadstream's own CPU per lead with no Faust and no Kafka (:mod:`benchmarks.own_work`), and the
+   e2e ratio's ceiling it sets: the no-op agent's CPU per record over it;
 
 and prints a table of medians with the ratios of 3 to each baseline, written to
 ``bench-results/bench.json`` with the machine's facts. Modules:
@@ -20,8 +23,7 @@ and prints a table of medians with the ratios of 3 to each baseline, written to
 * :mod:`benchmarks.e2e` -- measurements 3, 4 and 6;
 * :mod:`benchmarks.state_memory` -- measurement 5;
 * :mod:`benchmarks.profile` -- optional py-spy profile of the worker during a saturation run;
-* :mod:`benchmarks.own_work` -- Leadstream's own CPU per lead with no Faust and no Kafka
-  (``make bench-own``, run on its own: the ceiling of the e2e ratio);
+* :mod:`benchmarks.own_work` -- measurement 8, in a subprocess (``make bench-own`` runs it alone);
 * :mod:`benchmarks.report` -- medians, ratios, targets, the table and the JSON;
 * :mod:`benchmarks.runner` -- the command line and the order of the runs.
 """

@@ -37,8 +37,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("raw", "1", "raw loop: confluent-kafka consume + Avro decode", "rec/s"),
     Metric("noop", "2", "no-op Faust agent: take(1000, within=0.05) + count", "rec/s"),
     Metric("naive", "2", "naive Faust agent: lookup + await topic.send", "rec/s"),
+    Metric("noop_cpu", "2", "no-op Faust agent: CPU per record", "us"),
     Metric("e2e", "3", "Leadstream e2e, first -> last accepted", "ev/s"),
     Metric("e2e_ready", "3", "Leadstream e2e, worker ready -> all accepted", "ev/s"),
+    Metric("e2e_cpu", "3", "Leadstream e2e: the worker's CPU per lead", "us"),
     Metric(
         "records_per_lead",
         "3",
@@ -81,7 +83,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("scale_1", "7", "one worker on 4 partitions", "ev/s"),
     Metric("scale_2", "7", "two workers on 4 partitions", "ev/s"),
     Metric("scale_ratio", "7", "two workers / one worker (per run)", "x", fmt="{:.2f}"),
+    Metric("own", "8", "Leadstream's own CPU per lead, no Faust, no Kafka", "us"),
 )
+CEILING = "ceiling/noop"
+"""The e2e ratio's ceiling: the no-op agent's CPU per record / Leadstream's own CPU per lead."""
 
 RATIOS: tuple[tuple[str, str, str, Callable[[float], bool] | None], ...] = (
     ("raw", "3/1  e2e / raw loop", "", None),
@@ -229,6 +234,8 @@ def summarise(runs: dict[str, list[float]]) -> dict[str, Any]:
         for base, _label, _target, _meets in RATIOS:
             b = medians.get(base)
             ratios[f"{e2e_key}/{base}"] = e2e / b if e2e is not None and b else None
+    noop_cpu, own = medians.get("noop_cpu"), medians.get("own")
+    ratios[CEILING] = noop_cpu / own if noop_cpu is not None and own else None
     return {"medians": medians, "ratios": ratios}
 
 
@@ -274,6 +281,13 @@ def table(
     if ratio_lines:
         lines += ["", "ratios of the e2e median (first -> last) to each baseline median:"]
         lines += ratio_lines
+    ceiling = summary["ratios"].get(CEILING)
+    if ceiling is not None:
+        lines += [
+            "",
+            "the e2e / no-op ratio's ceiling if Faust and Kafka cost nothing (medians of 2 and 8):",
+            f"{'8':<2} {'no-op CPU per record / own CPU per lead':<50} {ceiling * 100:>9.1f} %",
+        ]
     if notes:
         lines += ["", "notes:"] + [f"  - {note}" for note in notes]
     return "\n".join(lines)

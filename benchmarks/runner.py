@@ -30,10 +30,11 @@ from benchmarks.common import BenchError, Contention, new_names, progress
 from streams.local.stack import LocalStack
 from streams.serde.avro import unframe
 
-MEASUREMENTS = ("raw", "noop", "naive", "e2e", "latency", "memory", "scale")
+MEASUREMENTS = ("raw", "noop", "naive", "e2e", "latency", "memory", "scale", "own")
 BUSY_PCT = 15.0
 """Other processes' CPU (percent of one core) above which a measurement is flagged."""
 PARTITIONS = 4
+OWN_LEADS_MAX = 10_000  # measurement 8's leads at most
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,9 @@ def run_all(cfg: Config, stack: LocalStack, got: Collected, workdir: Path) -> di
         if cfg.wants("scale"):
             progress(f"{tag} - 7 scaling: {cfg.leads:,} leads, one worker then two")
             got.attempt("scale", lambda: _scale(got, stack, encoder, cfg))
+        if cfg.wants("own"):
+            progress(f"{tag} - 8 own work: {own_leads(cfg):,} leads, no Faust, no Kafka")
+            got.attempt("own", lambda: _own(got, cfg))
 
     if cfg.wants("memory"):
         progress(f"5 state memory: {cfg.memory_leads:,} leads in a dict[bytes, bytes]")
@@ -371,6 +375,8 @@ def _baseline(
         timeout=120 + base.records / 500,
     )
     got.add(mode, result["records_per_s"])
+    if mode == "noop" and result.get("cpu_s") and result.get("records"):
+        got.add("noop_cpu", result["cpu_s"] / result["records"] * 1e6)
     got.detail(mode, result)
 
 
@@ -383,6 +389,9 @@ def _saturation(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: C
     got.add("requests_per_1000", result.requests_per_1000)
     got.add("records_per_lead", result.consumed["per_lead"])
     got.add("state_per_lead", result.state["bytes_per_lead"])
+    worker_pct = result.cpu_pct.get("worker")
+    if worker_pct is not None:  # its CPU from ready to the last event accepted, per lead
+        got.add("e2e_cpu", worker_pct / 100 * result.ready_to_all_s / result.leads * 1e6)
     got.detail("e2e", result.to_json())
 
 
@@ -413,6 +422,40 @@ def _latency(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: Conf
         got.add("latency_cold_p99", result.cold_start_ms["p99"])
     got.add("latency_requests_per_1000", result.requests_per_1000)
     got.detail("latency", result.to_json())
+
+
+def own_leads(cfg: Config) -> int:
+    """Leads of measurement 8: the e2e run's, 10,000 at most (its CPU per lead is flat by then)."""
+    return min(cfg.leads, OWN_LEADS_MAX)
+
+
+def _own(got: Collected, cfg: Config) -> None:
+    done = subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.own_work",
+            "--leads",
+            str(own_leads(cfg)),
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if done.returncode != 0:
+        msg = f"own work measurement failed ({done.returncode}):\n{done.stderr[-2500:]}"
+        raise BenchError(msg)
+    result: dict[str, Any] = json.loads(done.stdout)
+    progress(
+        f"  {result['total_us']:.0f} us of CPU per lead (form {result['form_us']:.0f}, status "
+        f"change {result['status_change_us']:.0f}, delivery {result['delivery_us']:.0f}): at most "
+        f"{result['ceiling_leads_per_core_s']:,.0f} leads per CPU-second"
+    )
+    got.add("own", result["total_us"])
+    got.detail("own", result)
 
 
 def _memory(got: Collected, cfg: Config) -> None:

@@ -54,3 +54,11 @@ def test_the_notes_call_the_first_delivery_late_only_when_it_was(first: float, l
     e2e_note = runner._notes(got)[0]
     assert f"first accepted event {first:.1f}s after ready of 42.0s".lower() in e2e_note.lower()
     assert ("starts late" in e2e_note) is late
+
+
+def test_the_own_work_runs_by_default_on_the_e2e_leads_up_to_ten_thousand() -> None:
+    assert "own" in runner.parse_args([]).only
+    assert runner.own_leads(runner.parse_args([])) == 10_000
+    smoke = runner.parse_args(["--smoke"])
+    assert runner.own_leads(smoke) == min(smoke.leads, 10_000)
+    assert runner.own_leads(runner.parse_args(["--leads", "300"])) == 300

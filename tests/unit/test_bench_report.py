@@ -46,3 +46,20 @@ def test_a_row_not_measured_says_so_instead_of_passing() -> None:
     lines = report.target_lines(summary(latency_p99=151), BROKER, 1000)
     assert lines[3].endswith("MISSED")
     assert sum(line.endswith("not measured") for line in lines) == 5
+
+
+def test_the_ceiling_is_the_no_op_cpu_per_record_over_the_own_cpu_per_lead_and_is_printed() -> None:
+    runs = {"noop_cpu": [130.0, 124.0, 152.0], "own": [487.0, 634.0, 473.0]}
+    result = report.summarise(runs)
+    assert result["ratios"][report.CEILING] == 130.0 / 487.0
+    text = report.table(runs, result, "title", [])
+    [line] = [ln for ln in text.splitlines() if "no-op CPU per record / own CPU per lead" in ln]
+    assert line.startswith("8 ")
+    assert line.endswith("26.7 %")
+    assert "us" in next(ln for ln in text.splitlines() if "no Faust, no Kafka" in ln)
+
+
+def test_no_ceiling_without_both_figures() -> None:
+    result = report.summarise({"own": [500.0]})
+    assert result["ratios"][report.CEILING] is None
+    assert "ceiling" not in report.table({"own": [500.0]}, result, "title", [])
