@@ -1,8 +1,8 @@
 """Leadstream's own CPU per lead, with no Faust and no Kafka: the ceiling of issue 15's e2e ratio.
 
-``python -m benchmarks.own_work --leads N --repeat R`` prints one JSON object. It runs the code
-a worker runs per lead, on the records the e2e benchmark produces, with everything around it taken
-away:
+``python -m benchmarks.own_work --leads N --repeat R`` prints one JSON object on one line (the
+harness reads it; pipe it to ``python -m json.tool`` to read it). It runs the code a worker runs
+per lead, on the records the e2e benchmark produces, with everything around it taken away:
 
 * the lead agent's batch code (``Agents._lead_batch``: decode, hashing, the pure core, the lead
   state's JSON, the conversion's Avro, the identity claims) on batches of 500 form submits, then
@@ -182,14 +182,14 @@ def measure(leads: int, repeat: int) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the measurement as one JSON object."""
+    """Print the measurement as one JSON object, on one line."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.own_work", description=__doc__)
     parser.add_argument("--leads", type=int, default=10_000, help="leads per run (10,000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs, each a fresh worker (3)")
     args = parser.parse_args(argv)
     if args.leads < 1 or args.repeat < 1:
         parser.error("--leads and --repeat must be at least 1")
-    print(json.dumps(measure(args.leads, args.repeat), indent=1))
+    print(json.dumps(measure(args.leads, args.repeat)))
     return 0
 
 

@@ -276,20 +276,29 @@ def prepare_baselines(stack: LocalStack, encoder: data.Encoder, cfg: Config) -> 
     )
 
 
-def run_state_memory(leads: int) -> dict[str, Any]:
-    """Run :mod:`benchmarks.state_memory` in a subprocess and return its JSON."""
+def run_json_module(what: str, module: str, *args: str) -> dict[str, Any]:
+    """Run ``python -m module args`` in a subprocess; return the JSON of its last line of output.
+
+    A measurement in a process of its own never shares a heap with the harness (the sandbox
+    thread, the next run).
+    """
     done = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "benchmarks.state_memory", "--leads", str(leads)],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
     if done.returncode != 0:
-        msg = f"state memory measurement failed ({done.returncode}):\n{done.stderr[-2500:]}"
+        msg = f"{what} measurement failed ({done.returncode}):\n{done.stderr[-2500:]}"
         raise BenchError(msg)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def run_state_memory(leads: int) -> dict[str, Any]:
+    """Run :mod:`benchmarks.state_memory` in a subprocess and return its JSON."""
+    return run_json_module("state memory", "benchmarks.state_memory", "--leads", str(leads))
 
 
 def run_all(cfg: Config, stack: LocalStack, got: Collected, workdir: Path) -> dict[str, Any]:
@@ -430,25 +439,9 @@ def own_leads(cfg: Config) -> int:
 
 
 def _own(got: Collected, cfg: Config) -> None:
-    done = subprocess.run(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.own_work",
-            "--leads",
-            str(own_leads(cfg)),
-            "--repeat",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    result = run_json_module(
+        "own work", "benchmarks.own_work", "--leads", str(own_leads(cfg)), "--repeat", "1"
     )
-    if done.returncode != 0:
-        msg = f"own work measurement failed ({done.returncode}):\n{done.stderr[-2500:]}"
-        raise BenchError(msg)
-    result: dict[str, Any] = json.loads(done.stdout)
     progress(
         f"  {result['total_us']:.0f} us of CPU per lead (form {result['form_us']:.0f}, status "
         f"change {result['status_change_us']:.0f}, delivery {result['delivery_us']:.0f}): at most "
