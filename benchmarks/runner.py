@@ -434,7 +434,7 @@ def _latency(got: Collected, stack: LocalStack, encoder: data.Encoder, cfg: Conf
 
 
 def own_leads(cfg: Config) -> int:
-    """Leads of measurement 8: the e2e run's, 10,000 at most (its CPU per lead is flat by then)."""
+    """Leads of measurement 8: the e2e run's, 10,000 at most (5-10 s of CPU per run)."""
     return min(cfg.leads, OWN_LEADS_MAX)
 
 
