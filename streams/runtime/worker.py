@@ -334,7 +334,8 @@ class Worker:
         assignment are dropped first, also when the probe fails, so a revoked partition never
         shows a frozen lag.
         """
-        assigned = self._assigned()
+        faust_tps, reader_tps = self._faust_assigned(), self._reader_assigned()
+        assigned = faust_tps | reader_tps
         self.keep_lag(assigned)
         if not assigned:
             return
@@ -343,7 +344,6 @@ class Worker:
             self._probe = LagProbe(self.conn, self.settings.app_id, confirm_end_offsets=confirm)
         if self._reader_probe is None:
             self._reader_probe = LagProbe(self.conn, self.reader.group, confirm_end_offsets=confirm)
-        faust_tps, reader_tps = self._faust_assigned(), self._reader_assigned()
         try:
             rows = await asyncio.to_thread(
                 self._probe.measure, sorted({topic for topic, _ in faust_tps}), faust_tps
